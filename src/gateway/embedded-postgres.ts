@@ -207,4 +207,3 @@ export async function cloneCluster(from: string, to: string): Promise<void> {
     await execFileAsync('chown', ['-R', `${runAs.uid}:${runAs.gid}`, to]);
   }
 }
-

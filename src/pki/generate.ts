@@ -48,7 +48,12 @@ function keyAlgorithm(type: KeyType): RsaHashedKeyGenParams | EcKeyGenParams {
       return { name: 'ECDSA', namedCurve: 'P-384' };
     default: {
       const bits = Number(type.slice(4));
-      return { name: 'RSASSA-PKCS1-v1_5', modulusLength: bits, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' };
+      return {
+        name: 'RSASSA-PKCS1-v1_5',
+        modulusLength: bits,
+        publicExponent: new Uint8Array([1, 0, 1]),
+        hash: 'SHA-256',
+      };
     }
   }
 }
@@ -58,7 +63,10 @@ function signingAlgorithm(key: CryptoKey): Algorithm | EcdsaParams {
   const alg = key.algorithm as EcKeyAlgorithm | RsaHashedKeyAlgorithm;
   if (alg.name === 'ECDSA') {
     const curve = (alg as EcKeyAlgorithm).namedCurve;
-    return { name: 'ECDSA', hash: curve === 'P-384' ? 'SHA-384' : curve === 'P-521' ? 'SHA-512' : 'SHA-256' } as EcdsaParams;
+    return {
+      name: 'ECDSA',
+      hash: curve === 'P-384' ? 'SHA-384' : curve === 'P-521' ? 'SHA-512' : 'SHA-256',
+    } as EcdsaParams;
   }
   return { name: alg.name, hash: 'SHA-256' } as Algorithm;
 }

@@ -3,7 +3,13 @@
  * Layouts: https://www.postgresql.org/docs/current/protocol-message-formats.html
  * Behaviour mirrors ProcessStartupPacket() in src/backend/tcop/backend_startup.c (PostgreSQL 17/18).
  */
-import { LATEST_PROTOCOL, MAX_CANCEL_KEY_LENGTH, MAX_STARTUP_PACKET_LENGTH, RequestCode, SqlState } from './constants.js';
+import {
+  LATEST_PROTOCOL,
+  MAX_CANCEL_KEY_LENGTH,
+  MAX_STARTUP_PACKET_LENGTH,
+  RequestCode,
+  SqlState,
+} from './constants.js';
 import type { WireError } from './error-response.js';
 
 export type InitialPacket =
@@ -44,7 +50,8 @@ export function decodeInitialPacket(buf: Buffer): InitialDecode {
       return { status: 'packet', packet: { kind: 'GSSENCRequest' }, consumed: length };
     case RequestCode.CancelRequest: {
       // Int32 pid · Byte[n] secret key: 4 bytes before protocol 3.2, up to 256 bytes since (PostgreSQL 18).
-      if (body.length < 8 || body.length > 4 + MAX_CANCEL_KEY_LENGTH) return invalid('invalid length of startup packet');
+      if (body.length < 8 || body.length > 4 + MAX_CANCEL_KEY_LENGTH)
+        return invalid('invalid length of startup packet');
       return {
         status: 'packet',
         packet: { kind: 'CancelRequest', pid: body.readInt32BE(0), key: Buffer.from(body.subarray(4)) },
@@ -57,7 +64,11 @@ export function decodeInitialPacket(buf: Buffer): InitialDecode {
 }
 
 function invalid(message: string): InitialDecode {
-  return { status: 'invalid', reason: message, error: { severity: 'FATAL', code: SqlState.ProtocolViolation, message } };
+  return {
+    status: 'invalid',
+    reason: message,
+    error: { severity: 'FATAL', code: SqlState.ProtocolViolation, message },
+  };
 }
 
 /** The FATAL PostgreSQL sends for a protocol major version other than 3 (also for a repeated SSLRequest). */

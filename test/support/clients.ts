@@ -67,5 +67,8 @@ export function psql(
 
 /** `openssl s_client -starttls postgres` (or direct TLS with -alpn) against host:port, closing after the handshake. */
 export function sClient(port: number, args: readonly string[], host = '127.0.0.1'): Promise<RunResult> {
-  return run('openssl', ['s_client', '-connect', `${host}:${port}`, '-brief', ...args], { input: '', timeoutMs: 15_000 });
+  return run('openssl', ['s_client', '-connect', `${host}:${port}`, '-brief', ...args], {
+    input: '',
+    timeoutMs: 15_000,
+  });
 }

@@ -65,7 +65,11 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
   const dataDir = join(base, 'data');
   await cloneCluster(await template(), dataDir);
   for (const [name, content] of Object.entries(opts.files ?? {})) await installClusterFile(dataDir, name, content);
-  const hba = opts.hba ?? ['local all all trust', 'host all all 127.0.0.1/32 scram-sha-256', 'host all all ::1/128 scram-sha-256'];
+  const hba = opts.hba ?? [
+    'local all all trust',
+    'host all all 127.0.0.1/32 scram-sha-256',
+    'host all all ::1/128 scram-sha-256',
+  ];
   await installClusterFile(dataDir, 'pg_hba.conf', `${hba.join('\n')}\n`);
   const port = await freePort();
   const cluster = await startCluster({ dataDir, port, ...(opts.settings ? { settings: opts.settings } : {}) });
