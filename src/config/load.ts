@@ -1,0 +1,177 @@
+/**
+ * Build the gateway's configuration once, loudly, then freeze it (conventions §6).
+ * Precedence: command-line flag > config file > environment (PGTLS_<KEY>) > default.
+ * Paths in the file are relative to the file; paths from flags/env/defaults are relative to the working directory.
+ */
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { PgtlsError } from '../errors.js';
+import { type ConfEntry, readConfFile } from './conf-file.js';
+import {
+  ALIASES,
+  type ConfigKey,
+  type Parsed,
+  SCHEMA,
+  type SslMode,
+  type TlsVersionName,
+  isConfigKey,
+  parseValue,
+} from './schema.js';
+
+export const ERR_CONFIG_UNKNOWN_KEY = 'PGTLS_ERR_CONFIG_UNKNOWN_KEY';
+export const ERR_CONFIG_VALUE = 'PGTLS_ERR_CONFIG_VALUE';
+export const ERR_CONFIG_CONFLICT = 'PGTLS_ERR_CONFIG_CONFLICT';
+
+export interface GatewayConfig {
+  readonly listen_addresses: string;
+  readonly port: number;
+  readonly ssl: boolean;
+  readonly ssl_cert_file: string;
+  readonly ssl_key_file: string;
+  readonly ssl_ca_file: string;
+  readonly ssl_crl_file: string;
+  readonly ssl_crl_dir: string;
+  readonly ssl_ciphers: string;
+  readonly ssl_tls13_ciphers: string;
+  readonly ssl_groups: string;
+  readonly ssl_prefer_server_ciphers: boolean;
+  readonly ssl_min_protocol_version: TlsVersionName;
+  readonly ssl_max_protocol_version: TlsVersionName | '';
+  readonly ssl_dh_params_file: string;
+  readonly ssl_passphrase_command: string;
+  readonly ssl_passphrase_command_supports_reload: boolean;
+  readonly require_secure_transport: boolean;
+  readonly hba_file: string;
+  readonly ident_file: string;
+  readonly upstream: string;
+  readonly upstream_sslmode: SslMode;
+  readonly upstream_sslrootcert: string;
+  readonly upstream_sslcert: string;
+  readonly upstream_sslkey: string;
+  readonly error_style: 'postgres' | 'azure';
+  /** Milliseconds. */
+  readonly authentication_timeout: number;
+  /** Milliseconds. */
+  readonly shutdown_timeout: number;
+  readonly data_directory: string;
+  readonly log_connections: boolean;
+  /** Where each value came from ("pgtls.conf:12", "--port", "PGTLS_PORT", "default"). */
+  readonly sources: Readonly<Record<ConfigKey, string>>;
+  /** The config file, if one was given (reload re-reads it). */
+  readonly config_file: string;
+}
+
+export interface ConfigInput {
+  readonly file?: string | undefined;
+  /** key → raw value, from the command line (`--port 6432`, `-c port=6432`). */
+  readonly flags?: Readonly<Record<string, string>>;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+}
+
+interface Raw {
+  value: string;
+  source: string;
+  baseDir: string;
+  file?: string;
+  line?: number;
+}
+
+function canonical(name: string): string {
+  const n = name.toLowerCase();
+  return ALIASES[n] ?? n;
+}
+
+export function loadConfig(input: ConfigInput): GatewayConfig {
+  const cwd = input.cwd ?? process.cwd();
+  const raw = new Map<ConfigKey, Raw>();
+  for (const key of Object.keys(SCHEMA) as ConfigKey[]) {
+    raw.set(key, { value: SCHEMA[key].default, source: 'default', baseDir: cwd });
+  }
+  const env = input.env ?? {};
+  for (const key of Object.keys(SCHEMA) as ConfigKey[]) {
+    const v = env[`PGTLS_${key.toUpperCase()}`];
+    if (v !== undefined) raw.set(key, { value: v, source: `PGTLS_${key.toUpperCase()}`, baseDir: cwd });
+  }
+  const configFile = input.file ? resolve(cwd, input.file) : '';
+  if (configFile) {
+    const entries: ConfEntry[] = readConfFile(configFile);
+    for (const e of entries) {
+      const key = canonical(e.name);
+      if (!isConfigKey(key)) {
+        throw new PgtlsError(
+          ERR_CONFIG_UNKNOWN_KEY,
+          `unrecognized configuration parameter "${e.name}" in file "${e.file}" line ${e.line}`,
+          {
+            details: {
+              file: e.file,
+              line: e.line,
+              key: e.name,
+              hint: 'Run `pgtls serve --help` for the list of parameters.',
+            },
+          },
+        );
+      }
+      raw.set(key, {
+        value: e.value,
+        source: `${e.file}:${e.line}`,
+        baseDir: dirname(e.file),
+        file: e.file,
+        line: e.line,
+      });
+    }
+  }
+  for (const [name, value] of Object.entries(input.flags ?? {})) {
+    const key = canonical(name.replace(/-/g, '_'));
+    if (!isConfigKey(key)) {
+      throw new PgtlsError(ERR_CONFIG_UNKNOWN_KEY, `unrecognized configuration parameter "${name}"`, {
+        details: { key: name, hint: 'Run `pgtls serve --help` for the list of parameters.' },
+      });
+    }
+    raw.set(key, { value, source: `--${key.replace(/_/g, '-')}`, baseDir: cwd });
+  }
+
+  const values: Record<string, Parsed> = {};
+  const sources: Record<string, string> = {};
+  for (const [key, r] of raw) {
+    const parsed = parseValue(key, r.value);
+    if (!parsed.ok) {
+      const where = r.file
+        ? ` in file "${r.file}" line ${r.line}`
+        : r.source === 'default'
+          ? ''
+          : ` (from ${r.source})`;
+      throw new PgtlsError(ERR_CONFIG_VALUE, `${parsed.message}${where}`, {
+        details: { key, source: r.source, ...(parsed.hint ? { hint: parsed.hint } : {}) },
+      });
+    }
+    let value = parsed.value;
+    if (SCHEMA[key].kind.type === 'path' && typeof value === 'string' && value !== '' && !isAbsolute(value)) {
+      value = resolve(r.baseDir, value);
+    }
+    values[key] = value;
+    sources[key] = r.source;
+  }
+  const config = { ...values, sources: Object.freeze(sources), config_file: configFile } as unknown as GatewayConfig;
+  checkConflicts(config);
+  return Object.freeze(config);
+}
+
+function checkConflicts(c: GatewayConfig): void {
+  if (!c.ssl && c.require_secure_transport) {
+    throw new PgtlsError(ERR_CONFIG_CONFLICT, 'ssl = off cannot be combined with require_secure_transport = on', {
+      details: {
+        hint: 'TLS can be turned off only for development: set require_secure_transport = off as well.',
+        ssl: c.sources.ssl,
+        require_secure_transport: c.sources.require_secure_transport,
+      },
+    });
+  }
+  if (c.upstream !== '' && !/^postgres(ql)?:\/\//.test(c.upstream)) {
+    throw new PgtlsError(ERR_CONFIG_VALUE, `invalid value for parameter "upstream": "${c.upstream}"`, {
+      details: {
+        hint: "Use a URI such as 'postgres://db.internal:5432' (or 'postgres://%2Fvar%2Frun%2Fpostgresql:5432' for a Unix socket).",
+        source: c.sources.upstream,
+      },
+    });
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The gateway's configuration contract (../shared/design.md): one table of keys with their type and default, the
+ * same ssl_* names and defaults as PostgreSQL 18 so existing postgresql.conf lines carry over.
+ */
+import { parsePgBool } from '../protocol/startup.js';
+
+export const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
+export type TlsVersionName = (typeof TLS_VERSIONS)[number];
+export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+export type SslMode = (typeof SSL_MODES)[number];
+
+type Kind =
+  | { type: 'string' }
+  | { type: 'path' }
+  | { type: 'bool' }
+  | { type: 'int'; min: number; max: number }
+  | { type: 'enum'; values: readonly string[]; allowEmpty?: boolean }
+  /** Milliseconds; a bare number is in `unit` (PostgreSQL's GUC_UNIT_S / _MS). */
+  | { type: 'duration'; unit: 'ms' | 's'; minMs: number; maxMs: number };
+
+interface KeySpec {
+  readonly kind: Kind;
+  readonly default: string;
+  readonly help: string;
+}
+
+export const SCHEMA = {
+  listen_addresses: { kind: { type: 'string' }, default: 'localhost', help: "addresses to listen on ('*' = all)" },
+  port: { kind: { type: 'int', min: 0, max: 65535 }, default: '6432', help: 'TCP port (0: any free port)' },
+  ssl: { kind: { type: 'bool' }, default: 'on', help: 'offer TLS (off only for development)' },
+  ssl_cert_file: { kind: { type: 'path' }, default: '', help: 'server chain: leaf first, then intermediates' },
+  ssl_key_file: { kind: { type: 'path' }, default: '', help: 'private key (0600, or 0640 owned by root)' },
+  ssl_ca_file: { kind: { type: 'path' }, default: '', help: 'CAs trusted for client certificates' },
+  ssl_crl_file: { kind: { type: 'path' }, default: '', help: 'revoked client certificates' },
+  ssl_crl_dir: { kind: { type: 'path' }, default: '', help: 'hashed CRL directory, read at connection time' },
+  ssl_ciphers: { kind: { type: 'string' }, default: 'HIGH:MEDIUM:+3DES:!aNULL', help: 'TLS ≤ 1.2 suites (OpenSSL)' },
+  ssl_tls13_ciphers: { kind: { type: 'string' }, default: '', help: 'TLS 1.3 suites (empty: OpenSSL default)' },
+  ssl_groups: { kind: { type: 'string' }, default: 'X25519:prime256v1', help: 'key-exchange groups' },
+  ssl_prefer_server_ciphers: { kind: { type: 'bool' }, default: 'on', help: "server's cipher order wins" },
+  ssl_min_protocol_version: {
+    kind: { type: 'enum', values: TLS_VERSIONS },
+    default: 'TLSv1.2',
+    help: 'lowest TLS version',
+  },
+  ssl_max_protocol_version: {
+    kind: { type: 'enum', values: TLS_VERSIONS, allowEmpty: true },
+    default: '',
+    help: 'highest TLS version (empty: no limit)',
+  },
+  ssl_dh_params_file: { kind: { type: 'path' }, default: '', help: 'DH parameters for DHE suites' },
+  ssl_passphrase_command: { kind: { type: 'string' }, default: '', help: 'command printing the key passphrase' },
+  ssl_passphrase_command_supports_reload: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'run the passphrase command on reload too',
+  },
+  require_secure_transport: { kind: { type: 'bool' }, default: 'on', help: 'refuse every plaintext session' },
+  hba_file: { kind: { type: 'path' }, default: '', help: 'pg_hba.conf (default: hostssl all all all trust)' },
+  ident_file: { kind: { type: 'path' }, default: '', help: 'pg_ident.conf user name maps' },
+  upstream: { kind: { type: 'string' }, default: '', help: 'postgres://host:port of the backend (empty: embedded)' },
+  upstream_sslmode: { kind: { type: 'enum', values: SSL_MODES }, default: 'prefer', help: 'TLS to the backend' },
+  upstream_sslrootcert: { kind: { type: 'path' }, default: '', help: "root CA for the backend's certificate" },
+  upstream_sslcert: { kind: { type: 'path' }, default: '', help: "the gateway's client certificate" },
+  upstream_sslkey: { kind: { type: 'path' }, default: '', help: "the gateway's client key" },
+  error_style: { kind: { type: 'enum', values: ['postgres', 'azure'] }, default: 'postgres', help: 'refusal texts' },
+  authentication_timeout: {
+    kind: { type: 'duration', unit: 's', minMs: 1000, maxMs: 600_000 },
+    default: '60s',
+    help: 'negotiation + handshake + startup + authentication',
+  },
+  shutdown_timeout: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 86_400_000 },
+    default: '30s',
+    help: 'on SIGTERM, how long sessions may finish',
+  },
+  data_directory: { kind: { type: 'path' }, default: './pgtls-data', help: 'generated CA/certs, embedded cluster' },
+  log_connections: { kind: { type: 'bool' }, default: 'on', help: 'one JSON line per connection' },
+} as const satisfies Record<string, KeySpec>;
+
+export type ConfigKey = keyof typeof SCHEMA;
+
+/** Other spellings PostgreSQL accepts for the same setting. */
+export const ALIASES: Readonly<Record<string, ConfigKey>> = { ssl_ecdh_curve: 'ssl_groups' };
+
+export function isConfigKey(name: string): name is ConfigKey {
+  return Object.hasOwn(SCHEMA, name);
+}
+
+/** Parse a duration like PostgreSQL: an integer with an optional unit (us, ms, s, min, h, d). */
+export function parseDuration(value: string, unit: 'ms' | 's'): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$/.exec(value);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const factor: Record<string, number> = { us: 0.001, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
+  return Math.round(n * factor[m[2] ?? unit]!);
+}
+
+export type Parsed = string | number | boolean;
+
+/** Check one value against its key's kind; returns the typed value, or PostgreSQL's message and hint. */
+export function parseValue(
+  key: ConfigKey,
+  raw: string,
+): { ok: true; value: Parsed } | { ok: false; message: string; hint?: string } {
+  const kind: Kind = SCHEMA[key].kind;
+  const bad = (hint?: string) => ({
+    ok: false as const,
+    message: `invalid value for parameter "${key}": "${raw}"`,
+    ...(hint ? { hint } : {}),
+  });
+  switch (kind.type) {
+    case 'string':
+    case 'path':
+      return { ok: true, value: raw };
+    case 'bool': {
+      const b = parsePgBool(raw);
+      return b === undefined
+        ? { ok: false, message: `parameter "${key}" requires a Boolean value` }
+        : { ok: true, value: b };
+    }
+    case 'int': {
+      if (!/^\s*\d+\s*$/.test(raw)) return bad();
+      const n = Number(raw);
+      if (n < kind.min || n > kind.max) {
+        return {
+          ok: false,
+          message: `${n} is outside the valid range for parameter "${key}" (${kind.min} .. ${kind.max})`,
+        };
+      }
+      return { ok: true, value: n };
+    }
+    case 'enum': {
+      if (raw === '' && kind.allowEmpty) return { ok: true, value: '' };
+      // PostgreSQL matches enum values case-insensitively and stores its own spelling.
+      const found = kind.values.find((v) => v.toLowerCase() === raw.toLowerCase());
+      return found === undefined ? bad(`Available values: ${kind.values.join(', ')}.`) : { ok: true, value: found };
+    }
+    case 'duration': {
+      const ms = parseDuration(raw, kind.unit);
+      if (ms === undefined) return bad('Valid units for this parameter are "us", "ms", "s", "min", "h", and "d".');
+      if (ms < kind.minMs || ms > kind.maxMs) {
+        const u = kind.unit === 's' ? 1000 : 1;
+        return {
+          ok: false,
+          message: `${ms / u} ${kind.unit} is outside the valid range for parameter "${key}" (${kind.minMs / u} ${kind.unit} .. ${kind.maxMs / u} ${kind.unit})`,
+        };
+      }
+      return { ok: true, value: ms };
+    }
+  }
+}

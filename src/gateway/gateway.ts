@@ -1,0 +1,276 @@
+import { lookup } from 'node:dns/promises';
+/**
+ * The gateway: listeners, the state in force (config, hba, ident, TLS, upstream), reload and shutdown.
+ * Reload builds a complete new state first and swaps it only when every part loaded; on any error the old state
+ * stays in force. Established sessions are never touched by a reload: each connection read the state it needed.
+ */
+import { EventEmitter } from 'node:events';
+import { type Server, type Socket, createServer } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type ConfigInput, type GatewayConfig, loadConfig } from '../config/load.js';
+import { PgtlsError } from '../errors.js';
+import { type HbaLine, readHbaFile } from '../hba/hba.js';
+import { parseHba } from '../hba/hba.js';
+import { type IdentLine, readIdentFile } from '../hba/ident.js';
+import { hbaError, tokenizeAuthText } from '../hba/tokenize.js';
+import { type TlsMaterial, TlsStore, loadTlsMaterial } from '../tls/context.js';
+import { handleConnection } from './connection.js';
+import { ensureLocalCa } from './local-ca.js';
+import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
+import { type UpstreamTarget, parseUpstreamUrl, sendCancel } from './upstream.js';
+
+export const ERR_LISTEN = 'PGTLS_ERR_LISTEN';
+
+interface State {
+  readonly config: GatewayConfig;
+  readonly hba: readonly HbaLine[];
+  readonly ident: readonly IdentLine[];
+  readonly material: TlsMaterial | undefined;
+  readonly upstream: UpstreamTarget;
+}
+
+/** Settings that need a restart, as PostgreSQL's PGC_POSTMASTER parameters do. */
+const RESTART_ONLY = ['listen_addresses', 'port', 'data_directory', 'ssl'] as const;
+
+export interface GatewayOptions {
+  /** The upstream to use when the config has none (the embedded cluster). */
+  readonly defaultUpstream?: { host: string; port: number };
+}
+
+/** Built-in rules when no hba_file is given: TLS for everyone (or anything, when TLS is not required). */
+function builtinHba(config: GatewayConfig): HbaLine[] {
+  const text = config.require_secure_transport ? 'hostssl all all all trust\n' : 'host all all all trust\n';
+  return parseHba(tokenizeAuthText(text, '(built-in pg_hba.conf)'));
+}
+
+async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: State): Promise<State> {
+  let config = loadConfig(input);
+  if (config.ssl && (config.ssl_cert_file === '' || config.ssl_key_file === '')) {
+    if (config.ssl_cert_file !== config.ssl_key_file && (config.ssl_cert_file === '' || config.ssl_key_file === '')) {
+      throw new PgtlsError('PGTLS_ERR_CONFIG_CONFLICT', 'ssl_cert_file and ssl_key_file must be set together', {
+        details: { hint: 'Set both, or neither to use the generated local CA under data_directory.' },
+      });
+    }
+    const local = await ensureLocalCa(config.data_directory);
+    config = Object.freeze({ ...config, ssl_cert_file: local.serverCert, ssl_key_file: local.serverKey });
+  }
+  const material = config.ssl
+    ? loadTlsMaterial(config, {
+        isReload: previous !== undefined,
+        ...(previous?.material ? { previous: previous.material } : {}),
+      })
+    : undefined;
+  const hba = config.hba_file ? readHbaFile(config.hba_file) : builtinHba(config);
+  for (const line of hba) {
+    if (line.clientcert !== 'off' && !material?.requestCert) {
+      throw hbaError(
+        'client certificates can only be checked if a root certificate store is available',
+        line.file,
+        line.line,
+        'Make sure the configuration parameter "ssl_ca_file" is set.',
+      );
+    }
+  }
+  const ident = config.ident_file ? readIdentFile(config.ident_file) : [];
+  const up = config.upstream ? parseUpstreamUrl(config.upstream) : opts.defaultUpstream;
+  if (!up) {
+    throw new PgtlsError('PGTLS_ERR_CONFIG_VALUE', 'no upstream configured', {
+      details: { hint: "Set upstream = 'postgres://host:port', or run without one to start the embedded PostgreSQL." },
+    });
+  }
+  const upstream: UpstreamTarget = {
+    ...up,
+    sslmode: config.upstream ? config.upstream_sslmode : 'disable',
+    sslrootcert: config.upstream_sslrootcert,
+    sslcert: config.upstream_sslcert,
+    sslkey: config.upstream_sslkey,
+  };
+  return { config, hba, ident, material, upstream };
+}
+
+export class Gateway extends EventEmitter implements GatewayRuntime {
+  #state: State;
+  #tls: TlsStore;
+  #servers: Server[] = [];
+  #sockets = new Set<Socket>();
+  #sessions = new Set<{ client: Duplex; backend: Duplex }>();
+  #cancelKeys = new Map<string, number>();
+  #shuttingDown = false;
+  readonly #input: ConfigInput;
+  readonly #opts: GatewayOptions;
+
+  private constructor(state: State, input: ConfigInput, opts: GatewayOptions) {
+    super();
+    this.#state = state;
+    this.#input = input;
+    this.#opts = opts;
+    // With ssl = off there is no material; a store is still needed by the type, never used for handshakes.
+    this.#tls = new TlsStore(state.material as TlsMaterial);
+  }
+
+  /** Load and check everything, then listen. Throws PgtlsError (naming the file/line/key) on any problem. */
+  static async start(input: ConfigInput, opts: GatewayOptions = {}): Promise<Gateway> {
+    const state = await buildState(input, opts);
+    const gw = new Gateway(state, input, opts);
+    await gw.#listen();
+    return gw;
+  }
+
+  get config(): GatewayConfig {
+    return this.#state.config;
+  }
+  get hba(): readonly HbaLine[] {
+    return this.#state.hba;
+  }
+  get ident(): readonly IdentLine[] {
+    return this.#state.ident;
+  }
+  get tls(): TlsStore {
+    return this.#tls;
+  }
+  get upstream(): UpstreamTarget {
+    return this.#state.upstream;
+  }
+  get shuttingDown(): boolean {
+    return this.#shuttingDown;
+  }
+
+  /** Addresses actually listened on (port resolved when 0 was configured). */
+  addresses(): { host: string; port: number }[] {
+    return this.#servers.map((s) => {
+      const a = s.address() as { address: string; port: number };
+      return { host: a.address, port: a.port };
+    });
+  }
+
+  get port(): number {
+    return this.addresses()[0]?.port ?? 0;
+  }
+
+  async #listen(): Promise<void> {
+    const c = this.#state.config;
+    const hosts = await listenHosts(c.listen_addresses);
+    let port = c.port;
+    for (const host of hosts) {
+      const server = createServer({ noDelay: true }, (sock) => this.#accept(sock));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err) =>
+          reject(new PgtlsError(ERR_LISTEN, `could not listen on ${host}:${port}: ${err.message}`, { cause: err })),
+        );
+        server.listen({ host, port, ipv6Only: host.includes(':') }, () => resolve());
+      });
+      // With port 0 every address shares the port the first one got.
+      port = (server.address() as { port: number }).port;
+      this.#servers.push(server);
+    }
+  }
+
+  #accept(sock: Socket): void {
+    this.#sockets.add(sock);
+    sock.once('close', () => this.#sockets.delete(sock));
+    handleConnection(sock, this).catch((err: unknown) => {
+      this.emit('warning', { msg: 'connection handler failed', error: (err as Error).message });
+      sock.destroy();
+    });
+  }
+
+  /** Re-read config, hba, ident, certificate, key, CA and CRL. On error the old state stays in force. */
+  async reload(): Promise<{ ok: true; warnings: string[] } | { ok: false; error: PgtlsError | Error }> {
+    try {
+      const next = await buildState(this.#input, this.#opts, this.#state);
+      const warnings: string[] = [];
+      for (const key of RESTART_ONLY) {
+        if (next.config[key] !== this.#state.config[key]) {
+          warnings.push(`parameter "${key}" cannot be changed without restarting the gateway`);
+        }
+      }
+      const kept = Object.fromEntries(RESTART_ONLY.map((k) => [k, this.#state.config[k]]));
+      this.#state = { ...next, config: Object.freeze({ ...next.config, ...kept }) };
+      if (next.material) this.#tls.swap(next.material);
+      this.emit('reload', { ok: true, warnings });
+      return { ok: true, warnings };
+    } catch (error) {
+      this.emit('reload', { ok: false, error });
+      return { ok: false, error: error as Error };
+    }
+  }
+
+  async cancel(pid: number, key: Buffer, record: ConnectionRecord): Promise<void> {
+    const id = `${pid}:${key.toString('hex')}`;
+    if (!this.#cancelKeys.has(id)) {
+      // PostgreSQL ignores unknown cancel keys silently (and logs); so do we.
+      record.reason = 'cancel request for an unknown backend';
+      return;
+    }
+    record.reason = `cancel forwarded for backend pid ${pid}`;
+    await sendCancel(this.#state.upstream, pid, key).catch((err: Error) => {
+      record.upstream_error = err.message;
+    });
+  }
+
+  registerCancelKey(pid: number, key: Buffer): () => void {
+    const id = `${pid}:${key.toString('hex')}`;
+    this.#cancelKeys.set(id, (this.#cancelKeys.get(id) ?? 0) + 1);
+    return () => {
+      const n = (this.#cancelKeys.get(id) ?? 1) - 1;
+      if (n <= 0) this.#cancelKeys.delete(id);
+      else this.#cancelKeys.set(id, n);
+    };
+  }
+
+  trackSession(client: Duplex, backend: Duplex): () => void {
+    const s = { client, backend };
+    this.#sessions.add(s);
+    return () => {
+      this.#sessions.delete(s);
+      if (this.#shuttingDown && this.#sessions.size === 0) this.emit('drained');
+    };
+  }
+
+  emitConnection(record: ConnectionRecord): void {
+    this.emit('connection', record);
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Stop accepting, let established sessions finish for up to `timeoutMs`, then close what is left.
+   * New logins during the wait are refused with 57P03 ("the database system is shutting down").
+   */
+  async close(timeoutMs = this.#state.config.shutdown_timeout): Promise<void> {
+    this.#shuttingDown = true;
+    await Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    if (this.#sessions.size > 0 && timeoutMs > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, timeoutMs);
+        this.once('drained', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    for (const s of this.#sessions) {
+      s.client.destroy();
+      s.backend.destroy();
+    }
+    for (const sock of this.#sockets) sock.destroy();
+  }
+}
+
+/** listen_addresses as PostgreSQL reads it: comma-separated host names/IPs, '*' for all, 'localhost' resolved. */
+async function listenHosts(value: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const item of value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    if (item === '*') out.push('0.0.0.0', '::');
+    else if (item === 'localhost') {
+      const addrs = await lookup('localhost', { all: true }).catch(() => [{ address: '127.0.0.1' }]);
+      out.push(...new Set(addrs.map((a) => a.address)));
+    } else out.push(item);
+  }
+  return [...new Set(out)];
+}

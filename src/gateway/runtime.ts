@@ -1,0 +1,46 @@
+/** What a connection needs from the gateway: the state in force, and the few services it calls back into. */
+import type { Duplex } from 'node:stream';
+import type { GatewayConfig } from '../config/load.js';
+import type { HbaLine } from '../hba/hba.js';
+import type { IdentLine } from '../hba/ident.js';
+import type { TlsStore } from '../tls/context.js';
+import type { UpstreamTarget } from './upstream.js';
+
+/** One structured log record per connection. Never holds keys, passwords or message contents. */
+export interface ConnectionRecord {
+  client: string;
+  client_port: number;
+  negotiation: 'plaintext' | 'sslrequest' | 'direct';
+  sni?: string;
+  tls_version?: string | undefined;
+  cipher?: string | undefined;
+  client_cert?: { subject: string; serial: string; issuer: string };
+  user?: string;
+  database?: string;
+  application_name?: string;
+  /** file:line of the pg_hba.conf line that matched. */
+  hba?: string;
+  authenticated_as?: string;
+  outcome: 'relayed' | 'refused' | 'cancel' | 'closed' | 'error';
+  reason?: string;
+  sqlstate?: string;
+  upstream_error?: string;
+  bytes_from_client?: number;
+  bytes_from_backend?: number;
+  duration_ms?: number;
+}
+
+export interface GatewayRuntime {
+  readonly config: GatewayConfig;
+  readonly hba: readonly HbaLine[];
+  readonly ident: readonly IdentLine[];
+  readonly tls: TlsStore;
+  readonly upstream: UpstreamTarget;
+  readonly shuttingDown: boolean;
+  cancel(pid: number, key: Buffer, record: ConnectionRecord): Promise<void>;
+  /** Remember a session's cancel key; returns the function that forgets it. */
+  registerCancelKey(pid: number, key: Buffer): () => void;
+  /** Track an established session for shutdown; returns the function that untracks it. */
+  trackSession(client: Duplex, backend: Duplex): () => void;
+  emitConnection(record: ConnectionRecord): void;
+}
