@@ -1,0 +1,191 @@
+/** `pgtls probe HOST[:PORT]`: what the server offers over TLS and which sslmode values would connect. */
+import type { ChainProblem } from '../doctor/chain.js';
+import { type ProbeResult, probe } from '../doctor/probe.js';
+import { parseEndpoint } from '../doctor/wire.js';
+import { PgtlsError } from '../errors.js';
+import { type Command, ERR_USAGE, EXIT, flag, parseCommandArgs, str } from './command.js';
+import { MARK, pad, printJson, style } from './doctor-format.js';
+
+const HELP = `Usage: pgtls probe HOST[:PORT] [options]
+
+Show what a PostgreSQL server offers over TLS, like openssl s_client -starttls postgres but readable: its answer to
+SSLRequest, whether it also accepts plaintext and direct TLS, the TLS version, cipher and group, the certificate chain
+exactly as sent and what is wrong with it, the host name under libpq's rules, verification against your root file,
+~/.postgresql/root.crt and the system store, and which sslmode values would connect.
+
+Options:
+  --rootcert FILE      the sslrootcert to judge verify-ca / verify-full with ("system" for the system store)
+  --sni NAME           server name to send (default: the host, unless it is an IP address)
+  --direct             use direct TLS (PostgreSQL 17+, sslnegotiation=direct) instead of SSLRequest
+  --user NAME          user name for the startup checks (default: PGUSER, then your login name)
+  --database NAME      database for the startup checks (default: the user name)
+  --timeout SECONDS    per-connection timeout (default 10)
+  --json               machine-readable output
+  -h, --help           show this help
+
+The probe never authenticates: it sends a StartupMessage and reads only the server's first reply.
+Exit status: 0 at least one sslmode would connect, 1 none would (or the server is unreachable), 2 usage error.`;
+
+export const command: Command = async (argv) => {
+  const args = parseCommandArgs(
+    argv,
+    {
+      rootcert: { type: 'string' },
+      sni: { type: 'string' },
+      direct: { type: 'boolean' },
+      user: { type: 'string' },
+      database: { type: 'string' },
+      timeout: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    HELP,
+  );
+  if (!args) return EXIT.ok;
+  const [spec, ...extra] = args.positionals;
+  if (spec === undefined || extra.length > 0) {
+    throw new PgtlsError(ERR_USAGE, 'expected exactly one HOST[:PORT]', { details: { hint: 'pgtls probe --help' } });
+  }
+  const timeout = Number(str(args, 'timeout') ?? '10');
+  if (!Number.isFinite(timeout) || timeout <= 0) throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
+  const r = await probe(parseEndpoint(spec), {
+    rootcert: str(args, 'rootcert'),
+    sni: str(args, 'sni'),
+    direct: flag(args, 'direct'),
+    user: str(args, 'user'),
+    database: str(args, 'database'),
+    timeoutMs: timeout * 1000,
+  });
+  if (flag(args, 'json')) printJson(r);
+  else printHuman(r);
+  return r.sslmodes.some((m) => m.connects) ? EXIT.ok : EXIT.failure;
+};
+
+export function chainProblemText(p: ChainProblem): { level: 'bad' | 'warn'; text: string } {
+  switch (p.kind) {
+    case 'empty':
+      return { level: 'bad', text: 'the server sent no certificate' };
+    case 'leaf-not-first':
+      return {
+        level: 'bad',
+        text: `the first certificate sent is a CA (${p.subject}): ssl_cert_file must start with the server's own certificate`,
+      };
+    case 'wrong-order':
+      return {
+        level: 'warn',
+        text: `certificate ${p.index} (${p.subject}) is out of order: each certificate should be followed by its issuer`,
+      };
+    case 'ends-below-root':
+      return {
+        level: 'warn',
+        text: `the chain stops at "${p.issuer}", which was not sent; unless clients have it as a root, the server is missing its intermediate (append it to ssl_cert_file)`,
+      };
+    case 'root-sent':
+      return { level: 'warn', text: `the root "${p.subject}" is sent too: harmless, but clients must have it anyway` };
+    case 'expired':
+      return { level: 'bad', text: `certificate ${p.index} (${p.subject}) expired on ${p.notAfter.slice(0, 10)}` };
+    case 'not-yet-valid':
+      return {
+        level: 'bad',
+        text: `certificate ${p.index} (${p.subject}) is not valid before ${p.notBefore.slice(0, 10)}`,
+      };
+    case 'unrelated':
+      return { level: 'warn', text: `certificate ${p.index} (${p.subject}) is not part of the chain` };
+  }
+}
+
+function printHuman(r: ProbeResult): void {
+  const s = style();
+  const out: string[] = [s.bold(`pgtls probe ${r.host}:${r.port}`)];
+  const row = (label: string, value: string) => out.push(`  ${pad(label, 17)}${value}`);
+  if (!r.reachable) {
+    row('TCP', s.bad(`${MARK.bad} cannot connect: ${r.tcpError ?? 'unknown'}`));
+    process.stdout.write(`${out.join('\n')}\n`);
+    return;
+  }
+  const a = r.sslRequest;
+  if (a) {
+    const text =
+      a.answer === 'S'
+        ? s.ok('S: the server accepts TLS') +
+          (a.extraBytes ? s.bad(` (and sent ${a.extraBytes} unencrypted bytes after it!)`) : '')
+        : a.answer === 'N'
+          ? s.bad('N: the server does not accept TLS (ssl = off)')
+          : a.answer === 'E'
+            ? s.bad(`an error instead of S/N: ${a.error.M ?? ''}`)
+            : s.bad(`no S/N answer (${a.answer}): not a PostgreSQL server, or a proxy in the way`);
+    row('SSLRequest', text);
+  }
+  if (r.plaintext) {
+    row(
+      'Plaintext',
+      r.plaintext.accepted === false
+        ? s.ok(`refused: ${r.plaintext.summary}`)
+        : s.warn(`accepted: ${r.plaintext.summary}`),
+    );
+  }
+  if (r.directTls) row('Direct TLS', r.directTls.supported ? r.directTls.detail : s.dim(r.directTls.detail));
+  const t = r.tls;
+  if (t?.ok) {
+    row(
+      'TLS',
+      `${t.protocol}, ${t.cipher}${t.bits ? ` (${t.bits} bits)` : ''}${t.cipherIana && t.cipherIana !== t.cipher ? s.dim(` ${t.cipherIana}`) : ''}`,
+    );
+    row('Key exchange', t.group ?? 'none (static RSA)');
+    row('ALPN', t.alpn ? t.alpn : s.dim('none'));
+    if (t.certificateRequested !== undefined)
+      row(
+        'Client cert',
+        t.certificateRequested ? 'requested by the server (ssl_ca_file is set)' : s.dim('not requested'),
+      );
+  } else if (t) {
+    row('TLS', s.bad(`${MARK.bad} handshake failed: ${t.alert ? `server alert "${t.alert}"` : t.error}`));
+  }
+  if (r.tlsSession) {
+    const v = r.tlsSession;
+    row('Session over TLS', v.accepted === false ? s.bad(`refused: ${v.summary}`) : v.summary);
+  }
+  if (r.chain) {
+    out.push(
+      '',
+      `  Certificate chain ${t?.chainAsSent ? '(exactly as sent)' : '(as re-linked by OpenSSL)'}, ${r.chain.certificates.length} certificate(s)`,
+    );
+    for (const c of r.chain.certificates) {
+      const days = c.expired
+        ? s.bad(`expired ${-c.daysLeft} days ago`)
+        : c.daysLeft < 30
+          ? s.warn(`${c.daysLeft} days left`)
+          : `${c.daysLeft} days left`;
+      out.push(`   ${c.index}  ${s.bold(c.subject)}${c.isCA ? s.dim(c.selfSigned ? '  [root CA]' : '  [CA]') : ''}`);
+      out.push(`      issuer   ${c.issuer}`);
+      out.push(`      valid    ${c.notBefore.slice(0, 10)} → ${c.notAfter.slice(0, 10)} (${days})`);
+      if (c.subjectAltNames.length) out.push(`      SANs     ${c.subjectAltNames.join(', ')}`);
+      out.push(`      key      ${c.key}   ${s.dim(`SHA-256 ${c.sha256}`)}`);
+    }
+    const problems = r.chain.problems.map(chainProblemText);
+    if (problems.length === 0) out.push(`  ${s.ok(MARK.ok)} chain complete and in order`);
+    for (const p of problems) out.push(`  ${p.level === 'bad' ? s.bad(MARK.bad) : s.warn(MARK.warn)} ${p.text}`);
+  }
+  if (r.hostname) {
+    out.push('');
+    row(
+      'Host name',
+      r.hostname.match
+        ? s.ok(`${MARK.ok} "${r.host}" matches "${r.hostname.matched}" (libpq rules)`)
+        : s.bad(`${MARK.bad} ${r.hostname.message}`),
+    );
+  }
+  if (r.trust.length) {
+    out.push('', '  Verification');
+    for (const v of r.trust) {
+      const label = pad(v.label === 'system' ? `system (${v.path || 'none found'})` : v.label, 40);
+      if (!v.present) out.push(`    ${label} ${s.dim('not present')}`);
+      else out.push(`    ${label} ${v.verified ? s.ok(`${MARK.ok} verifies`) : s.bad(`${MARK.bad} ${v.reason}`)}`);
+    }
+  }
+  out.push('', '  sslmode');
+  for (const m of r.sslmodes) {
+    const mark = !m.connects ? s.bad(MARK.bad) : m.security === 'verified-full' ? s.ok(MARK.ok) : s.warn(MARK.ok);
+    out.push(`    ${mark} ${pad(m.sslmode, 12)} ${m.connects ? '' : s.bad('fails: ')}${m.why}`);
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+}

@@ -1,0 +1,249 @@
+import { Socket } from 'node:net';
+/**
+ * `pgtls probe`: what `openssl s_client -starttls postgres` shows, made readable, plus what it does not: whether the
+ * server also accepts plaintext and direct TLS, the chain exactly as sent and what is wrong with it, the host name
+ * under libpq's rules, verification against each trust store, and which sslmode values would connect.
+ */
+import { homedir, userInfo } from 'node:os';
+import { join, resolve as resolvePath } from 'node:path';
+import {
+  type ChainShape,
+  type StoreContent,
+  type TrustStore,
+  chainShape,
+  loadTrustStore,
+  storeContent,
+  systemStorePath,
+} from './chain.js';
+import { suiteBits } from './cipher-suites.js';
+import { type SslmodeVerdict, type StartupVerdict, judgeStartup, sslmodeVerdicts, verifyReason } from './facts.js';
+import { type HostnameCheck, checkHostname } from './hostname-local.js';
+import { type Endpoint, type SslAnswer, closeTls, negotiate, openTcp, startupReply } from './wire.js';
+
+export interface ProbeOptions {
+  /** sslrootcert to judge verify-ca/verify-full with (default: ~/.postgresql/root.crt, as libpq). */
+  readonly rootcert?: string | undefined;
+  readonly sni?: string | undefined;
+  /** Use direct TLS (PostgreSQL 17+, sslnegotiation=direct) for the main handshake instead of SSLRequest. */
+  readonly direct?: boolean;
+  readonly user?: string | undefined;
+  readonly database?: string | undefined;
+  readonly timeoutMs?: number;
+  /** HOME for ~/.postgresql (default: the process's). */
+  readonly home?: string | undefined;
+}
+
+export interface TrustResult {
+  readonly label: string;
+  readonly path: string;
+  readonly present: boolean;
+  readonly certificates: number;
+  readonly verified: boolean;
+  /** OpenSSL's verify code as Node names it (UNABLE_TO_GET_ISSUER_CERT_LOCALLY, CERT_HAS_EXPIRED, …). */
+  readonly error?: string | undefined;
+  readonly reason: string;
+  readonly content?: StoreContent | undefined;
+}
+
+export interface TlsFacts {
+  readonly ok: boolean;
+  readonly protocol?: string;
+  readonly cipher?: string;
+  readonly cipherIana?: string;
+  readonly bits?: number | undefined;
+  readonly group?: string | undefined;
+  readonly alpn?: string | false;
+  readonly certificateRequested?: boolean | undefined;
+  readonly chainAsSent?: boolean;
+  readonly error?: string;
+  readonly code?: string;
+  readonly alert?: string | undefined;
+}
+
+export interface ProbeResult {
+  readonly host: string;
+  readonly port: number;
+  readonly via: 'sslrequest' | 'direct';
+  readonly reachable: boolean;
+  readonly tcpError?: string | undefined;
+  readonly sslRequest?: SslAnswer | undefined;
+  readonly plaintext?: StartupVerdict | undefined;
+  readonly directTls?: { readonly supported: boolean; readonly detail: string } | undefined;
+  readonly tls?: TlsFacts | undefined;
+  readonly tlsSession?: StartupVerdict | undefined;
+  readonly chain?: ChainShape | undefined;
+  readonly hostname?: HostnameCheck | undefined;
+  readonly trust: readonly TrustResult[];
+  readonly sslmodes: readonly SslmodeVerdict[];
+  readonly user: string;
+  readonly database: string;
+}
+
+function groupText(g: { type: string; name?: string; size: number } | undefined): string | undefined {
+  if (!g) return undefined;
+  return g.name ? `${g.name} (${g.size} bits)` : `${g.type} ${g.size} bits`;
+}
+
+/** One handshake with `ca` set, to ask OpenSSL (as libpq would) whether the chain verifies against a store. */
+async function verifyAgainst(
+  ep: Endpoint,
+  store: TrustStore,
+  base: { servername: string; direct: boolean },
+  chain: readonly Buffer[],
+  timeoutMs: number,
+): Promise<TrustResult> {
+  const common = {
+    label: store.label,
+    path: store.path,
+    present: store.exists,
+    certificates: store.certificates.length,
+  };
+  if (!store.exists) return { ...common, verified: false, reason: 'not present' };
+  if (store.certificates.length === 0)
+    return { ...common, verified: false, reason: 'holds no certificates', content: { kind: 'empty' } };
+  const r = await negotiate(ep, { ...base, ca: store.certificates.map((c) => c.toString()) }, timeoutMs);
+  if (r.stage !== 'done') return { ...common, verified: false, reason: 'could not repeat the handshake to verify' };
+  closeTls(r.socket);
+  const content = storeContent(store.certificates, chain);
+  const error = r.authorized ? undefined : r.authorizationError;
+  return {
+    ...common,
+    verified: r.authorized,
+    ...(error ? { error } : {}),
+    reason: verifyReason(error, content),
+    content,
+  };
+}
+
+export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<ProbeResult> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const user = opts.user ?? process.env.PGUSER ?? userInfo().username;
+  const database = opts.database ?? user;
+  const home = opts.home ?? homedir();
+  const direct = opts.direct === true;
+  const servername = opts.sni ?? target.host;
+  const base = { servername, direct };
+  const result: {
+    -readonly [K in keyof ProbeResult]: ProbeResult[K];
+  } = {
+    host: target.host,
+    port: target.port,
+    via: direct ? 'direct' : 'sslrequest',
+    reachable: false,
+    trust: [],
+    sslmodes: [],
+    user,
+    database,
+  };
+
+  // 1. Main handshake, recording the server's flight; libpq's defaults (TLS 1.2 to 1.3).
+  const main = await negotiate(target, { ...base, capture: true, minVersion: 'TLSv1.2' }, timeoutMs);
+  if (main.stage === 'tcp') {
+    result.tcpError = `${main.code}: ${main.message}`;
+    return result;
+  }
+  result.reachable = true;
+  if (main.stage === 'sslrequest') result.sslRequest = main.answer;
+  else if (!direct) result.sslRequest = { answer: 'S', extraBytes: 0 };
+  let chainDer: readonly Buffer[] = [];
+  if (main.stage === 'tls') {
+    result.tls = { ok: false, error: main.message, code: main.code, alert: main.alert };
+  } else if (main.stage === 'done') {
+    const bits = suiteBits(main.cipher.standardName) ?? suiteBits(main.cipher.name);
+    result.tls = {
+      ok: true,
+      protocol: main.protocol,
+      cipher: main.cipher.name,
+      cipherIana: main.cipher.standardName,
+      bits,
+      group: groupText(main.group),
+      alpn: main.alpn,
+      certificateRequested: main.certificateRequested,
+      chainAsSent: main.chainAsSent,
+    };
+    chainDer = main.peerCertificates;
+    result.tlsSession = judgeStartup(await startupReply(main.socket, user, database, timeoutMs));
+    closeTls(main.socket);
+    result.chain = chainShape(chainDer);
+    if (chainDer[0]) result.hostname = checkHostname(chainDer[0], target.host);
+  }
+
+  // 2. Plaintext: a StartupMessage without SSLRequest.
+  const plainSock = await openTcp(target, timeoutMs);
+  if (plainSock instanceof Socket) {
+    result.plaintext = judgeStartup(await startupReply(plainSock, user, database, timeoutMs));
+    plainSock.destroy();
+  }
+
+  // 3. The other way in: direct TLS when we used SSLRequest, and the reverse.
+  if (!direct) {
+    const d = await negotiate(target, { ...base, direct: true }, timeoutMs);
+    if (d.stage === 'done') {
+      closeTls(d.socket);
+      result.directTls = {
+        supported: d.alpn === 'postgresql',
+        detail:
+          d.alpn === 'postgresql'
+            ? 'supported (ALPN "postgresql", PostgreSQL 17+)'
+            : 'handshake completed without ALPN "postgresql"',
+      };
+    } else {
+      result.directTls = {
+        supported: false,
+        detail: d.stage === 'tls' ? `not supported (${d.message})` : 'not supported',
+      };
+    }
+  } else {
+    const s = await negotiate(target, { ...base, direct: false }, timeoutMs);
+    if (s.stage === 'sslrequest') result.sslRequest = s.answer;
+    else if (s.stage !== 'tcp') result.sslRequest = { answer: 'S', extraBytes: 0 };
+    if (s.stage === 'done') closeTls(s.socket);
+    result.directTls = {
+      supported: main.stage === 'done' && main.alpn === 'postgresql',
+      detail: main.stage === 'done' ? 'used for this probe' : 'failed',
+    };
+  }
+
+  // 4. Trust: the given root file, ~/.postgresql/root.crt, the system store.
+  const defaultRoot = join(home, '.postgresql', 'root.crt');
+  const stores: TrustStore[] = [];
+  if (opts.rootcert && opts.rootcert !== 'system')
+    stores.push(loadTrustStore(opts.rootcert, resolvePath(opts.rootcert)));
+  stores.push(loadTrustStore('~/.postgresql/root.crt', defaultRoot));
+  const sys = systemStorePath();
+  stores.push(
+    sys ? loadTrustStore('system', sys) : { label: 'system', path: '', exists: false, pem: '', certificates: [] },
+  );
+  if (main.stage === 'done') {
+    const trust: TrustResult[] = [];
+    for (const s of stores) trust.push(await verifyAgainst(target, s, base, chainDer, timeoutMs));
+    result.trust = trust;
+    // The leaf's issuer is a root in one of the stores: the server needs to send nothing more.
+    if (result.chain && trust.some((t) => t.content?.kind === 'has-root')) {
+      result.chain = { ...result.chain, problems: result.chain.problems.filter((p) => p.kind !== 'ends-below-root') };
+    }
+  }
+
+  // 5. sslmode verdicts, with the store libpq would use for verify-ca/verify-full.
+  const rootLabel = opts.rootcert === 'system' ? 'system' : opts.rootcert ? opts.rootcert : '~/.postgresql/root.crt';
+  const root = result.trust.find((t) => t.label === rootLabel) ?? {
+    label: rootLabel,
+    present: stores.find((s) => s.label === rootLabel)?.exists ?? false,
+    verified: false,
+    reason: 'not checked',
+  };
+  result.sslmodes = sslmodeVerdicts({
+    sslAnswer: direct ? 'S' : (result.sslRequest?.answer ?? 'closed'),
+    tlsOk: result.tls?.ok === true,
+    tlsError: result.tls?.error,
+    tlsSessionAccepted: result.tlsSession?.accepted,
+    tlsSessionRefusal: result.tlsSession?.summary,
+    plaintextAccepted: result.plaintext?.accepted,
+    plaintextRefusal: result.plaintext?.summary,
+    rootStore: { label: rootLabel, present: root.present, verified: root.verified, reason: root.reason },
+    requireVerifies: !opts.rootcert && stores.some((s) => s.label === '~/.postgresql/root.crt' && s.exists),
+    hostnameMatch: result.hostname?.match === true,
+    hostnameMessage: result.hostname?.message,
+  });
+  return result;
+}
