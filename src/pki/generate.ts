@@ -3,9 +3,12 @@
  * Used by the gateway's zero-config CA, by `pgtls cert …` and by the tests, so every certificate pgtls makes is made
  * the same way. Everything produced is PEM that OpenSSL, PostgreSQL and libpq accept.
  */
+// Must precede @peculiar/x509: its tsyringe dependency needs the Reflect polyfill at import time (see x509.ts).
+import 'reflect-metadata';
 import { createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
+import * as asn1js from 'asn1js';
 import { PgtlsError } from '../errors.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -223,14 +226,29 @@ export async function createCRL(
     nextUpdate,
     signingKey: issuer.keys.privateKey,
     signingAlgorithm: signingAlgorithm(issuer.keys.privateKey),
-    entries: revoked.map((r) => ({
-      serialNumber: r.serial,
-      revocationDate: r.date ?? new Date(Date.now() - 30_000),
-      ...(r.reason === undefined ? {} : { reason: r.reason }),
-    })),
+    entries: revoked.map((r) =>
+      // @peculiar/x509 writes an empty crlEntryExtensions SEQUENCE for an entry without a (non-zero) reason, which
+      // RFC 5280 forbids (SIZE (1..MAX)) and OpenSSL refuses to load; so such entries carry an explicit
+      // reasonCode "unspecified" instead.
+      r.reason === undefined || r.reason === 0
+        ? {
+            serialNumber: r.serial,
+            revocationDate: r.date ?? new Date(Date.now() - 30_000),
+            extensions: [new x509.Extension(CRL_REASON_OID, false, unspecifiedReason())],
+          }
+        : { serialNumber: r.serial, revocationDate: r.date ?? new Date(Date.now() - 30_000), reason: r.reason },
+    ),
     extensions: [await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey)],
   });
-  return crl.toString('pem');
+  // OpenSSL, PostgreSQL and libpq only read the "X509 CRL" PEM label; @peculiar/x509 writes "CRL".
+  return `${x509.PemConverter.encode(crl.rawData, 'X509 CRL')}\n`;
+}
+
+const CRL_REASON_OID = '2.5.29.21';
+
+/** DER of CRLReason ::= ENUMERATED { unspecified (0) }. */
+function unspecifiedReason(): ArrayBuffer {
+  return new asn1js.Enumerated({ value: 0 }).toBER(false);
 }
 
 export const ERR_KEY_IMPORT = 'PGTLS_ERR_PKI_KEY_IMPORT';
