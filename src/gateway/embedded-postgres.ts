@@ -94,6 +94,8 @@ export interface ClusterOptions {
   readonly superuser?: string;
   /** Authentication for TCP connections (initdb --auth-host). */
   readonly authHost?: 'scram-sha-256' | 'trust' | 'md5' | 'password';
+  /** Authentication for Unix-socket connections (initdb --auth-local); trust by default. */
+  readonly authLocal?: 'scram-sha-256' | 'trust';
 }
 
 /** Create the cluster if `dataDir` holds none yet. Returns true if it was created now. */
@@ -113,7 +115,7 @@ export async function ensureCluster(opts: ClusterOptions, binaries = embeddedBin
       '-U',
       opts.superuser ?? 'postgres',
       `--pwfile=${pwfile}`,
-      '--auth-local=trust',
+      `--auth-local=${opts.authLocal ?? 'trust'}`,
       `--auth-host=${opts.authHost ?? 'scram-sha-256'}`,
       '--encoding=UTF8',
       '--no-locale',

@@ -1,0 +1,150 @@
+/** `pgtls serve`: the gateway, in front of a configured upstream or of an embedded PostgreSQL. */
+import { rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type ConfigInput, loadConfig } from '../config/load.js';
+import { SCHEMA } from '../config/schema.js';
+import { errorMessage, isPgtlsError } from '../errors.js';
+import { type EmbeddedPostgres, startEmbedded } from '../gateway/embedded-mode.js';
+import { Gateway } from '../gateway/gateway.js';
+import type { ConnectionRecord } from '../gateway/runtime.js';
+import { type Command, EXIT, type ParsedArgs, parseCommandArgs, str, strs } from './command.js';
+
+const keyFlags = Object.keys(SCHEMA).map((k) => k.replace(/_/g, '-'));
+
+const HELP = `Usage: pgtls serve [--config FILE] [--<parameter> VALUE …] [-c name=value …]
+
+Run the TLS-enforcing gateway. Settings use postgresql.conf syntax and PostgreSQL's ssl_* names; precedence is
+flag > config file > environment (PGTLS_<NAME>) > default. With no upstream, an embedded PostgreSQL is started
+under data_directory and the psql command that connects is printed.
+
+Options:
+  --config FILE            configuration file (postgresql.conf syntax; paths in it are relative to it)
+  -c, --set NAME=VALUE     set any parameter (repeatable)
+  --<parameter> VALUE      set a parameter, e.g. --port 6432 --ssl-min-protocol-version TLSv1.3
+  -h, --help               show this help
+
+Parameters (default):
+${Object.entries(SCHEMA)
+  .map(([k, v]) => `  ${k.padEnd(40)} ${v.help}${v.default === '' ? '' : ` (${v.default})`}`)
+  .join('\n')}
+
+Signals: SIGHUP reloads (also 'pgtls reload'); SIGINT/SIGTERM stop accepting, let sessions finish for
+shutdown_timeout, then stop. One JSON line per connection is written to standard output.`;
+
+function configInput(args: ParsedArgs): ConfigInput {
+  const flags: Record<string, string> = {};
+  for (const k of keyFlags) {
+    const v = str(args, k);
+    if (v !== undefined) flags[k] = v;
+  }
+  for (const kv of strs(args, 'set')) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`-c expects name=value, got "${kv}"`);
+    flags[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return { file: str(args, 'config'), flags, env: process.env };
+}
+
+function log(obj: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...obj })}\n`);
+}
+
+function describeError(err: unknown): string {
+  let text = `pgtls: ${errorMessage(err)}`;
+  if (isPgtlsError(err)) {
+    if (typeof err.details.detail === 'string') text += `\nDETAIL:  ${err.details.detail}`;
+    if (typeof err.details.hint === 'string') text += `\nHINT:  ${err.details.hint}`;
+  }
+  return text;
+}
+
+export const command: Command = async (argv) => {
+  const options = Object.fromEntries(keyFlags.map((k) => [k, { type: 'string' as const }]));
+  const args = parseCommandArgs(
+    argv,
+    { ...options, config: { type: 'string' }, set: { type: 'string', short: 'c', multiple: true } },
+    HELP,
+  );
+  if (!args) return EXIT.ok;
+  const input = configInput(args);
+  const preview = loadConfig(input); // fails fast, before PostgreSQL is started, on any config error
+  let embedded: EmbeddedPostgres | undefined;
+  const progress = (msg: string) => process.stderr.write(`pgtls: ${msg}\n`);
+  if (preview.upstream === '') embedded = await startEmbedded(preview.data_directory, progress);
+  let gw: Gateway;
+  try {
+    gw = await Gateway.start(input, embedded ? { defaultUpstream: embedded.upstream } : {});
+  } catch (err) {
+    await embedded?.cluster.stop().catch(() => undefined);
+    process.stderr.write(`${describeError(err)}\n`);
+    return EXIT.failure;
+  }
+  const c = gw.config;
+  const pidFile = join(resolve(c.data_directory), 'pgtls.pid');
+  try {
+    writeFileSync(pidFile, `${process.pid}\n`);
+  } catch {
+    // the data directory may be read-only with an upstream; reload then works by signal only
+  }
+  gw.on('connection', (r: ConnectionRecord) => {
+    if (gw.config.log_connections) log({ level: 'info', msg: 'connection', ...r });
+  });
+  gw.on('reload', (e: { ok: boolean; warnings?: string[]; error?: unknown }) => {
+    if (e.ok) log({ level: 'info', msg: 'configuration reloaded', warnings: e.warnings });
+    else
+      log({
+        level: 'error',
+        msg: 'reload failed; the previous configuration stays in force',
+        error: errorMessage(e.error),
+      });
+  });
+  const where = gw.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
+  const tlsText = c.ssl
+    ? `TLS ${c.ssl_min_protocol_version}${c.ssl_max_protocol_version ? `–${c.ssl_max_protocol_version}` : '+'}`
+    : 'TLS OFF';
+  const backendText = embedded ? `embedded PostgreSQL ${embedded.version}` : c.upstream;
+  process.stderr.write(`pgtls: gateway listening on ${where.join(', ')} (${tlsText}) → ${backendText}\n`);
+  if (embedded) {
+    const rootcert = join(resolve(c.data_directory), 'tls', 'ca.crt');
+    const usesLocalCa = c.sources.ssl_cert_file === 'default';
+    const conn = [
+      'host=localhost',
+      `port=${gw.port}`,
+      'user=postgres',
+      'dbname=postgres',
+      c.ssl ? (usesLocalCa ? `sslmode=verify-full sslrootcert=${rootcert}` : 'sslmode=verify-full') : 'sslmode=disable',
+    ].join(' ');
+    process.stderr.write(`\nConnect with:\n  psql "${conn}"\n`);
+    if (embedded.passwordCreated) {
+      process.stderr.write(
+        `\nPassword for user postgres (shown once; stored in ${embedded.passwordFile}, mode 0600):\n  ${embedded.password}\n\n`,
+      );
+    } else {
+      process.stderr.write(`The password for user postgres is in ${embedded.passwordFile}.\n\n`);
+    }
+  }
+  log({ level: 'info', msg: 'ready', listen: where, upstream: embedded ? 'embedded' : c.upstream, pid: process.pid });
+
+  return new Promise<number>((done) => {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log({
+        level: 'info',
+        msg: 'shutting down',
+        signal,
+        sessions: gw.sessionCount,
+        timeout_ms: gw.config.shutdown_timeout,
+      });
+      await gw.close();
+      if (embedded) await embedded.cluster.stop().catch((e: unknown) => log({ level: 'error', msg: errorMessage(e) }));
+      rmSync(pidFile, { force: true });
+      log({ level: 'info', msg: 'stopped' });
+      done(EXIT.ok);
+    };
+    process.on('SIGINT', () => void stop('SIGINT'));
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGHUP', () => void gw.reload());
+  });
+};
