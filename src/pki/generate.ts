@@ -105,8 +105,9 @@ async function finish(cert: x509.X509Certificate, keys: CryptoKeyPair): Promise<
   return {
     cert,
     keys,
-    certPem: cert.toString('pem'),
-    keyPem: await exportKeyPem(keys.privateKey),
+    // PEM files end with a newline, so concatenating them (chain files, bundles) stays valid for OpenSSL.
+    certPem: `${cert.toString('pem').trimEnd()}\n`,
+    keyPem: `${(await exportKeyPem(keys.privateKey)).trimEnd()}\n`,
     serial: cert.serialNumber.toLowerCase(),
   };
 }
