@@ -1,5 +1,5 @@
 /** `pgtls probe HOST[:PORT]`: what the server offers over TLS and which sslmode values would connect. */
-import type { ChainProblem } from '../doctor/chain.js';
+import { notableFindings } from '../doctor/chain.js';
 import { type ProbeResult, probe } from '../doctor/probe.js';
 import { parseEndpoint } from '../doctor/wire.js';
 import { PgtlsError } from '../errors.js';
@@ -60,39 +60,6 @@ export const command: Command = async (argv) => {
   return r.sslmodes.some((m) => m.connects) ? EXIT.ok : EXIT.failure;
 };
 
-export function chainProblemText(p: ChainProblem): { level: 'bad' | 'warn'; text: string } {
-  switch (p.kind) {
-    case 'empty':
-      return { level: 'bad', text: 'the server sent no certificate' };
-    case 'leaf-not-first':
-      return {
-        level: 'bad',
-        text: `the first certificate sent is a CA (${p.subject}): ssl_cert_file must start with the server's own certificate`,
-      };
-    case 'wrong-order':
-      return {
-        level: 'warn',
-        text: `certificate ${p.index} (${p.subject}) is out of order: each certificate should be followed by its issuer`,
-      };
-    case 'ends-below-root':
-      return {
-        level: 'warn',
-        text: `the chain stops at "${p.issuer}", which was not sent; unless clients have it as a root, the server is missing its intermediate (append it to ssl_cert_file)`,
-      };
-    case 'root-sent':
-      return { level: 'warn', text: `the root "${p.subject}" is sent too: harmless, but clients must have it anyway` };
-    case 'expired':
-      return { level: 'bad', text: `certificate ${p.index} (${p.subject}) expired on ${p.notAfter.slice(0, 10)}` };
-    case 'not-yet-valid':
-      return {
-        level: 'bad',
-        text: `certificate ${p.index} (${p.subject}) is not valid before ${p.notBefore.slice(0, 10)}`,
-      };
-    case 'unrelated':
-      return { level: 'warn', text: `certificate ${p.index} (${p.subject}) is not part of the chain` };
-  }
-}
-
 function printHuman(r: ProbeResult): void {
   const s = style();
   const out: string[] = [s.bold(`pgtls probe ${r.host}:${r.port}`)];
@@ -150,26 +117,37 @@ function printHuman(r: ProbeResult): void {
       `  Certificate chain ${t?.chainAsSent ? '(exactly as sent)' : '(as re-linked by OpenSSL)'}, ${r.chain.certificates.length} certificate(s)`,
     );
     for (const c of r.chain.certificates) {
-      const days = c.expired
-        ? s.bad(`expired ${-c.daysLeft} days ago`)
-        : c.daysLeft < 30
-          ? s.warn(`${c.daysLeft} days left`)
-          : `${c.daysLeft} days left`;
-      out.push(`   ${c.index}  ${s.bold(c.subject)}${c.isCA ? s.dim(c.selfSigned ? '  [root CA]' : '  [CA]') : ''}`);
+      const days =
+        c.status === 'expired'
+          ? s.bad(`expired ${-c.daysLeft} days ago`)
+          : c.status === 'not-yet-valid'
+            ? s.bad('not valid yet')
+            : c.status === 'expiring'
+              ? s.warn(`${c.daysLeft} days left`)
+              : `${c.daysLeft} days left`;
+      const kind = c.selfSigned ? '  [root CA]' : c.ca ? '  [CA]' : '';
+      out.push(`   ${c.index}  ${s.bold(c.subject)}${s.dim(kind)}`);
       out.push(`      issuer   ${c.issuer}`);
       out.push(`      valid    ${c.notBefore.slice(0, 10)} → ${c.notAfter.slice(0, 10)} (${days})`);
-      if (c.subjectAltNames.length) out.push(`      SANs     ${c.subjectAltNames.join(', ')}`);
-      out.push(`      key      ${c.key}   ${s.dim(`SHA-256 ${c.sha256}`)}`);
+      const sans = [...c.sans.dns.map((d) => `DNS:${d}`), ...c.sans.ip.map((i) => `IP:${i}`)];
+      if (sans.length) out.push(`      SANs     ${sans.join(', ')}`);
+      const key = `${c.key.type}${c.key.curve ? ` ${c.key.curve}` : c.key.bits ? ` ${c.key.bits}` : ''}`;
+      out.push(`      key      ${key}   ${s.dim(`SHA-256 ${c.sha256}`)}`);
     }
-    const problems = r.chain.problems.map(chainProblemText);
-    if (problems.length === 0) out.push(`  ${s.ok(MARK.ok)} chain complete and in order`);
-    for (const p of problems) out.push(`  ${p.level === 'bad' ? s.bad(MARK.bad) : s.warn(MARK.warn)} ${p.text}`);
+    const findings = notableFindings(r.chain);
+    if (findings.length === 0 && !r.missingIntermediate) out.push(`  ${s.ok(MARK.ok)} chain complete and in order`);
+    for (const f of findings) out.push(`  ${f.level === 'error' ? s.bad(MARK.bad) : s.warn(MARK.warn)} ${f.message}`);
+    if (r.missingIntermediate) {
+      out.push(
+        `  ${s.bad(MARK.bad)} the server sends only its own certificate, and no trust store here has a root that issued it: the server is probably missing its intermediate (append it to ssl_cert_file after the server certificate)`,
+      );
+    }
   }
   if (r.hostname) {
     out.push('');
     row(
       'Host name',
-      r.hostname.match
+      r.hostname.ok
         ? s.ok(`${MARK.ok} "${r.host}" matches "${r.hostname.matched}" (libpq rules)`)
         : s.bad(`${MARK.bad} ${r.hostname.message}`),
     );

@@ -63,9 +63,13 @@ export function judgeStartup(reply: StartupReply): StartupVerdict {
   }
 }
 
-/** OpenSSL's verify error as Node names it → what it means here, in one phrase. */
+/**
+ * OpenSSL's verify error (X509_V_ERR_… as pki/verify reports it, or Node's spelling without the prefix) → what it
+ * means for this store, in one phrase.
+ */
 export function verifyReason(code: string | undefined, content?: StoreContent, topIssuer?: string): string {
-  switch (code) {
+  const c = code?.replace(/^X509_V_ERR_/, '');
+  switch (c) {
     case undefined:
       return 'verifies';
     case 'CERT_HAS_EXPIRED':
@@ -81,18 +85,23 @@ export function verifyReason(code: string | undefined, content?: StoreContent, t
     case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
       if (content?.kind === 'pinned-intermediate')
         return `the store holds the intermediate "${content.subject}" but not the root above it ("${content.issuer}")`;
-      if (content?.kind === 'pinned-leaf') return 'the store holds the server certificate itself, not a root';
+      if (content?.kind === 'pinned-leaf')
+        return 'the store holds the server certificate itself, not the root that issued it';
+      if (content?.kind === 'has-root')
+        return 'the store has the root, but the server does not send the intermediate between them';
       return topIssuer
         ? `this store does not hold "${topIssuer}", the issuer of the last certificate the server sent`
-        : 'no certificate in this store issues the top of the chain (missing root, or the server does not send its intermediate)';
+        : 'no certificate in this store issues the top of the chain';
     case 'CERT_REVOKED':
       return 'a certificate in the chain is revoked';
     case 'CERT_SIGNATURE_FAILURE':
       return 'a signature in the chain does not verify';
     case 'INVALID_CA':
       return 'a certificate used as a CA is not a CA';
+    case 'INVALID_PURPOSE':
+      return 'the server certificate is not for TLS servers (extendedKeyUsage)';
     default:
-      return code.toLowerCase().replace(/_/g, ' ');
+      return c.toLowerCase().replace(/_/g, ' ');
   }
 }
 

@@ -6,18 +6,18 @@ import { Socket } from 'node:net';
  */
 import { homedir, userInfo } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
+import { type HostNameResult, verifyHostName } from '../pki/hostname.js';
 import {
-  type ChainShape,
+  type ChainReport,
   type StoreContent,
   type TrustStore,
-  chainShape,
+  inspectChain,
   loadTrustStore,
-  storeContent,
   systemStorePath,
+  verifyAgainstStore,
 } from './chain.js';
 import { suiteBits } from './cipher-suites.js';
 import { type SslmodeVerdict, type StartupVerdict, judgeStartup, sslmodeVerdicts, verifyReason } from './facts.js';
-import { type HostnameCheck, checkHostname } from './hostname-local.js';
 import { type Endpoint, type SslAnswer, closeTls, negotiate, openTcp, startupReply } from './wire.js';
 
 export interface ProbeOptions {
@@ -71,8 +71,13 @@ export interface ProbeResult {
   readonly directTls?: { readonly supported: boolean; readonly detail: string } | undefined;
   readonly tls?: TlsFacts | undefined;
   readonly tlsSession?: StartupVerdict | undefined;
-  readonly chain?: ChainShape | undefined;
-  readonly hostname?: HostnameCheck | undefined;
+  readonly chain?: ChainReport | undefined;
+  readonly hostname?: HostNameResult | undefined;
+  /**
+   * The server sends only its own certificate, and no store we know has a root that issued it: the server almost
+   * certainly does not send its intermediate (ssl_cert_file should hold the leaf, then the intermediate).
+   */
+  readonly missingIntermediate?: boolean | undefined;
   readonly trust: readonly TrustResult[];
   readonly sslmodes: readonly SslmodeVerdict[];
   readonly user: string;
@@ -84,13 +89,11 @@ function groupText(g: { type: string; name?: string; size: number } | undefined)
   return g.name ? `${g.name} (${g.size} bits)` : `${g.type} ${g.size} bits`;
 }
 
-/** One handshake with `ca` set, to ask OpenSSL (as libpq would) whether the chain verifies against a store. */
+/** Verify the chain as sent against one store (pki/verify: OpenSSL's answer, offline). */
 async function verifyAgainst(
-  ep: Endpoint,
   store: TrustStore,
-  base: { servername: string; direct: boolean },
   chain: readonly Buffer[],
-  timeoutMs: number,
+  topIssuer: string | undefined,
 ): Promise<TrustResult> {
   const common = {
     label: store.label,
@@ -99,19 +102,17 @@ async function verifyAgainst(
     certificates: store.certificates.length,
   };
   if (!store.exists) return { ...common, verified: false, reason: 'not present' };
-  if (store.certificates.length === 0)
-    return { ...common, verified: false, reason: 'holds no certificates', content: { kind: 'empty' } };
-  const r = await negotiate(ep, { ...base, ca: store.certificates.map((c) => c.toString()) }, timeoutMs);
-  if (r.stage !== 'done') return { ...common, verified: false, reason: 'could not repeat the handshake to verify' };
-  closeTls(r.socket);
-  const content = storeContent(store.certificates, chain);
-  const error = r.authorized ? undefined : r.authorizationError;
+  if (store.certificates.length === 0) {
+    return { ...common, verified: false, reason: store.problem ?? 'holds no certificates', content: { kind: 'empty' } };
+  }
+  const v = await verifyAgainstStore(chain, store);
+  const error = v.error?.code;
   return {
     ...common,
-    verified: r.authorized,
+    verified: v.verified,
     ...(error ? { error } : {}),
-    reason: verifyReason(error, content),
-    content,
+    reason: verifyReason(error, v.content, topIssuer),
+    content: v.content,
   };
 }
 
@@ -164,8 +165,8 @@ export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<
     chainDer = main.peerCertificates;
     result.tlsSession = judgeStartup(await startupReply(main.socket, user, database, timeoutMs));
     closeTls(main.socket);
-    result.chain = chainShape(chainDer);
-    if (chainDer[0]) result.hostname = checkHostname(chainDer[0], target.host);
+    result.chain = await inspectChain(chainDer);
+    if (chainDer[0]) result.hostname = verifyHostName(chainDer[0], target.host);
   }
 
   // 2. Plaintext: a StartupMessage without SSLRequest.
@@ -211,17 +212,12 @@ export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<
     stores.push(loadTrustStore(opts.rootcert, resolvePath(opts.rootcert)));
   stores.push(loadTrustStore('~/.postgresql/root.crt', defaultRoot));
   const sys = systemStorePath();
-  stores.push(
-    sys ? loadTrustStore('system', sys) : { label: 'system', path: '', exists: false, pem: '', certificates: [] },
-  );
+  stores.push(loadTrustStore('system', sys ?? ''));
   if (main.stage === 'done') {
     const trust: TrustResult[] = [];
-    for (const s of stores) trust.push(await verifyAgainst(target, s, base, chainDer, timeoutMs));
+    for (const s of stores) trust.push(await verifyAgainst(s, chainDer, result.chain?.topIssuer));
     result.trust = trust;
-    // The leaf's issuer is a root in one of the stores: the server needs to send nothing more.
-    if (result.chain && trust.some((t) => t.content?.kind === 'has-root')) {
-      result.chain = { ...result.chain, problems: result.chain.problems.filter((p) => p.kind !== 'ends-below-root') };
-    }
+    if (result.chain?.endsAtLeaf) result.missingIntermediate = !trust.some((t) => t.content?.kind === 'has-root');
   }
 
   // 5. sslmode verdicts, with the store libpq would use for verify-ca/verify-full.
@@ -242,8 +238,8 @@ export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<
     plaintextRefusal: result.plaintext?.summary,
     rootStore: { label: rootLabel, present: root.present, verified: root.verified, reason: root.reason },
     requireVerifies: !opts.rootcert && stores.some((s) => s.label === '~/.postgresql/root.crt' && s.exists),
-    hostnameMatch: result.hostname?.match === true,
-    hostnameMessage: result.hostname?.message,
+    hostnameMatch: result.hostname?.ok === true,
+    hostnameMessage: result.hostname && !result.hostname.ok ? result.hostname.message : undefined,
   });
   return result;
 }
