@@ -130,6 +130,21 @@ export class CaDatabase {
     return new CaDatabase(path, data);
   }
 
+  /** A new, empty database for a CA just created (written by the caller together with the CA's files). */
+  static async fresh(caCertFile: string, ca: x509.X509Certificate): Promise<CaDatabase> {
+    return new CaDatabase(databasePath(caCertFile), {
+      format: 'pgtls-ca-db/1',
+      ca: { subject: ca.subject, sha256: certificateSha256(ca) },
+      issued: [],
+      revoked: [],
+      crlNumber: 0,
+    });
+  }
+
+  serialize(): string {
+    return `${JSON.stringify(this.data, null, 2)}\n`;
+  }
+
   recordIssued(cert: x509.X509Certificate, kind: IssuedRecord['kind']): void {
     this.data.issued.push({
       serial: normaliseSerial(cert.serialNumber),
@@ -184,8 +199,6 @@ export class CaDatabase {
   }
 
   async save(): Promise<void> {
-    await writeOutputs([{ path: this.path, data: `${JSON.stringify(this.data, null, 2)}\n`, mode: PUBLIC_MODE }], {
-      force: true,
-    });
+    await writeOutputs([{ path: this.path, data: this.serialize(), mode: PUBLIC_MODE }], { force: true });
   }
 }

@@ -34,7 +34,13 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /** Write all files or none. Refuses (before writing anything) when a target exists and `force` is not set. */
-export async function writeOutputs(files: readonly OutputFile[], opts: { force?: boolean } = {}): Promise<void> {
+export async function writeOutputs(
+  files: readonly OutputFile[],
+  opts: {
+    force?: boolean /** Paths that are expected to exist and be replaced (a CA database). */;
+    replace?: readonly string[];
+  } = {},
+): Promise<void> {
   const seen = new Set<string>();
   for (const f of files) {
     if (seen.has(f.path)) {
@@ -43,7 +49,7 @@ export async function writeOutputs(files: readonly OutputFile[], opts: { force?:
       });
     }
     seen.add(f.path);
-    if (!opts.force && (await exists(f.path))) {
+    if (!opts.force && !opts.replace?.includes(f.path) && (await exists(f.path))) {
       throw new PgtlsError(ERR_OUTPUT_EXISTS, `${f.path}: the file already exists; nothing was written`, {
         details: { file: f.path, hint: 'Choose another output name, or pass --force to replace it.' },
       });

@@ -273,3 +273,32 @@ export async function loadIssued(certPem: string, keyPem: string): Promise<Issue
   const publicKey = await cert.publicKey.export(importAlg, ['verify']);
   return finish(cert, { privateKey, publicKey } as CryptoKeyPair);
 }
+
+/**
+ * A cross-certificate: `subject`'s CA name and public key, signed by `issuer`. Clients that trust either root can
+ * then build a path — the "alternate trust path" of Azure's Microsoft RSA Root CA 2017 cross-signed by DigiCert
+ * Global Root G2. Used for rotations (cross-sign the new root with the old one) and by the tests.
+ */
+export async function createCrossCertificate(
+  issuer: Issued,
+  subject: Issued,
+  opts: Omit<IssueOptions, 'subject' | 'keyType'> & { pathLength?: number } = {},
+): Promise<Issued> {
+  const bc = subject.cert.getExtension(x509.BasicConstraintsExtension);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: opts.serial ?? randomSerial(),
+    subject: subject.cert.subjectName,
+    issuer: issuer.cert.subjectName,
+    ...validity({ ...opts, subject: '' }, 1825),
+    publicKey: subject.keys.publicKey,
+    signingKey: issuer.keys.privateKey,
+    signingAlgorithm: signingAlgorithm(issuer.keys.privateKey),
+    extensions: [
+      new x509.BasicConstraintsExtension(true, opts.pathLength ?? bc?.pathLength, true),
+      new x509.KeyUsagesExtension(CA_USAGE, true),
+      await x509.SubjectKeyIdentifierExtension.create(subject.keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.keys.publicKey),
+    ],
+  });
+  return finish(cert, subject.keys);
+}

@@ -215,14 +215,14 @@ export async function inspectCertificates(
           'info',
           'issuer-not-included',
           i,
-          `the issuer of ${label(i)} (${certs[i]!.issuer}) is not in the file: peers must trust it (sslrootcert / ssl_ca_file)`,
+          `${label(i)} was issued by ${certs[i]!.issuer}, which is not in the file: peers must trust it (sslrootcert / ssl_ca_file)`,
         );
       } else {
         add(
           'error',
           'missing-link',
           i,
-          `missing link: nothing in the file signed ${label(i)}; its issuer ${certs[i]!.issuer} must follow it`,
+          `missing link: nothing in the file signed ${label(i)}; its issuer, ${certs[i]!.issuer}, must follow it`,
         );
       }
     }

@@ -5,6 +5,7 @@
 import { type KeyObject, createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { PgtlsError } from '../errors.js';
+import { facts } from './facts.js';
 import { type Issued, loadIssued } from './generate.js';
 import { readCertificates, readPrivateKey } from './pem.js';
 import { x509 } from './x509.js';
@@ -147,4 +148,13 @@ export async function loadSigningCA(certFile: string, keyFile: string, passphras
   }
   const pkcs8 = key.export({ type: 'pkcs8', format: 'pem' }) as string;
   return { issued: await loadIssued(cert.toString('pem'), pkcs8), chain };
+}
+
+/**
+ * What follows a certificate signed by `ca` in a chain file: the CA itself and its own issuers, without self-signed
+ * roots — PostgreSQL's rule for ssl_cert_file ("it is not necessary to add the root certificate"), and what libpq
+ * sends from sslcert.
+ */
+export function issuerChain(ca: SigningCA): x509.X509Certificate[] {
+  return [ca.issued.cert, ...ca.chain].filter((c) => !facts(c).selfIssued);
 }
