@@ -33,7 +33,7 @@ export const VERIFY_ERRORS = {
   X509_V_ERR_CERT_REVOKED: 'certificate revoked',
   X509_V_ERR_INVALID_CA: 'invalid CA certificate',
   X509_V_ERR_PATH_LENGTH_EXCEEDED: 'path length constraint exceeded',
-  X509_V_ERR_INVALID_PURPOSE: 'unsupported certificate purpose',
+  X509_V_ERR_INVALID_PURPOSE: 'unsuitable certificate purpose',
   X509_V_ERR_HOSTNAME_MISMATCH: 'hostname mismatch',
 } as const;
 export type VerifyErrorCode = keyof typeof VERIFY_ERRORS;
