@@ -11,7 +11,7 @@ import type { HbaLine, HbaMethod } from '../hba/hba.js';
 import { checkUsermap } from '../hba/ident.js';
 import { matchHba, normalizeAddress } from '../hba/match.js';
 import { ALPN_POSTGRESQL, SSL_ACCEPT, SSL_REFUSE } from '../protocol/constants.js';
-import { type WireError, encodeErrorResponse } from '../protocol/error-response.js';
+import { type WireError, encodeErrorResponse, encodeErrorResponseV2 } from '../protocol/error-response.js';
 import { parseStartupMessage, unsupportedProtocolError } from '../protocol/startup.js';
 import { InitialReader } from './initial-reader.js';
 import * as refuse from './refusals.js';
@@ -69,11 +69,11 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
   }, cfg.authentication_timeout);
   socket.on('error', () => undefined);
 
-  const sendFatal = (err: WireError, reason?: string) => {
+  const sendFatal = (err: WireError, reason?: string, protocolMajor = 3) => {
     record.outcome = 'refused';
     record.reason = reason ?? err.message;
     record.sqlstate = err.code;
-    stream.end(encodeErrorResponse(err));
+    stream.end(protocolMajor < 3 ? encodeErrorResponseV2(err) : encodeErrorResponse(err));
   };
 
   try {
@@ -160,7 +160,7 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
       reader.detach();
       const parsed = parseStartupMessage(p.code, p.body);
       if (!parsed.ok) {
-        sendFatal(parsed.error);
+        sendFatal(parsed.error, undefined, p.code >>> 16);
         return;
       }
       const sp = parsed.value;

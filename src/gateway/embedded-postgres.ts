@@ -180,7 +180,16 @@ export async function startCluster(opts: StartOptions, binaries = embeddedBinari
   }
   if (runAs.uid !== undefined) await chown(join(opts.dataDir, 'pgtls.auto.conf'), runAs.uid, runAs.gid!);
   const logFile = join(opts.dataDir, 'pgtls-postgres.log');
-  await run(binaries, runAs, 'pg_ctl', ['-D', opts.dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
+  try {
+    await run(binaries, runAs, 'pg_ctl', ['-D', opts.dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
+  } catch (err) {
+    // pg_ctl only says "examine the log output": put the log's last lines into the error.
+    const tail = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-5).join('\n');
+    throw new PgtlsError(ERR_EMBEDDED, `PostgreSQL did not start: ${tail || (err as Error).message}`, {
+      cause: err,
+      details: { log: logFile },
+    });
+  }
   let stopped = false;
   return {
     dataDir: opts.dataDir,

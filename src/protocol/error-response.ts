@@ -48,6 +48,14 @@ export function encodeErrorResponse(err: WireError): Buffer {
 }
 
 /**
+ * A FATAL in protocol 2.0 format: Byte1('E') String("FATAL:  message\n"). PostgreSQL answers a StartupMessage asking
+ * for protocol 1.x/2.x this way (FrontendProtocol is set before the version check), so old clients can read it.
+ */
+export function encodeErrorResponseV2(err: WireError): Buffer {
+  return Buffer.concat([Buffer.from('E'), Buffer.from(`${err.severity}:  ${err.message}\n`, 'utf8'), Buffer.from([0])]);
+}
+
+/**
  * Decode the body (after type byte and length) of an ErrorResponse or NoticeResponse into its fields.
  * Unknown field codes are kept: the protocol says frontends should ignore them, and we pass them on.
  */

