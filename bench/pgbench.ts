@@ -56,9 +56,32 @@ async function waitPort(port: number): Promise<void> {
 }
 
 function pgbench(port: number, extra: string[]): number {
-  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-S', '-n', '-c', opt.clients!, '-j', opt.threads!, '-T', String(seconds), ...extra, 'postgres'];
-  const out = execFileSync('pgbench', args, { env: { ...process.env, PGSSLMODE: 'require' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const m = /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(out) ?? /tps = ([\d.]+)/.exec(out);
+  const args = [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(port),
+    '-U',
+    'postgres',
+    '-S',
+    '-n',
+    '-c',
+    opt.clients!,
+    '-j',
+    opt.threads!,
+    '-T',
+    String(seconds),
+    ...extra,
+    'postgres',
+  ];
+  const out = execFileSync('pgbench', args, {
+    env: { ...process.env, PGSSLMODE: 'require' },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const m =
+    /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(out) ??
+    /tps = ([\d.]+)/.exec(out);
   if (!m) throw new Error(`no tps in pgbench output:\n${out}`);
   return Number(m[1]);
 }
@@ -81,7 +104,10 @@ async function main() {
       execFileSync('chmod', [mode.toString(8), p]);
       if (runAs.uid !== undefined) chownSync(p, runAs.uid, runAs.gid!);
     };
-    for (const [n, c] of [['server.crt', chain], ['server.key', leaf.keyPem]] as const) {
+    for (const [n, c] of [
+      ['server.crt', chain],
+      ['server.key', leaf.keyPem],
+    ] as const) {
       writeFileSync(join(work, n), c);
       own(join(work, n));
     }
@@ -97,10 +123,20 @@ async function main() {
     const pg = await startCluster({
       dataDir,
       port: pgPort,
-      settings: { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key', max_connections: '200', shared_buffers: '128MB' },
+      settings: {
+        ssl: 'on',
+        ssl_cert_file: 'server.crt',
+        ssl_key_file: 'server.key',
+        max_connections: '200',
+        shared_buffers: '128MB',
+      },
     });
     stopPg = () => pg.stop();
-    execFileSync('pgbench', ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(pgPort), '-U', 'postgres', 'postgres'], { stdio: 'ignore' });
+    execFileSync(
+      'pgbench',
+      ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(pgPort), '-U', 'postgres', 'postgres'],
+      { stdio: 'ignore' },
+    );
 
     process.stderr.write('bench: pgtls gateway …\n');
     const gwPort = await freePort();
@@ -118,9 +154,13 @@ async function main() {
       ].join('\n'),
     );
     if (runAs.uid !== undefined) execFileSync('chown', ['root:root', join(work, 'server.key')]);
-    const gw = spawn(process.execPath, [new URL('../src/cli/main.js', import.meta.url).pathname, 'serve', '--config', join(work, 'pgtls.conf')], {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    const gw = spawn(
+      process.execPath,
+      [new URL('../src/cli/main.js', import.meta.url).pathname, 'serve', '--config', join(work, 'pgtls.conf')],
+      {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
     children.push(gw);
     await waitPort(gwPort);
 
@@ -144,7 +184,7 @@ async function main() {
         `client_tls_cert_file = ${join(work, 'server.crt')}`,
         `client_tls_key_file = ${join(work, 'server.key.bouncer')}`,
         'server_tls_sslmode = disable',
-        `unix_socket_dir =`,
+        'unix_socket_dir =',
         'logfile =',
         'log_connections = 0',
         'log_disconnections = 0',
@@ -152,7 +192,10 @@ async function main() {
     );
     writeFileSync(join(work, 'server.key.bouncer'), leaf.keyPem);
     for (const f of ['pgbouncer.ini', 'userlist.txt', 'server.key.bouncer']) own(join(work, f));
-    const bouncer = spawn('/usr/sbin/pgbouncer', [join(work, 'pgbouncer.ini')], { ...runAs, stdio: ['ignore', 'ignore', 'inherit'] });
+    const bouncer = spawn('/usr/sbin/pgbouncer', [join(work, 'pgbouncer.ini')], {
+      ...runAs,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     children.push(bouncer);
     await waitPort(bPort);
 
@@ -173,7 +216,9 @@ async function main() {
     const lines = [
       `| ${mode} -c ${opt.clients} -j ${opt.threads} -T ${seconds} | median tps | runs |`,
       '|---|---|---|',
-      ...(Object.keys(med) as (keyof typeof med)[]).map((k) => `| ${k} | ${med[k].toFixed(0)} | ${results[k].map((x) => x.toFixed(0)).join(', ')} |`),
+      ...(Object.keys(med) as (keyof typeof med)[]).map(
+        (k) => `| ${k} | ${med[k].toFixed(0)} | ${results[k].map((x) => x.toFixed(0)).join(', ')} |`,
+      ),
       '',
       `pgtls / direct = **${(med.pgtls / med.direct).toFixed(2)}** (target ≥ 0.80), pgtls / PgBouncer = **${(med.pgtls / med.pgbouncer).toFixed(2)}** (target ≥ 1.2), PgBouncer / direct = ${(med.pgbouncer / med.direct).toFixed(2)}`,
     ];
