@@ -12,7 +12,7 @@ import { lookup } from 'node:dns/promises';
 import type { EventEmitter } from 'node:events';
 import { type Socket, connect as netConnect } from 'node:net';
 import { type PeerCertificate, type TLSSocket, connect as tlsConnect } from 'node:tls';
-import { verifyHostName } from '../pki/hostname.js';
+import { keyUsageAllowsTls, verifyHostName } from '../pki/hostname.js';
 import { encodeSSLRequest } from '../protocol/startup.js';
 import { type AttemptFailure, connectError } from './errors.js';
 import { type ConnectionPlan, DEFAULT_PORT, type HostTarget, parseIntParam, sniSuppressed } from './resolve.js';
@@ -291,11 +291,13 @@ async function tlsHandshake(
     const crlMissing = material.crl !== undefined && material.crl.length === 0;
     if (!tlsSocket.authorized || crlMissing) {
       const why = crlMissing ? 'unable to get certificate CRL' : String(tlsSocket.authorizationError ?? 'unknown');
-      const text =
-        plan.ssl.rootCert === 'system' && /UNABLE_TO_GET_ISSUER_CERT_LOCALLY/.test(why)
-          ? 'SSL error: certificate verify failed: unable to get local issuer certificate'
-          : 'SSL error: certificate verify failed';
-      throw fail(new AttemptError(text, describeVerifyError(why)));
+      throw fail(new AttemptError('SSL error: certificate verify failed', describeVerifyError(why)));
+    }
+    // OpenSSL 1.1 (libpq's) also applies the ssl_server purpose to a leaf that is itself a trust anchor; Node's
+    // OpenSSL 3 does not. A leaf whose keyUsage allows no TLS use is refused, as libpq refuses it.
+    const leaf = chain[0];
+    if (leaf && !keyUsageAllowsTls(leaf.raw)) {
+      throw fail(new AttemptError('SSL error: certificate verify failed', 'unsupported certificate purpose'));
     }
     verified = 'chain';
   }
@@ -364,14 +366,28 @@ export class ConnectionAttempts {
 
   constructor(readonly plan: ConnectionPlan) {}
 
-  /** Record that the connection returned by the last next() failed after negotiation (e.g. the login was rejected). */
-  fail(message: string, reason?: string): void {
+  /**
+   * Record that the connection returned by the last next() failed after negotiation (the login was rejected).
+   * As libpq: SQLSTATE 57P03 (cannot connect now) moves on to the next host; anything else tries the next encryption
+   * method on the same address, and when there is none the whole connection fails (`exhausted` becomes true).
+   */
+  fail(message: string, sqlstate?: string): void {
     const cur = this.current;
     if (!cur) return;
-    this.failures.push(this.failure(cur.candidate, cur.method, message, reason));
+    this.failures.push(this.failure(cur.candidate, cur.method, message));
     this.current = undefined;
+    if (sqlstate === '57P03') {
+      this.candidates = undefined;
+      this.hostIndex++;
+      return;
+    }
     this.methodIndex++;
+    const methods = cur.candidate.path !== undefined ? ['plain'] : this.plan.methods;
+    if (!methods[this.methodIndex]) this.exhausted = true;
   }
+
+  /** True once libpq would have given up (no further attempt after a failed login). */
+  exhausted = false;
 
   private failure(c: Candidate, method: Method, message: string, reason?: string, prefix = c.prefix): AttemptFailure {
     return Object.freeze({
@@ -425,6 +441,7 @@ export class ConnectionAttempts {
   /** The next negotiated connection, or a ClientError carrying every attempt's message once all have failed. */
   async next(): Promise<Negotiated> {
     const plan = this.plan;
+    if (this.exhausted) throw connectError(this.failures);
     const timeoutMs = plan.connectTimeoutSeconds * 1000;
     for (let guard = 0; guard < 10_000; guard++) {
       if (this.candidates === undefined) {
@@ -469,8 +486,12 @@ export class ConnectionAttempts {
       } catch (err) {
         if (!(err instanceof AttemptError)) throw err;
         this.failures.push(this.failure(candidate, method, err.message, err.reason));
-        if (err.encryptionRelated) this.methodIndex++;
-        else {
+        if (err.encryptionRelated) {
+          // libpq (CONNECTION_FAILED): the next encryption method on a new connection, or give up — a TLS or
+          // negotiation failure does not move on to other addresses or hosts.
+          this.methodIndex++;
+          if (!methods[this.methodIndex]) throw connectError(this.failures);
+        } else {
           this.candidateIndex++;
           this.methodIndex = 0;
         }

@@ -388,7 +388,9 @@ export function resolve(
     hosts.push(
       Object.freeze({
         kind,
-        host: kind === 'socket' && host === '' ? DEFAULT_SOCKET_DIR : host,
+        // libpq stores the default socket directory as the host when none is given, even next to hostaddr: that
+        // is the name verify-full then checks (and fails on), so keep it.
+        host: host === '' ? DEFAULT_SOCKET_DIR : host,
         hostaddr,
         port,
         ...(password === undefined || password === '' ? {} : { password }),

@@ -54,6 +54,8 @@ export class PgtlsSocket extends Duplex {
   private forwardedLoginBytes = false;
   private pendingWrites: { chunk: Buffer; cb: (err?: Error | null) => void }[] = [];
   private keepAlive: [boolean, number] | undefined;
+  /** Every attempt failed: writes are discarded, the readable side has ended. */
+  private dead = false;
 
   constructor(readonly plan: ConnectionPlan) {
     super({ allowHalfOpen: false });
@@ -141,7 +143,7 @@ export class PgtlsSocket extends Duplex {
             return;
           }
         }
-        this.attempts.fail(text);
+        this.attempts.fail(text, fields[ErrorField.Code]);
         forward.push(frame);
         continue;
       }
@@ -164,7 +166,7 @@ export class PgtlsSocket extends Duplex {
     fields: Readonly<Record<string, string>>,
   ): void {
     const facts = this.facts!;
-    this.attempts.fail(text);
+    this.attempts.fail(text, fields[ErrorField.Code]);
     this.emit('fallback', { message: text, facts });
     this.inner = undefined;
     sock.destroy();
@@ -181,12 +183,15 @@ export class PgtlsSocket extends Duplex {
           // The driver sees the server's own ErrorResponse only if the last attempt was a login failure.
           const lastWasLogin = err.attempts[err.attempts.length - 1]?.message === text;
           if (lastWasLogin) {
+            // Hand the driver the server's own error, then end the stream as the server would have.
+            this.dead = true;
+            this.readyState = 'closed';
             this.push(frame);
+            this.push(null);
             this.emit('pgtls-error', connectError(this.attempts.failures));
             return;
           }
         }
-        void fields;
         this.fatal(err);
       },
     );
@@ -216,6 +221,10 @@ export class PgtlsSocket extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.dead) {
+      cb();
+      return;
+    }
     if (!this.loginDone) {
       if (!this.startupPacket) {
         this.startupPacket = Buffer.from(chunk);

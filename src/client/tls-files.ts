@@ -3,7 +3,7 @@
  * key — with its order, its rules (a root file that exists turns verification on; a key must not be group/world
  * accessible) and its messages. Returns Node SecureContext options, or libpq's error text.
  */
-import { createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ConnectionPlan } from './resolve.js';
@@ -268,6 +268,24 @@ export function loadTlsMaterial(plan: ConnectionPlan): MaterialResult {
     }
     try {
       key = loadKey(readFileSync(ssl.key), params.sslpassword || undefined);
+    } catch (err) {
+      return {
+        ok: false,
+        message: `could not load private key file "${ssl.key}": ${opensslReason(err)}`,
+        reason: (err as Error).message,
+      };
+    }
+    // SSL_use_PrivateKey_file() refuses a key that does not belong to the certificate already loaded.
+    try {
+      const fromKey = createPublicKey(key).export({ format: 'der', type: 'spki' });
+      const fromCert = new X509Certificate(cert).publicKey.export({ format: 'der', type: 'spki' });
+      if (!Buffer.from(fromKey).equals(Buffer.from(fromCert))) {
+        return {
+          ok: false,
+          message: `could not load private key file "${ssl.key}": key values mismatch`,
+          reason: 'the private key does not belong to the client certificate',
+        };
+      }
     } catch (err) {
       return {
         ok: false,

@@ -294,3 +294,29 @@ export function verifyHostName(cert: CertificateInput, host: string): HostNameRe
       : `server certificate for "${first}" (and ${others} other name${others === 1 ? '' : 's'}) does not match host name "${host}"`;
   return { ok: false, message, names };
 }
+
+const OID_KEY_USAGE = Buffer.from([0x55, 0x1d, 0x0f]); // 2.5.29.15
+
+/**
+ * OpenSSL's ssl_server purpose test on keyUsage (check_purpose_ssl_server → ku_reject(KU_TLS)): a certificate with a
+ * keyUsage extension must allow digitalSignature, keyEncipherment or keyAgreement. No extension → allowed.
+ */
+export function keyUsageAllowsTls(cert: CertificateInput): boolean {
+  const der = toDer(cert);
+  const top = readTlv(der, 0, der.length);
+  const tbs = children(der, top)[0];
+  if (!tbs) return true;
+  const extsWrapper = children(der, tbs).find((f) => f.tag === 0xa3);
+  const exts = extsWrapper ? children(der, extsWrapper)[0] : undefined;
+  for (const ext of exts ? children(der, exts) : []) {
+    const parts = children(der, ext);
+    const oid = parts[0];
+    if (!oid || !Buffer.from(der.subarray(oid.body, oid.end)).equals(OID_KEY_USAGE)) continue;
+    const octets = parts[parts.length - 1]!;
+    const bits = readTlv(der, octets.body, octets.end);
+    const first = bits.end - bits.body > 1 ? der[bits.body + 1]! : 0;
+    // digitalSignature (0x80) · keyEncipherment (0x20) · keyAgreement (0x08)
+    return (first & (0x80 | 0x20 | 0x08)) !== 0;
+  }
+  return true;
+}
