@@ -91,7 +91,7 @@ export function facts(cert: x509.X509Certificate): CertFacts {
     pathLength: bc?.ca ? bc.pathLength : undefined,
     keyUsage,
     keyUsageNames: keyUsage === undefined ? [] : KU_NAMES.filter(([bit]) => (keyUsage & bit) !== 0).map(([, n]) => n),
-    extKeyUsage: eku ? eku.usages.map(String) : undefined,
+    extKeyUsage: eku ? Array.from(eku.usages, String) : undefined,
     sans,
     ski,
     akiKeyId,

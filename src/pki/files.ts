@@ -74,7 +74,9 @@ export async function writeOutputs(
   } catch (cause) {
     await Promise.all(temps.map((t) => unlink(t).catch(() => undefined)));
     const e = cause as NodeJS.ErrnoException;
-    const file = e.path ?? files[temps.length - 1]?.path ?? '';
+    // Name the output the user asked for, not our temporary file.
+    const failed = e.path === undefined ? -1 : temps.indexOf(e.path);
+    const file = files[failed >= 0 ? failed : temps.length - 1]?.path ?? e.path ?? '';
     throw new PgtlsError(ERR_WRITE, `${file}: cannot write (${e.code ?? e.message}); nothing was written`, {
       cause,
       details: { file, hint: 'Check that the directory exists and is writable.' },
