@@ -1,0 +1,554 @@
+/**
+ * From libpq's message for a failed attempt (and what the doctor saw itself) to one cause and one fix.
+ * Each rule recognises libpq's or PostgreSQL's own words (fe-connect.c, fe-secure-openssl.c, auth.c, hba.c), then
+ * checks the facts before blaming anything: a version window is confirmed by asking the server which versions it
+ * accepts, a pinned intermediate by looking inside sslrootcert, and so on.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import type { SecureVersion } from 'node:tls';
+import type { AttemptFailure } from '../client/errors.js';
+import type { ConnectionPlan } from '../client/resolve.js';
+import { parseCertificates } from '../pki/pem.js';
+import { TLS_VERSIONS, type TlsVersion, suitesFor } from './cipher-suites.js';
+import type { Observed, Stage } from './doctor.js';
+import { closeTls, negotiate } from './wire.js';
+
+export interface Diagnosis {
+  /** Stable name of the cause, for scripts and tests (e.g. `tls-version-mismatch`). */
+  readonly code: string;
+  readonly stage: Stage;
+  /** One sentence: what is wrong. */
+  readonly cause: string;
+  /** One sentence: what to do. */
+  readonly fix: string;
+  /** Supporting facts (names in the certificate, versions the server accepts, …). */
+  readonly evidence?: readonly string[];
+}
+
+export interface ExplainInput {
+  readonly message: string;
+  readonly reason?: string;
+  readonly method?: AttemptFailure['method'];
+  readonly failures?: readonly AttemptFailure[];
+  readonly plan?: ConnectionPlan;
+  readonly observed?: Observed;
+  readonly timeoutMs?: number;
+  readonly stage?: Stage;
+}
+
+const d = (code: string, stage: Stage, cause: string, fix: string, evidence?: string[]): Diagnosis => ({
+  code,
+  stage,
+  cause,
+  fix,
+  ...(evidence?.length ? { evidence } : {}),
+});
+
+const VERSION_FAILURE =
+  /no protocols available|unsupported protocol|protocol version|wrong version number|version too (?:low|high)|bad protocol version|does not support any SSL protocol version/i;
+const CIPHER_FAILURE = /handshake failure|no shared cipher|insufficient security|no cipher/i;
+const CLIENT_CERT_ALERT =
+  /alert (?:unknown ca|bad certificate|certificate unknown|certificate required|access denied|decrypt error|unsupported certificate|certificate revoked|certificate expired)/i;
+
+/** Versions the server accepts, asked one at a time (4 handshakes at most). */
+async function serverVersions(o: Observed, timeoutMs: number): Promise<TlsVersion[]> {
+  const out: TlsVersion[] = [];
+  for (const v of TLS_VERSIONS) {
+    const r = await negotiate(
+      o.endpoint,
+      {
+        minVersion: v as SecureVersion,
+        maxVersion: v as SecureVersion,
+        ciphers:
+          v === 'TLSv1.3'
+            ? suitesFor(v)
+                .map((s) => s.openssl)
+                .join(':')
+            : 'ALL:COMPLEMENTOFALL:@SECLEVEL=0',
+        servername: o.host,
+      },
+      timeoutMs,
+    );
+    if (r.stage === 'done') {
+      closeTls(r.socket);
+      out.push(v);
+    }
+  }
+  return out;
+}
+
+function range(min: string, max: string): string {
+  return min === max ? `${min} only` : `${min} to ${max}`;
+}
+
+async function versionWindow(plan: ConnectionPlan, o: Observed, timeoutMs: number): Promise<Diagnosis | undefined> {
+  const server = await serverVersions(o, timeoutMs);
+  const cmin = (plan.ssl.minVersion || 'TLSv1.2') as TlsVersion;
+  const cmax = (plan.ssl.maxVersion || 'TLSv1.3') as TlsVersion;
+  const lo = TLS_VERSIONS.indexOf(cmin);
+  const hi = TLS_VERSIONS.indexOf(cmax);
+  const overlap = server.filter((v) => TLS_VERSIONS.indexOf(v) >= lo && TLS_VERSIONS.indexOf(v) <= hi);
+  if (server.length === 0 || overlap.length > 0) return undefined;
+  const smin = server[0]!;
+  const smax = server[server.length - 1]!;
+  const serverAbove = TLS_VERSIONS.indexOf(smin) > hi;
+  return d(
+    'tls-version-mismatch',
+    'tls',
+    `the TLS version windows do not overlap: this client allows ${range(cmin, cmax)} (ssl_min_protocol_version/ssl_max_protocol_version), the server accepts ${range(smin, smax)}`,
+    serverAbove
+      ? `raise the client's ssl_max_protocol_version to ${smax} (or remove it); the server's ssl_min_protocol_version is ${smin}`
+      : `lower the client's ssl_min_protocol_version to ${smin} only if you must, or better raise the server's ssl_max_protocol_version / ssl_min_protocol_version to TLSv1.2 or later`,
+    [`server accepts: ${server.join(', ')}`, `client allows: ${range(cmin, cmax)}`],
+  );
+}
+
+async function noSharedCipher(plan: ConnectionPlan, o: Observed, timeoutMs: number): Promise<Diagnosis | undefined> {
+  const cmin = (plan.ssl.minVersion || 'TLSv1.2') as TlsVersion;
+  const cmax = (plan.ssl.maxVersion || 'TLSv1.3') as TlsVersion;
+  const versions = TLS_VERSIONS.slice(TLS_VERSIONS.indexOf(cmin), TLS_VERSIONS.indexOf(cmax) + 1);
+  // Everything OpenSSL can do, at security level 0: if even this fails, the server has no usable suite at all.
+  for (const v of [...versions].reverse()) {
+    const r = await negotiate(
+      o.endpoint,
+      {
+        minVersion: v as SecureVersion,
+        maxVersion: v as SecureVersion,
+        ciphers:
+          v === 'TLSv1.3'
+            ? suitesFor(v)
+                .map((s) => s.openssl)
+                .join(':')
+            : 'ALL:COMPLEMENTOFALL:@SECLEVEL=0',
+        servername: o.host,
+      },
+      timeoutMs,
+    );
+    if (r.stage === 'done') {
+      closeTls(r.socket);
+      return d(
+        'no-shared-cipher',
+        'tls',
+        `no cipher suite in common: the server accepts ${r.cipher.name} at ${v}, which libpq's OpenSSL does not offer by default (weak or legacy suite)`,
+        "change the server's ssl_ciphers to modern suites (e.g. HIGH:!aNULL, or the ECDHE-…-GCM suites for its key type); libpq has no setting to offer weaker suites",
+        [`accepted only with legacy settings: ${v} ${r.cipher.name}`],
+      );
+    }
+  }
+  return d(
+    'no-shared-cipher',
+    'tls',
+    "no cipher suite in common: the server's ssl_ciphers leaves no suite that works with its certificate's key (e.g. ECDHE-RSA suites with an EC key) at the versions this client allows",
+    "set the server's ssl_ciphers to suites matching its key type (ECDHE-ECDSA-… for EC keys, ECDHE-RSA-… for RSA keys) or back to the default HIGH:MEDIUM:+3DES:!aNULL, then reload",
+  );
+}
+
+function clientCertCN(plan: ConnectionPlan): { cn?: string; file: string; exists: boolean } {
+  const file = plan.ssl.cert;
+  if (!file || !existsSync(file)) return { file, exists: false };
+  try {
+    const c = parseCertificates(readFileSync(file), file)[0];
+    const cn = c?.subjectName.getField('CN')[0];
+    return { file, exists: true, ...(cn ? { cn } : {}) };
+  } catch {
+    return { file, exists: true };
+  }
+}
+
+/** Verification failed: use the store and the chain to say which of the usual suspects it is. */
+function certificateProblem(plan: ConnectionPlan, o: Observed, message: string): Diagnosis {
+  const v = o.storeVerdict;
+  const chain = o.chain;
+  const code = v?.error?.code?.replace(/^X509_V_ERR_/, '');
+  const rootLabel =
+    plan.ssl.rootCert === 'system' ? 'the system store (sslrootcert=system)' : `sslrootcert "${plan.ssl.rootCert}"`;
+  const subjects = chain?.certificates.map((c) => c.subject) ?? [];
+  const evidence = [
+    `chain sent: ${subjects.join(' ← ') || '(none)'}`,
+    `${rootLabel}: ${o.store?.certificates.map((c) => c.subject).join('; ') || '(no certificates)'}`,
+  ];
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+    const bad = chain?.certificates.find(
+      (c) => c.status === (code === 'CERT_HAS_EXPIRED' ? 'expired' : 'not-yet-valid'),
+    );
+    const who = bad
+      ? `"${bad.subject}"${bad.index === 0 ? ' (the server certificate)' : ''}`
+      : `"${v?.error?.subject ?? 'a certificate'}"`;
+    return code === 'CERT_HAS_EXPIRED'
+      ? d(
+          'certificate-expired',
+          'chain',
+          `the certificate ${who} expired on ${(bad?.notAfter ?? '').slice(0, 10) || 'an earlier date'}`,
+          'renew it on the server (ssl_cert_file) and reload PostgreSQL (SELECT pg_reload_conf())',
+          evidence,
+        )
+      : d(
+          'certificate-not-yet-valid',
+          'chain',
+          `the certificate ${who} is not valid before ${(bad?.notBefore ?? '').slice(0, 10)}`,
+          "check the client's and server's clocks, or reissue the certificate with a start date in the past",
+          evidence,
+        );
+  }
+  const content = v?.content;
+  if (content?.kind === 'pinned-intermediate') {
+    return d(
+      'pinned-intermediate',
+      'chain',
+      `${rootLabel} holds the intermediate CA "${content.subject}" instead of a root (certificate pinning): OpenSSL needs the self-signed root at the top`,
+      `put the root CA "${content.issuer}" (the issuer of "${content.subject}") in sslrootcert instead`,
+      evidence,
+    );
+  }
+  if (content?.kind === 'pinned-leaf') {
+    const issuer = chain?.certificates[0]?.issuer ?? 'its issuer';
+    return d(
+      'pinned-server-certificate',
+      'chain',
+      `${rootLabel} holds the server's own certificate "${content.subject}" (certificate pinning), not the root CA that issued it`,
+      `put the root CA at the top of the server's chain (above "${issuer}") in sslrootcert instead; pinned server certificates break at every renewal`,
+      evidence,
+    );
+  }
+  if (code === 'DEPTH_ZERO_SELF_SIGNED_CERT') {
+    return d(
+      'self-signed-server-certificate',
+      'chain',
+      `the server's certificate "${subjects[0] ?? ''}" is self-signed and is not in ${rootLabel}`,
+      'issue the server certificate from a CA and give clients that CA in sslrootcert (or, for a test server, put this certificate in sslrootcert)',
+      evidence,
+    );
+  }
+  if (chain?.endsAtLeaf && content?.kind !== 'has-root' && (o.store?.certificates.length ?? 0) > 0) {
+    return d(
+      'missing-intermediate',
+      'chain',
+      `the server sends only its own certificate, whose issuer "${chain.topIssuer ?? ''}" is not in ${rootLabel}: the server is not sending its intermediate CA`,
+      `on the server, append the intermediate certificate "${chain.topIssuer ?? ''}" to ssl_cert_file after the server certificate and reload (if "${chain.topIssuer ?? ''}" is in fact your root, put it in sslrootcert instead)`,
+      evidence,
+    );
+  }
+  if (
+    content?.kind === 'has-root' &&
+    (code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' || code === 'UNABLE_TO_GET_ISSUER_CERT')
+  ) {
+    return d(
+      'missing-intermediate',
+      'chain',
+      `${rootLabel} has the root, but the server does not send the intermediate between it and "${subjects[subjects.length - 1] ?? ''}"`,
+      'on the server, append the missing intermediate certificate(s) to ssl_cert_file (leaf first, then each issuer) and reload',
+      evidence,
+    );
+  }
+  if (
+    code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' ||
+    code === 'UNABLE_TO_GET_ISSUER_CERT' ||
+    code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
+    code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'
+  ) {
+    const top =
+      chain?.topIssuer ?? chain?.certificates[chain.certificates.length - 1]?.subject ?? "the server's root CA";
+    return d(
+      'root-not-trusted',
+      'chain',
+      `${rootLabel} does not contain the root CA the server's chain leads to ("${top}")`,
+      `add the root certificate "${top}" to sslrootcert (for Azure: DigiCert Global Root G2, Microsoft RSA Root Certificate Authority 2017 and DigiCert Global Root CA), or use sslrootcert=system if it is a public CA`,
+      evidence,
+    );
+  }
+  if (code === 'CERT_REVOKED') {
+    return d(
+      'certificate-revoked',
+      'chain',
+      `a certificate in the server's chain is revoked (${v?.error?.subject ?? ''})`,
+      'issue a new server certificate; remove stale CRLs only if the revocation was a mistake',
+      evidence,
+    );
+  }
+  if (code === 'INVALID_PURPOSE') {
+    return d(
+      'certificate-purpose',
+      'chain',
+      `the server certificate "${subjects[0] ?? ''}" is not for TLS servers (extendedKeyUsage lacks serverAuth)`,
+      'reissue it with extendedKeyUsage serverAuth',
+      evidence,
+    );
+  }
+  return d(
+    'certificate-verify-failed',
+    'chain',
+    `the server's chain does not verify against ${rootLabel}: ${v?.error?.reason ?? message}`,
+    'check the chain with `pgtls probe HOST --rootcert FILE`, which shows each certificate and trust store',
+    evidence,
+  );
+}
+
+function fileMode(file: string): string | undefined {
+  try {
+    return (statSync(file).mode & 0o777).toString(8).padStart(4, '0');
+  } catch {
+    return undefined;
+  }
+}
+
+export async function explain(input: ExplainInput): Promise<Diagnosis> {
+  const m = input.message;
+  const plan = input.plan;
+  const o = input.observed;
+  const timeoutMs = input.timeoutMs ?? 10_000;
+  const mode = plan?.ssl.mode ?? 'prefer';
+  if (input.stage === 'parameters' || !plan) {
+    return d(
+      'invalid-parameters',
+      'parameters',
+      m,
+      'fix the connection string: see `pgtls doctor --help` for the syntax (keyword=value pairs or a postgresql:// URI)',
+    );
+  }
+  if (/could not translate host name|could not parse network address/.test(m)) {
+    return d(
+      'dns',
+      'dns',
+      m.split('\n')[0]!,
+      'check the host name (typo, DNS, /etc/hosts) or give the address with hostaddr',
+    );
+  }
+  if (/Connection refused/.test(m)) {
+    return d(
+      'tcp-refused',
+      'tcp',
+      `nothing accepts connections at ${o?.endpoint.host ?? ''}:${o?.endpoint.port ?? ''}`,
+      'check host and port, that PostgreSQL runs and listens there (listen_addresses, port), and firewalls',
+    );
+  }
+  if (/timeout expired|timed out|No route to host|Network is unreachable/.test(m)) {
+    return d(
+      'tcp-timeout',
+      'tcp',
+      `no answer from ${o?.endpoint.host ?? ''}:${o?.endpoint.port ?? ''} (${m.split('\n')[0]})`,
+      'check that the address is reachable from here (firewall, network security group, private endpoint, VPN)',
+    );
+  }
+  if (/server does not support SSL, but SSL was required/.test(m)) {
+    return d(
+      'server-ssl-off',
+      'sslrequest',
+      "the server answered 'N' to SSLRequest: it does not accept TLS (ssl = off)",
+      `turn TLS on at the server (ssl = on with ssl_cert_file/ssl_key_file) — do not lower sslmode=${mode}, which would send the password in clear`,
+    );
+  }
+  if (/received unencrypted data after SSL response/.test(m)) {
+    return d(
+      'unencrypted-data-after-ssl',
+      'sslrequest',
+      "bytes followed the server's 'S' before TLS started: something between you and the server injects data (CVE-2021-23222)",
+      'connect directly to the server and find the proxy or device that injects data',
+    );
+  }
+  if (/root certificate file .* does not exist/.test(m)) {
+    return d(
+      'root-certificate-missing',
+      'tls',
+      `sslmode=${mode} needs root certificates, but "${plan.ssl.rootCert}" does not exist`,
+      `download the server's root CA certificate to "${plan.ssl.rootCert}" or point sslrootcert at it (sslrootcert=system for a public CA); or use sslmode=require to encrypt without verifying`,
+    );
+  }
+  if (/has group or world access/.test(m)) {
+    const file = /"([^"]+)"/.exec(m)?.[1] ?? plan.ssl.key;
+    return d(
+      'key-file-permissions',
+      'client-certificate',
+      `the private key file "${file}" is readable by others (mode ${fileMode(file) ?? '?'}), and libpq refuses such keys`,
+      `chmod 0600 "${file}" (or 0640 if it is owned by root)`,
+    );
+  }
+  if (/certificate present, but not private key file/.test(m)) {
+    return d(
+      'client-key-missing',
+      'client-certificate',
+      m.split('\n')[0]!,
+      'set sslkey to the private key of sslcert, or remove the certificate if you do not mean to send one',
+    );
+  }
+  if (/does not match private key|key values mismatch/.test(m)) {
+    return d(
+      'client-key-mismatch',
+      'client-certificate',
+      `sslkey is not the private key of sslcert ("${plan.ssl.cert}")`,
+      'give the key that belongs to this certificate (check with `pgtls cert inspect CERT --key KEY`)',
+    );
+  }
+  if (/could not (?:open|read|load) (?:certificate|private key|root certificate|SSL certificate revocation)/.test(m)) {
+    return d(
+      'tls-file-unreadable',
+      'client-certificate',
+      m.split('\n')[0]!,
+      'check the path and that this user may read the file',
+    );
+  }
+  if (/certificate verify failed/.test(m) && o) return certificateProblem(plan, o, m);
+  if (/does not match host name|could not get server's host name|host name must be specified/.test(m)) {
+    const names = o?.hostname?.names ?? [];
+    return d(
+      'hostname-mismatch',
+      'hostname',
+      names.length
+        ? `the server's certificate is for ${names.map((n) => `"${n}"`).join(', ')}, not "${o?.host ?? ''}" (${m.split('\n')[0]})`
+        : m.split('\n')[0]!,
+      names.length
+        ? `connect with host=${names.find((n) => !n.startsWith('*')) ?? names[0]} (a name the certificate has), or reissue the certificate with "${o?.host ?? ''}" in subjectAltName`
+        : `reissue the certificate with "${o?.host ?? ''}" in subjectAltName`,
+      names.length ? [`certificate names: ${names.join(', ')}`] : undefined,
+    );
+  }
+  if (VERSION_FAILURE.test(m) && o) {
+    const w = await versionWindow(plan, o, timeoutMs);
+    if (w) return w;
+  }
+  if (CLIENT_CERT_ALERT.test(m)) {
+    const c = clientCertCN(plan);
+    const alert = /alert ([a-z ]+)/i.exec(m)?.[1] ?? 'bad certificate';
+    if (!c.exists || /certificate required/.test(alert)) {
+      return d(
+        'client-certificate-required',
+        'client-certificate',
+        `the server requires a client certificate and none was sent ("${c.file}" does not exist)`,
+        "set sslcert and sslkey to a certificate issued by a CA in the server's ssl_ca_file",
+      );
+    }
+    return d(
+      'client-certificate-rejected',
+      'client-certificate',
+      `the server rejected the client certificate "${c.file}"${c.cn ? ` (CN=${c.cn})` : ''} with TLS alert "${alert}": it does not trust its issuer, or the certificate is expired or revoked`,
+      "use a certificate issued by a CA in the server's ssl_ca_file (or add its CA there), valid and not revoked",
+    );
+  }
+  if (CIPHER_FAILURE.test(m) && o) {
+    const c = await noSharedCipher(plan, o, timeoutMs);
+    if (c) return c;
+  }
+  if (VERSION_FAILURE.test(m)) {
+    return d(
+      'tls-version-mismatch',
+      'tls',
+      m.split('\n')[0]!,
+      'make the client and server TLS version ranges overlap (ssl_min_protocol_version / ssl_max_protocol_version on both sides)',
+    );
+  }
+  if (/requires a valid client certificate/.test(m)) {
+    const c = clientCertCN(plan);
+    return d(
+      'client-certificate-required',
+      'client-certificate',
+      `pg_hba.conf requires a client certificate (clientcert=verify-ca/verify-full or cert authentication) and none was sent${c.exists ? '' : ` ("${c.file}" does not exist)`}`,
+      "set sslcert and sslkey to a certificate issued by a CA in the server's ssl_ca_file",
+    );
+  }
+  if (/certificate authentication failed for user|CN mismatch|certificate validation .* failed for user/.test(m)) {
+    const c = clientCertCN(plan);
+    return d(
+      'client-certificate-cn-mismatch',
+      'authentication',
+      `the client certificate's CN is "${c.cn ?? '?'}" but the user is "${plan.user}": PostgreSQL requires them to match (or a pg_ident.conf mapping)`,
+      `connect as user=${c.cn ?? 'the certificate CN'}, add a pg_ident.conf map, or issue a certificate with CN=${plan.user}`,
+    );
+  }
+  if (/no pg_hba\.conf entry .*no encryption/.test(m)) {
+    return d(
+      'server-requires-ssl',
+      'sslrequest',
+      `the server refuses unencrypted connections for this user and database (pg_hba.conf has no host/hostnossl line that matches), and sslmode=${mode} did not use TLS`,
+      'use sslmode=require or stricter — best verify-full with sslrootcert',
+    );
+  }
+  if (/no pg_hba\.conf entry .*SSL encryption/.test(m)) {
+    return d(
+      'hba-no-ssl-entry',
+      'authentication',
+      `pg_hba.conf has no line that accepts this user/database/address over TLS: ${m.split('\n')[0]}`,
+      'on the server, add a hostssl line for this client (user, database, address) and reload',
+    );
+  }
+  if (/no pg_hba\.conf entry|pg_hba\.conf rejects/.test(m)) {
+    return d(
+      'hba-rejected',
+      'authentication',
+      m.split('\n')[0]!,
+      'on the server, add a matching pg_hba.conf line (type, database, user, address, method) and reload',
+    );
+  }
+  if (/SSL connection is required/i.test(m)) {
+    return d(
+      'server-requires-ssl',
+      'sslrequest',
+      `the server requires TLS and sslmode=${mode} did not use it`,
+      'use sslmode=require or stricter — best verify-full with sslrootcert',
+    );
+  }
+  if (/password authentication failed/.test(m)) {
+    return d(
+      'password-wrong',
+      'authentication',
+      `the server rejected the password for user "${plan.user}"`,
+      'check the password (password=, PGPASSWORD, ~/.pgpass); TLS is working',
+    );
+  }
+  if (/no password supplied/.test(m)) {
+    return d(
+      'password-missing',
+      'authentication',
+      `the server asks for a password for user "${plan.user}" and none was given`,
+      'give it with PGPASSWORD or ~/.pgpass (avoid password= in connection strings); TLS is working',
+    );
+  }
+  if (/role ".*" does not exist/.test(m)) {
+    return d(
+      'role-missing',
+      'authentication',
+      m.replace(/^FATAL:\s+/, '').split('\n')[0]!,
+      'check the user name, or create the role on the server; TLS is working',
+    );
+  }
+  if (/database ".*" does not exist/.test(m)) {
+    return d(
+      'database-missing',
+      'authentication',
+      m.replace(/^FATAL:\s+/, '').split('\n')[0]!,
+      'check dbname, or create the database; TLS is working',
+    );
+  }
+  if (/direct SSL connection was established without ALPN|unexpected ALPN/.test(m)) {
+    return d(
+      'direct-tls-unsupported',
+      'tls',
+      'the server completed a direct TLS handshake without ALPN "postgresql": it is not PostgreSQL 17+ (or a proxy terminates TLS)',
+      'use sslnegotiation=postgres (the default) with this server',
+    );
+  }
+  if (/EOF detected|closed the connection unexpectedly/.test(m)) {
+    if (plan.ssl.negotiation === 'direct') {
+      return d(
+        'direct-tls-unsupported',
+        'tls',
+        'the server closed the connection when TLS started directly: it does not support sslnegotiation=direct (PostgreSQL 17+ only)',
+        'use sslnegotiation=postgres (the default)',
+      );
+    }
+    return d(
+      'connection-closed',
+      'tls',
+      'the server closed the connection during the TLS handshake or login',
+      "read the server's log for the reason (often a TLS library error or a proxy in the way)",
+    );
+  }
+  if (o?.wire?.stage === 'tls' && CIPHER_FAILURE.test(o.wire.message)) {
+    const c = await noSharedCipher(plan, o, timeoutMs);
+    if (c) return c;
+  }
+  return d(
+    'connection-failed',
+    'authentication',
+    m.split('\n')[0]!,
+    'read the full libpq message below and the server log; `pgtls probe HOST` shows what the server offers',
+  );
+}
