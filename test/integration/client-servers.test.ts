@@ -1,0 +1,129 @@
+/**
+ * pgtls/client vs libpq 18 on other servers: a TLS 1.3-only server, an ssl=off server, and the ~/.postgresql
+ * defaults (root.crt, root.crl, postgresql.crt, postgresql.key) read from a temporary HOME.
+ */
+import assert from 'node:assert/strict';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import {
+  type Pki,
+  type SslCluster,
+  makePki,
+  pgtlsOutcome,
+  psqlOutcome,
+  startSslCluster,
+} from '../support/client-fixtures.js';
+import { type TestCluster, startTestCluster } from '../support/postgres.js';
+
+let pki: Pki;
+let tls13: SslCluster;
+let plain: TestCluster;
+
+before(async () => {
+  pki = await makePki();
+  tls13 = await startSslCluster(pki, { ssl_min_protocol_version: 'TLSv1.3' });
+  plain = await startTestCluster({
+    hba: ['local all all trust', 'host all all 127.0.0.1/32 trust'],
+    settings: { ssl: 'off' },
+  });
+});
+after(async () => {
+  await tls13?.destroy();
+  await plain?.destroy();
+});
+
+async function same(conninfo: string, env: Record<string, string> = {}, expect?: string): Promise<string | undefined> {
+  const libpq = await psqlOutcome(conninfo, env);
+  const ours = await pgtlsOutcome(conninfo, env);
+  const kind = libpq.result === 'refused' ? 'refused' : libpq.tls ? 'tls' : 'plain';
+  if (expect && expect !== kind) return `${conninfo}: expected ${expect}, libpq gave ${JSON.stringify(libpq)}`;
+  if (JSON.stringify(libpq) !== JSON.stringify(ours)) {
+    return `${conninfo} ${JSON.stringify(env)}\n  libpq: ${JSON.stringify(libpq)}\n  pgtls: ${JSON.stringify(ours)}`;
+  }
+  return undefined;
+}
+
+test('TLS 1.3-only server: version bounds and the protocol-version hint match libpq', async () => {
+  const b = `host=127.0.0.1 port=${tls13.port} user=postgres dbname=postgres`;
+  const problems = (
+    await Promise.all(
+      [
+        [`${b} sslmode=require`, 'tls'],
+        [`${b} sslmode=require ssl_max_protocol_version=TLSv1.2`, 'refused'],
+        [`${b} sslmode=prefer ssl_max_protocol_version=TLSv1.2`, 'plain'],
+        [`${b} sslmode=require ssl_min_protocol_version=TLSv1.3`, 'tls'],
+        [`${b} sslmode=require sslnegotiation=direct ssl_max_protocol_version=TLSv1.2`, 'refused'],
+      ].map(async ([c, e]) => same(c!, {}, e)),
+    )
+  ).filter((x) => x !== undefined);
+  assert.deepEqual(problems, []);
+});
+
+test('ssl=off server: require refuses with libpq message, prefer/allow fall back to plaintext', async () => {
+  const b = `host=127.0.0.1 port=${plain.port} user=postgres dbname=postgres`;
+  const problems: string[] = [];
+  for (const [c, e] of [
+    [`${b} sslmode=disable`, 'plain'],
+    [`${b} sslmode=allow`, 'plain'],
+    [`${b} sslmode=prefer`, 'plain'],
+    [`${b} sslmode=require`, 'refused'],
+    [`${b} sslmode=verify-full`, 'refused'],
+    [`${b} sslmode=require sslnegotiation=direct`, 'refused'],
+    [`${b} requiressl=1`, 'refused'],
+    [`postgresql://postgres@127.0.0.1:${plain.port}/postgres?ssl=true`, 'refused'],
+  ] as const) {
+    const p = await same(c, {}, e);
+    if (p) problems.push(p);
+  }
+  const r = await pgtlsOutcome(`${b} sslmode=require`);
+  assert.deepEqual(r, {
+    result: 'refused',
+    message: `connection to server at "127.0.0.1", port ${plain.port} failed: server does not support SSL, but SSL was required\n`,
+  });
+  assert.deepEqual(problems, []);
+});
+
+test('~/.postgresql defaults (root.crt, root.crl, postgresql.crt/key) with a temporary HOME', async () => {
+  const home = mkdtempSync(join(tmpdir(), 'pgtls-client-home-'));
+  const dot = join(home, '.postgresql');
+  mkdirSync(dot);
+  const b = `host=localhost port=${tls13.port} dbname=postgres`;
+  const problems: string[] = [];
+  const check = async (c: string, e: string) => {
+    const p = await same(c, { HOME: home }, e);
+    if (p) problems.push(p);
+  };
+  // no files: verify-full names the default path in libpq's message
+  await check(`${b} user=postgres sslmode=verify-full`, 'refused');
+  // root.crt present: require verifies the chain (an unrelated root refuses), verify-full passes with the right one
+  copyFileSync(pki.files['other-root.crt']!, join(dot, 'root.crt'));
+  await check(`${b} user=postgres sslmode=require`, 'refused');
+  await check(`${b} user=postgres sslmode=prefer`, 'plain');
+  copyFileSync(pki.files['root.crt']!, join(dot, 'root.crt'));
+  await check(`${b} user=postgres sslmode=verify-full`, 'tls');
+  await check(`${b} user=postgres`, 'tls');
+  // root.crl: a CRL for the root only makes every intermediate-issued certificate fail (no CRL for its issuer)
+  copyFileSync(pki.files['crl-root-only.pem']!, join(dot, 'root.crl'));
+  await check(`${b} user=postgres sslmode=verify-full`, 'refused');
+  copyFileSync(pki.files['crl-clean.pem']!, join(dot, 'root.crl'));
+  await check(`${b} user=postgres sslmode=verify-full`, 'tls');
+  // client certificate and key from ~/.postgresql; key permissions enforced
+  copyFileSync(pki.files['client.crt']!, join(dot, 'postgresql.crt'));
+  copyFileSync(pki.files['client.key']!, join(dot, 'postgresql.key'));
+  chmodSync(join(dot, 'postgresql.key'), 0o600);
+  await check(`${b} user=certuser sslmode=verify-full`, 'tls');
+  chmodSync(join(dot, 'postgresql.key'), 0o644);
+  await check(`${b} user=certuser sslmode=verify-full`, 'refused');
+  await check(`${b} user=certuser sslmode=verify-full sslcertmode=disable`, 'refused');
+  chmodSync(join(dot, 'postgresql.key'), 0o600);
+  // environment overrides the defaults
+  await check(`${b} user=postgres sslmode=verify-full`, 'tls');
+  problems.push(
+    ...[await same(`${b} user=postgres`, { HOME: home, PGSSLROOTCERT: pki.files['other-root.crt']! }, 'plain')].filter(
+      (x): x is string => x !== undefined,
+    ),
+  );
+  assert.deepEqual(problems, []);
+});
