@@ -302,16 +302,28 @@ function startTls(socket: Socket, rt: GatewayRuntime, record: ConnectionRecord):
   });
 }
 
+/**
+ * OpenSSL's verification result for the client's certificate chain, or undefined when it verified (or none was
+ * sent). Node fills `authorized`/`authorizationError` only for sockets its own tls.Server accepted; the gateway
+ * accepts by hand (it must answer SSLRequest first), so it asks the TLS handle the same question Node's server asks
+ * (onServerSocketSecure() in lib/_tls_wrap.js).
+ */
+function clientCertError(t: TLSSocket): string | undefined {
+  if (!t.getPeerX509Certificate()) return undefined;
+  const handle = (t as unknown as { _handle?: { verifyError?: () => Error | null } })._handle;
+  const err = handle?.verifyError?.();
+  return err ? err.message : undefined;
+}
+
 /** A presented client certificate must verify, as PostgreSQL's SSL_VERIFY_PEER makes it. */
 function checkPresentedCert(
   t: TLSSocket,
   record: ConnectionRecord,
   send: (err: WireError, reason?: string) => void,
 ): boolean {
-  if (!t.getPeerX509Certificate()) return true;
-  const err = t.authorizationError;
-  if (!err) return true;
-  const reason = typeof err === 'string' ? err : (err as Error).message;
+  const reason = clientCertError(t);
+  if (reason === undefined) return true;
+  record.client_cert_error = reason;
   send(refuse.clientCertVerifyFailed(reason), `client certificate: ${reason}`);
   return false;
 }
@@ -328,7 +340,7 @@ function checkLine(
   if (line.clientcert === 'off') return undefined;
   if (!rt.tls.current().requestCert) return refuse.noRootStore();
   const peer = tls?.getPeerX509Certificate();
-  if (!tls || !peer || tls.authorizationError) return refuse.clientCertRequired();
+  if (!tls || !peer || clientCertError(tls) !== undefined) return refuse.clientCertRequired();
   if (line.clientcert !== 'verify-full') return undefined;
   const subj = peerSubjects(peer);
   const name = line.clientname === 'DN' ? subj.dn : subj.cn;

@@ -15,6 +15,8 @@ export interface ConnectionRecord {
   tls_version?: string | undefined;
   cipher?: string | undefined;
   client_cert?: { subject: string; serial: string; issuer: string };
+  /** OpenSSL's reason when a presented client certificate did not verify. */
+  client_cert_error?: string;
   user?: string;
   database?: string;
   application_name?: string;

@@ -35,6 +35,7 @@ export interface GatewayFixtures {
   readonly unrelatedClient: Pair;
   readonly revokedSerial: string;
   readonly rootIssued: Issued;
+  readonly clientCaIssued: Issued;
 }
 
 export async function makeFixtures(): Promise<GatewayFixtures> {
@@ -88,6 +89,16 @@ export async function makeFixtures(): Promise<GatewayFixtures> {
     unrelatedClient: pair('client-unrelated', unrelated),
     revokedSerial,
     rootIssued: root,
+    clientCaIssued: clientCa,
+  };
+}
+
+/** Issue one more client certificate from the client CA (for map tests), written into the fixtures directory. */
+export async function extraClient(fx: GatewayFixtures, name: string, subject: Record<string, string>): Promise<Pair> {
+  const c = await createClientCert(fx.clientCaIssued, { subject });
+  return {
+    cert: writeFixture(fx, `${name}.crt`, c.certPem),
+    key: writeFixture(fx, `${name}.key`, c.keyPem, 0o600),
   };
 }
 
