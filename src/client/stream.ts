@@ -58,7 +58,7 @@ export class PgtlsSocket extends Duplex {
   private dead = false;
 
   constructor(readonly plan: ConnectionPlan) {
-    super({ allowHalfOpen: false });
+    super({ allowHalfOpen: true });
     this.attempts = new ConnectionAttempts(plan);
   }
 
@@ -212,8 +212,20 @@ export class PgtlsSocket extends Duplex {
 
   private onInnerClose(): void {
     this.readyState = 'closed';
+    // End the readable side; once the driver has read everything, tear the wrapper down ('close').
+    this.once('end', () => this.destroy());
     this.push(null);
-    this.emit('close', false);
+    if (this.readableEnded || this.readableLength === 0) this.resume();
+  }
+
+  /** Like net.Socket: ending twice, or after the peer closed, is not an error. */
+  override end(...args: unknown[]): this {
+    if (this.writableEnded || this.destroyed) {
+      const cb = args.find((a) => typeof a === 'function') as (() => void) | undefined;
+      if (cb) process.nextTick(cb);
+      return this;
+    }
+    return super.end(...(args as []));
   }
 
   override _read(): void {
