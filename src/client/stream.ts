@@ -186,8 +186,8 @@ export class PgtlsSocket extends Duplex {
             // Hand the driver the server's own error, then end the stream as the server would have.
             this.dead = true;
             this.readyState = 'closed';
-            this.push(frame);
-            this.push(null);
+            if (frame.length > 0) this.push(frame);
+            this.finishReadable();
             this.emit('pgtls-error', connectError(this.attempts.failures));
             return;
           }
@@ -213,9 +213,13 @@ export class PgtlsSocket extends Duplex {
   private onInnerClose(): void {
     this.readyState = 'closed';
     // End the readable side; once the driver has read everything, tear the wrapper down ('close').
+    this.finishReadable();
+  }
+
+  /** No more data from the server: end the readable side, then (once read) close like a socket would. */
+  private finishReadable(): void {
     this.once('end', () => this.destroy());
     this.push(null);
-    if (this.readableEnded || this.readableLength === 0) this.resume();
   }
 
   /** Like net.Socket: ending twice, or after the peer closed, is not an error. */
