@@ -62,10 +62,12 @@ test('CN is used only when there is no SAN of the host type', () => {
   ok('dns', 'db.example.com');
   // an IP host with only DNS SANs still falls back to the CN (libpq's documented exception)
   ok('dns-named-ip', '10.1.2.3');
+  // an IP SAN does not disable the CN for a DNS host
+  ok('ip', 'db.example.com');
   no(
     'ip',
-    'db.example.com',
-    'server certificate for "10.1.2.3" (and 1 other name) does not match host name "db.example.com"',
+    'other.example.com',
+    'server certificate for "10.1.2.3" (and 1 other name) does not match host name "other.example.com"',
   );
 });
 
