@@ -389,6 +389,14 @@ export class ConnectionAttempts {
   /** True once libpq would have given up (no further attempt after a failed login). */
   exhausted = false;
 
+  /** A failure after which libpq gives up at once (error_return), whatever attempts remain. */
+  abort(message: string): void {
+    const cur = this.current;
+    if (cur) this.failures.push(this.failure(cur.candidate, cur.method, message));
+    this.current = undefined;
+    this.exhausted = true;
+  }
+
   private failure(c: Candidate, method: Method, message: string, reason?: string, prefix = c.prefix): AttemptFailure {
     return Object.freeze({
       host: c.target.host,

@@ -147,6 +147,16 @@ export class PgtlsSocket extends Duplex {
         forward.push(frame);
         continue;
       }
+      if (msg.type === 0x52 /* 'R' */ && msg.body.length >= 4 && msg.body.readInt32BE(0) === 0) {
+        const refusal = this.certModeRefusal();
+        if (refusal) {
+          // libpq checks sslcertmode=require when authentication succeeds, and gives up without any fallback.
+          this.attempts.abort(refusal);
+          for (const f of forward) this.push(f);
+          this.fatal(connectError(this.attempts.failures));
+          return;
+        }
+      }
       forward.push(frame);
       this.forwardedLoginBytes = true;
       if (msg.type === 0x5a /* 'Z' ReadyForQuery */) {
@@ -157,6 +167,19 @@ export class PgtlsSocket extends Duplex {
       }
     }
     for (const f of forward) if (!this.push(f)) sock.pause();
+  }
+
+  /**
+   * sslcertmode=require at AuthenticationOk (fe-auth.c): no TLS → the server cannot have asked for a certificate;
+   * TLS without a client certificate → it was accepted without one. (libpq also knows whether the server sent a
+   * CertificateRequest; Node does not expose that, so a loaded certificate counts as sent.)
+   */
+  private certModeRefusal(): string | undefined {
+    if (this.plan.ssl.certMode !== 'require') return undefined;
+    const tls = this.facts?.tls;
+    if (!tls) return 'server did not request an SSL certificate';
+    if (!tls.clientCertificate) return 'server accepted connection without a valid SSL certificate';
+    return undefined;
   }
 
   private retryAfterLoginFailure(

@@ -285,6 +285,34 @@ const CASES: Case[] = [
       'host=localhost port={port} user=postgres dbname=postgres sslmode=prefer sslcert={client.crt} sslkey={client-0644.key}',
     expect: 'plain',
   },
+  // sslcertmode
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=postgres dbname=postgres sslmode=require sslcertmode=require',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=postgres dbname=postgres sslmode=prefer sslcertmode=require',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=postgres dbname=postgres sslmode=disable sslcertmode=require',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=require sslcertmode=require sslcert={client.crt} sslkey={client.key}',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=postgres dbname=postgres sslmode=require sslcertmode=allow sslcert={client.crt} sslkey={client.key}',
+    expect: 'tls',
+  },
   // URIs and legacy spellings
   { variant: 'good', conninfo: 'postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=require', expect: 'tls' },
   { variant: 'good', conninfo: 'postgres://postgres@127.0.0.1:{port}/postgres?ssl=true', expect: 'tls' },
