@@ -1,4 +1,6 @@
 /** Printing helpers shared by `pgtls probe`, `scan` and `doctor`: colours on a TTY only, and a progress line. */
+import { isPgtlsError } from '../errors.js';
+import { EXIT } from './command.js';
 
 export interface Style {
   readonly ok: (s: string) => string;
@@ -53,4 +55,18 @@ export function printJson(value: unknown): void {
 /** Pad to a column width (for aligned tables). */
 export function pad(s: string, width: number): string {
   return s.length >= width ? s : s + ' '.repeat(width - s.length);
+}
+
+const USAGE_CODES = new Set(['PGTLS_ERR_USAGE', 'PGTLS_ERR_DOCTOR_TARGET', 'PGTLS_ERR_DOCTOR_POLICY']);
+
+/** Run a command; a usage error (bad option, target or policy) prints like main.ts does but exits 2, as --help says. */
+export async function withUsageExit(fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!isPgtlsError(err) || !USAGE_CODES.has(err.code)) throw err;
+    process.stderr.write(`pgtls: ${err.message} [${err.code}]\n`);
+    if (typeof err.details.hint === 'string') process.stderr.write(`hint: ${err.details.hint}\n`);
+    return EXIT.usage;
+  }
 }

@@ -3,7 +3,7 @@ import { type DoctorReport, doctor } from '../doctor/doctor.js';
 import { type RotationReport, rotation } from '../doctor/rotation.js';
 import { PgtlsError } from '../errors.js';
 import { type Command, ERR_USAGE, EXIT, flag, parseCommandArgs, str } from './command.js';
-import { MARK, pad, printJson, style } from './doctor-format.js';
+import { MARK, pad, printJson, style, withUsageExit } from './doctor-format.js';
 
 const HELP = `Usage: pgtls doctor "CONNINFO or URI" [options]
        pgtls doctor --rotation "CONNINFO or URI" [--roots FILE] [options]
@@ -29,43 +29,44 @@ Options:
 Exit status: 0 the connection would succeed (a warning is printed when the server is not verified, i.e. sslmode is
 below verify-full), 1 it would fail (or, with --rotation, the client is not ready), 2 usage error.`;
 
-export const command: Command = async (argv) => {
-  const args = parseCommandArgs(
-    argv,
-    {
-      rotation: { type: 'boolean' },
-      roots: { type: 'string' },
-      timeout: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-    HELP,
-  );
-  if (!args) return EXIT.ok;
-  const [input, ...extra] = args.positionals;
-  if (input === undefined || extra.length > 0) {
-    throw new PgtlsError(ERR_USAGE, 'expected exactly one connection string or URI (quote it)', {
-      details: { hint: 'pgtls doctor "host=… sslmode=verify-full sslrootcert=…"' },
-    });
-  }
-  if (str(args, 'roots') && !flag(args, 'rotation')) {
-    throw new PgtlsError(ERR_USAGE, '--roots only applies with --rotation');
-  }
-  const t = str(args, 'timeout');
-  const timeoutMs = t === undefined ? undefined : Number(t) * 1000;
-  if (timeoutMs !== undefined && !(timeoutMs > 0))
-    throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
-  const json = flag(args, 'json');
-  if (flag(args, 'rotation')) {
-    const r = await rotation(input, { roots: str(args, 'roots'), ...(timeoutMs ? { timeoutMs } : {}) });
+export const command: Command = (argv) =>
+  withUsageExit(async () => {
+    const args = parseCommandArgs(
+      argv,
+      {
+        rotation: { type: 'boolean' },
+        roots: { type: 'string' },
+        timeout: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      HELP,
+    );
+    if (!args) return EXIT.ok;
+    const [input, ...extra] = args.positionals;
+    if (input === undefined || extra.length > 0) {
+      throw new PgtlsError(ERR_USAGE, 'expected exactly one connection string or URI (quote it)', {
+        details: { hint: 'pgtls doctor "host=… sslmode=verify-full sslrootcert=…"' },
+      });
+    }
+    if (str(args, 'roots') && !flag(args, 'rotation')) {
+      throw new PgtlsError(ERR_USAGE, '--roots only applies with --rotation');
+    }
+    const t = str(args, 'timeout');
+    const timeoutMs = t === undefined ? undefined : Number(t) * 1000;
+    if (timeoutMs !== undefined && !(timeoutMs > 0))
+      throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
+    const json = flag(args, 'json');
+    if (flag(args, 'rotation')) {
+      const r = await rotation(input, { roots: str(args, 'roots'), ...(timeoutMs ? { timeoutMs } : {}) });
+      if (json) printJson(r);
+      else printRotation(r);
+      return r.ready ? EXIT.ok : EXIT.failure;
+    }
+    const r = await doctor(input, timeoutMs ? { timeoutMs } : {});
     if (json) printJson(r);
-    else printRotation(r);
-    return r.ready ? EXIT.ok : EXIT.failure;
-  }
-  const r = await doctor(input, timeoutMs ? { timeoutMs } : {});
-  if (json) printJson(r);
-  else printReport(r);
-  return r.ok ? EXIT.ok : EXIT.failure;
-};
+    else printReport(r);
+    return r.ok ? EXIT.ok : EXIT.failure;
+  });
 
 function printReport(r: DoctorReport): void {
   const s = style();

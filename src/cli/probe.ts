@@ -4,7 +4,7 @@ import { type ProbeResult, probe } from '../doctor/probe.js';
 import { parseEndpoint } from '../doctor/wire.js';
 import { PgtlsError } from '../errors.js';
 import { type Command, ERR_USAGE, EXIT, flag, parseCommandArgs, str } from './command.js';
-import { MARK, pad, printJson, style } from './doctor-format.js';
+import { MARK, pad, printJson, style, withUsageExit } from './doctor-format.js';
 
 const HELP = `Usage: pgtls probe HOST[:PORT] [options]
 
@@ -26,39 +26,41 @@ Options:
 The probe never authenticates: it sends a StartupMessage and reads only the server's first reply.
 Exit status: 0 at least one sslmode would connect, 1 none would (or the server is unreachable), 2 usage error.`;
 
-export const command: Command = async (argv) => {
-  const args = parseCommandArgs(
-    argv,
-    {
-      rootcert: { type: 'string' },
-      sni: { type: 'string' },
-      direct: { type: 'boolean' },
-      user: { type: 'string' },
-      database: { type: 'string' },
-      timeout: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-    HELP,
-  );
-  if (!args) return EXIT.ok;
-  const [spec, ...extra] = args.positionals;
-  if (spec === undefined || extra.length > 0) {
-    throw new PgtlsError(ERR_USAGE, 'expected exactly one HOST[:PORT]', { details: { hint: 'pgtls probe --help' } });
-  }
-  const timeout = Number(str(args, 'timeout') ?? '10');
-  if (!Number.isFinite(timeout) || timeout <= 0) throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
-  const r = await probe(parseEndpoint(spec), {
-    rootcert: str(args, 'rootcert'),
-    sni: str(args, 'sni'),
-    direct: flag(args, 'direct'),
-    user: str(args, 'user'),
-    database: str(args, 'database'),
-    timeoutMs: timeout * 1000,
+export const command: Command = (argv) =>
+  withUsageExit(async () => {
+    const args = parseCommandArgs(
+      argv,
+      {
+        rootcert: { type: 'string' },
+        sni: { type: 'string' },
+        direct: { type: 'boolean' },
+        user: { type: 'string' },
+        database: { type: 'string' },
+        timeout: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      HELP,
+    );
+    if (!args) return EXIT.ok;
+    const [spec, ...extra] = args.positionals;
+    if (spec === undefined || extra.length > 0) {
+      throw new PgtlsError(ERR_USAGE, 'expected exactly one HOST[:PORT]', { details: { hint: 'pgtls probe --help' } });
+    }
+    const timeout = Number(str(args, 'timeout') ?? '10');
+    if (!Number.isFinite(timeout) || timeout <= 0)
+      throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
+    const r = await probe(parseEndpoint(spec), {
+      rootcert: str(args, 'rootcert'),
+      sni: str(args, 'sni'),
+      direct: flag(args, 'direct'),
+      user: str(args, 'user'),
+      database: str(args, 'database'),
+      timeoutMs: timeout * 1000,
+    });
+    if (flag(args, 'json')) printJson(r);
+    else printHuman(r);
+    return r.sslmodes.some((m) => m.connects) ? EXIT.ok : EXIT.failure;
   });
-  if (flag(args, 'json')) printJson(r);
-  else printHuman(r);
-  return r.sslmodes.some((m) => m.connects) ? EXIT.ok : EXIT.failure;
-};
 
 function printHuman(r: ProbeResult): void {
   const s = style();

@@ -5,7 +5,7 @@ import { type ScanResult, scan } from '../doctor/scan.js';
 import { parseEndpoint } from '../doctor/wire.js';
 import { PgtlsError } from '../errors.js';
 import { type Command, ERR_USAGE, EXIT, flag, parseCommandArgs, str } from './command.js';
-import { MARK, pad, printJson, progress, style } from './doctor-format.js';
+import { MARK, pad, printJson, progress, style, withUsageExit } from './doctor-format.js';
 
 const HELP = `Usage: pgtls scan HOST[:PORT] [options]
 
@@ -32,54 +32,56 @@ const VERSION_LABEL: Readonly<Record<TlsVersion, string>> = {
   'TLSv1.3': 'TLSv1.3',
 };
 
-export const command: Command = async (argv) => {
-  const args = parseCommandArgs(
-    argv,
-    {
-      policy: { type: 'string' },
-      min: { type: 'string' },
-      max: { type: 'string' },
-      ciphers: { type: 'string' },
-      sni: { type: 'string' },
-      timeout: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-    HELP,
-  );
-  if (!args) return EXIT.ok;
-  const [spec, ...extra] = args.positionals;
-  if (spec === undefined || extra.length > 0) {
-    throw new PgtlsError(ERR_USAGE, 'expected exactly one HOST[:PORT]', { details: { hint: 'pgtls scan --help' } });
-  }
-  const target = parseEndpoint(spec);
-  const json = flag(args, 'json');
-  const policyName = str(args, 'policy');
-  const custom = str(args, 'min') ?? str(args, 'max') ?? str(args, 'ciphers');
-  if (policyName && custom) {
-    throw new PgtlsError(ERR_USAGE, '--policy cannot be combined with --min/--max/--ciphers', {
-      details: { hint: 'Use a named policy or describe your own, not both.' },
-    });
-  }
-  let policy: Policy | undefined;
-  if (policyName) policy = policyByName(policyName);
-  else if (custom)
-    policy = customPolicy({ min: str(args, 'min'), max: str(args, 'max'), ciphers: str(args, 'ciphers') });
-  const timeout = Number(str(args, 'timeout') ?? '10');
-  if (!Number.isFinite(timeout) || timeout <= 0) throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
+export const command: Command = (argv) =>
+  withUsageExit(async () => {
+    const args = parseCommandArgs(
+      argv,
+      {
+        policy: { type: 'string' },
+        min: { type: 'string' },
+        max: { type: 'string' },
+        ciphers: { type: 'string' },
+        sni: { type: 'string' },
+        timeout: { type: 'string' },
+        json: { type: 'boolean' },
+      },
+      HELP,
+    );
+    if (!args) return EXIT.ok;
+    const [spec, ...extra] = args.positionals;
+    if (spec === undefined || extra.length > 0) {
+      throw new PgtlsError(ERR_USAGE, 'expected exactly one HOST[:PORT]', { details: { hint: 'pgtls scan --help' } });
+    }
+    const target = parseEndpoint(spec);
+    const json = flag(args, 'json');
+    const policyName = str(args, 'policy');
+    const custom = str(args, 'min') ?? str(args, 'max') ?? str(args, 'ciphers');
+    if (policyName && custom) {
+      throw new PgtlsError(ERR_USAGE, '--policy cannot be combined with --min/--max/--ciphers', {
+        details: { hint: 'Use a named policy or describe your own, not both.' },
+      });
+    }
+    let policy: Policy | undefined;
+    if (policyName) policy = policyByName(policyName);
+    else if (custom)
+      policy = customPolicy({ min: str(args, 'min'), max: str(args, 'max'), ciphers: str(args, 'ciphers') });
+    const timeout = Number(str(args, 'timeout') ?? '10');
+    if (!Number.isFinite(timeout) || timeout <= 0)
+      throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
 
-  const bar = progress(!json);
-  const result = await scan(target, {
-    servername: str(args, 'sni') ?? target.host,
-    timeoutMs: timeout * 1000,
-    onProgress: (p) => bar.update(p.done, p.total, p.step),
-  }).finally(() => bar.done());
-  const verdict = policy ? checkPolicy(result, policy) : undefined;
+    const bar = progress(!json);
+    const result = await scan(target, {
+      servername: str(args, 'sni') ?? target.host,
+      timeoutMs: timeout * 1000,
+      onProgress: (p) => bar.update(p.done, p.total, p.step),
+    }).finally(() => bar.done());
+    const verdict = policy ? checkPolicy(result, policy) : undefined;
 
-  if (json) printJson({ ...result, ...(verdict ? { policy: verdict } : {}) });
-  else printHuman(result, verdict);
-  if (result.sslRequest !== 'S') return EXIT.failure;
-  return verdict && !verdict.pass ? EXIT.failure : EXIT.ok;
-};
+    if (json) printJson({ ...result, ...(verdict ? { policy: verdict } : {}) });
+    else printHuman(result, verdict);
+    if (result.sslRequest !== 'S') return EXIT.failure;
+    return verdict && !verdict.pass ? EXIT.failure : EXIT.ok;
+  });
 
 function printHuman(r: ScanResult, verdict: PolicyResult | undefined): void {
   const s = style();

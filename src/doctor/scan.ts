@@ -15,6 +15,7 @@ import {
   findSuite,
   suitesFor,
 } from './cipher-suites.js';
+import { LEGACY_SUITES, legacyBits, rawHello } from './legacy-suites.js';
 import { type Endpoint, type SslAnswer, closeTls, negotiate } from './wire.js';
 
 export interface AcceptedSuite {
@@ -180,6 +181,37 @@ export async function scan(target: Endpoint, opts: ScanOptions = {}): Promise<Sc
     }
   }
 
+  // Suites the local OpenSSL cannot negotiate, asked for with a hand-built ClientHello (bounded as above).
+  for (const v of ['TLSv1.2', 'TLSv1.1', 'TLSv1'] as const) {
+    if (!versions.includes(v) || !accepted[v]) continue;
+    let remaining = LEGACY_SUITES.map(([id, name]) => ({ id: Number.parseInt(id, 16), hex: id, name }));
+    total++;
+    for (let round = 0; remaining.length > 0 && round <= LEGACY_SUITES.length; round++) {
+      handshakes++;
+      const r = await rawHello(
+        target,
+        v,
+        remaining.map((x) => x.id),
+        base.servername,
+        timeoutMs,
+      );
+      tick(`${v} legacy suites`);
+      if (!r.accepted) break;
+      const picked = remaining.find((x) => x.id === r.suite);
+      if (!picked) break;
+      suites.push({
+        version: v,
+        name: picked.name,
+        iana: picked.name,
+        id: picked.hex,
+        bits: legacyBits(picked.name),
+        preferred: !suites.some((s) => s.version === v),
+      });
+      remaining = remaining.filter((x) => x !== picked);
+      total++;
+    }
+  }
+
   for (const v of ['TLSv1.3', 'TLSv1.2', 'TLSv1.1', 'TLSv1'] as const) {
     if (!versions.includes(v)) continue;
     if (!accepted[v]) {
@@ -207,5 +239,7 @@ export async function scan(target: Endpoint, opts: ScanOptions = {}): Promise<Sc
       if (r.stage === 'done') groups.push({ version: v, name: g, bits: GROUP_BITS[g] ?? 0 });
     }
   }
+  // Newest version first; within a version, the order found (server preference, then legacy suites).
+  suites.sort((a, b) => TLS_VERSIONS.indexOf(b.version) - TLS_VERSIONS.indexOf(a.version));
   return empty('S');
 }
