@@ -36,7 +36,7 @@ export function readConfFile(path: string, depth = 0): ConfEntry[] {
   try {
     text = readFileSync(file, 'utf8');
   } catch (cause) {
-    throw new PgtlsError(ERR_CONFIG_FILE, `could not open configuration file "${file}": ${(cause as Error).message}`, {
+    throw new PgtlsError(ERR_CONFIG_FILE, `could not open configuration file "${file}": ${strerror(cause)}`, {
       cause,
       details: { file },
     });
@@ -47,7 +47,8 @@ export function readConfFile(path: string, depth = 0): ConfEntry[] {
       const target = isAbsolute(entry.value) ? entry.value : join(dirname(file), entry.value);
       if (entry.name === 'include_dir') {
         if (!existsSync(target) || !statSync(target).isDirectory()) {
-          throw syntax(entry.file, entry.line, `could not open configuration directory "${target}"`);
+          const why = existsSync(target) ? 'Not a directory' : 'No such file or directory';
+          throw syntax(entry.file, entry.line, `could not open configuration directory "${target}": ${why}`);
         }
         // As PostgreSQL: only files ending in .conf, not starting with '.', in C-locale name order.
         const names = readdirSync(target)
@@ -64,6 +65,15 @@ export function readConfFile(path: string, depth = 0): ConfEntry[] {
     out.push(entry);
   }
   return out;
+}
+
+/** The C library's text for an errno, as PostgreSQL's %m prints it, rather than Node's "ENOENT: …, open '…'". */
+function strerror(cause: unknown): string {
+  const code = (cause as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'No such file or directory';
+  if (code === 'EACCES') return 'Permission denied';
+  if (code === 'EISDIR') return 'Is a directory';
+  return (cause as Error).message;
 }
 
 function syntax(file: string, line: number, message: string): PgtlsError {
@@ -137,7 +147,8 @@ export function parseConfText(text: string, file: string): ConfEntry[] {
         v += c;
         at++;
       }
-      if (!closed) throw syntax(file, line, `unterminated quoted string in file "${file}" line ${line}`);
+      // guc-file.l has no rule for an unterminated string: its lexer stops at the lone quote.
+      if (!closed) throw syntax(file, line, `syntax error in file "${file}" line ${line}, near token "'"`);
       value = v;
     } else {
       const start = at;

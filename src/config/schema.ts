@@ -86,13 +86,24 @@ export function isConfigKey(name: string): name is ConfigKey {
   return Object.hasOwn(SCHEMA, name);
 }
 
-/** Parse a duration like PostgreSQL: an integer with an optional unit (us, ms, s, min, h, d). */
+/**
+ * Parse a duration like PostgreSQL: a number (sign and fraction allowed) with an optional unit (us, ms, s, min, h, d),
+ * converted to the parameter's own unit and rounded there with rint() (half to even) as parse_int() does — so
+ * '500ms' for a parameter in seconds is 0 s, '1500ms' is 2 s. Returns milliseconds.
+ */
 export function parseDuration(value: string, unit: 'ms' | 's'): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$/.exec(value);
+  const m = /^\s*([-+]?\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$/.exec(value);
   if (!m) return undefined;
   const n = Number(m[1]);
   const factor: Record<string, number> = { us: 0.001, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
-  return Math.round(n * factor[m[2] ?? unit]!);
+  const inUnit = (n * factor[m[2] ?? unit]!) / factor[unit]!;
+  return rint(inUnit) * factor[unit]!;
+}
+
+/** C's rint() in the default rounding mode: to nearest, ties to even. */
+function rint(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 export type Parsed = string | number | boolean;
@@ -133,7 +144,9 @@ export function parseValue(
       if (raw === '' && kind.allowEmpty) return { ok: true, value: '' };
       // PostgreSQL matches enum values case-insensitively and stores its own spelling.
       const found = kind.values.find((v) => v.toLowerCase() === raw.toLowerCase());
-      return found === undefined ? bad(`Available values: ${kind.values.join(', ')}.`) : { ok: true, value: found };
+      // PostgreSQL lists the empty value too, which prints as a leading ", " for ssl_max_protocol_version.
+      const listed = kind.allowEmpty ? ['', ...kind.values] : kind.values;
+      return found === undefined ? bad(`Available values: ${listed.join(', ')}.`) : { ok: true, value: found };
     }
     case 'duration': {
       const ms = parseDuration(raw, kind.unit);
