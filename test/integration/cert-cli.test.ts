@@ -352,3 +352,30 @@ test('roots azure: the three roots from the local stores, each its known fingerp
   assert.equal(none.code, 1);
   assert.equal(none.stdout, 'no root certificate matches "No Such Root Anywhere"\n');
 });
+
+test('a deeper hierarchy: root → intermediate (pathlen 1) → sub-intermediate → server keeps the whole chain', async () => {
+  await ok('intermediate', '--ca', 'root.crt', '--cn', 'Policy CA', '--pathlen', '1', '--out', 'policy.crt');
+  await ok('intermediate', '--ca', 'policy.crt', '--cn', 'Issuing CA', '--out', 'issuing.crt');
+  await ok('server', '--ca', 'issuing.crt', '--host', 'deep.example.com', '--out', 'deep.crt');
+  const chain = await readFile(join(dir, 'deep.crt'), 'utf8');
+  assert.equal(chain.match(/BEGIN CERTIFICATE/g)?.length, 3, 'leaf, issuing, policy; no root');
+  assert.equal((await opensslVerify(['-CAfile', 'root.crt', '-untrusted', 'deep.crt', 'deep.crt'], dir)).ok, true);
+  const ours = await ok('verify', '--root', 'root.crt', '--host', 'deep.example.com', 'deep.crt');
+  assert.match(ours.stdout, /3: CN=CLI Root {2}\[trusted root store\]/);
+  // Below the pathlen-0 intermediate, a further CA breaks the chain: OpenSSL and pgtls agree on why.
+  await ok('intermediate', '--ca', 'intermediate.crt', '--cn', 'Too Deep', '--out', 'too-deep.crt');
+  await ok('server', '--ca', 'too-deep.crt', '--host', 'x.example.com', '--out', 'too-deep-leaf.crt');
+  const theirs = await opensslVerify(
+    ['-CAfile', 'root.crt', '-untrusted', 'too-deep-leaf.crt', 'too-deep-leaf.crt'],
+    dir,
+  );
+  assert.equal(theirs.reason, 'path length constraint exceeded');
+  const mine = await cert('verify', '--root', 'root.crt', 'too-deep-leaf.crt');
+  assert.equal(mine.code, 1);
+  assert.match(
+    mine.stdout,
+    new RegExp(
+      `^error X509_V_ERR_PATH_LENGTH_EXCEEDED at depth ${theirs.depth} \\(CN=CLI Inter\\): path length constraint exceeded`,
+    ),
+  );
+});
