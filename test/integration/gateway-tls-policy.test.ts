@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { sClient } from '../support/clients.js';
+import { sClient, servedChain } from '../support/clients.js';
 import { type GatewayFixtures, makeFixtures } from '../support/gateway-fixtures.js';
 import { type TestGateway, startTestGateway } from '../support/gateway.js';
 import { type TestCluster, startTestCluster } from '../support/postgres.js';
@@ -167,8 +167,8 @@ describe('TLS policy: the same handshakes succeed and fail as on PostgreSQL', ()
     await policy({});
     const a = await sClient(pg.port, ['-starttls', 'postgres', '-showcerts']);
     const b = await sClient(gw.port, ['-starttls', 'postgres', '-showcerts']);
-    const subjects = (t: string) => [...t.matchAll(/^ *\d+ s:(.*)$/gm)].map((m) => m[1]);
-    assert.deepEqual(subjects(b.stdout + b.stderr), subjects(a.stdout + a.stderr));
+    assert.deepEqual(servedChain(b.stdout), ['CN = localhost', 'CN = pgtls test intermediate']);
+    assert.deepEqual(servedChain(b.stdout), servedChain(a.stdout));
   });
 });
 

@@ -67,8 +67,15 @@ export function psql(
 
 /** `openssl s_client -starttls postgres` (or direct TLS with -alpn) against host:port, closing after the handshake. */
 export function sClient(port: number, args: readonly string[], host = '127.0.0.1'): Promise<RunResult> {
-  return run('openssl', ['s_client', '-connect', `${host}:${port}`, '-brief', ...args], {
+  // -brief prints protocol and cipher on one line each; -showcerts needs the full output, so no -brief then.
+  const brief = args.includes('-showcerts') ? [] : ['-brief'];
+  return run('openssl', ['s_client', '-connect', `${host}:${port}`, ...brief, ...args], {
     input: '',
     timeoutMs: 15_000,
   });
+}
+
+/** Subjects of the certificates a server sent, in order, from `s_client -showcerts` output ("CN = localhost"). */
+export function servedChain(output: string): string[] {
+  return [...output.matchAll(/^ *\d+ s:(.*)$/gm)].map((m) => m[1]!.trim());
 }
