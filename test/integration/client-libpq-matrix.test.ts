@@ -35,11 +35,14 @@ interface Case {
 }
 
 function expand(s: string): string {
-  return s.replace(/\{port\}/g, String(srv.port)).replace(/\{(\w[\w.-]*)\}/g, (_, name: string) => {
-    const f = pki.files[name];
-    if (!f) throw new Error(`no fixture file ${name}`);
-    return f;
-  });
+  return s
+    .replace(/\{port\}/g, String(srv.port))
+    .replace(/\{socket\}/g, srv.cluster.socketDir)
+    .replace(/\{(\w[\w.-]*)\}/g, (_, name: string) => {
+      const f = pki.files[name];
+      if (!f) throw new Error(`no fixture file ${name}`);
+      return f;
+    });
 }
 
 const base = 'host=127.0.0.1 port={port} user=postgres dbname=postgres';
@@ -313,6 +316,93 @@ const CASES: Case[] = [
       'host=localhost port={port} user=postgres dbname=postgres sslmode=require sslcertmode=allow sslcert={client.crt} sslkey={client.key}',
     expect: 'tls',
   },
+  // client key encodings and passwords
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full sslrootcert={root.crt} sslcert={client.crt} sslkey={client-enc.key} sslpassword=key-secret',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full sslrootcert={root.crt} sslcert={client.crt} sslkey={client-enc.key} sslpassword=wrong',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full sslrootcert={root.crt} sslcert={client.crt} sslkey={client-der.key}',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full sslrootcert={root.crt} sslcert={client.crt} sslkey={client-sec1.key}',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full sslrootcert={root.crt} sslcert={client.crt} sslkey={garbage.crt}',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=require sslcert={garbage.crt} sslkey={client.key}',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=require sslcert=/nonexistent.crt sslkey={client.key}',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=postgres dbname=postgres sslmode=require sslcert={client.crt} sslkey={client.key}',
+    expect: 'tls',
+  },
+  // CRL directories
+  {
+    variant: 'revoked',
+    conninfo: `${local} sslmode=verify-full sslrootcert={root.crt} sslcrldir={crldir-revoked}`,
+    expect: 'refused',
+  },
+  {
+    variant: 'revoked',
+    conninfo: `${local} sslmode=verify-full sslrootcert={root.crt} sslcrldir={crldir-clean}`,
+    expect: 'tls',
+  },
+  {
+    variant: 'revoked',
+    conninfo: `${local} sslmode=verify-full sslrootcert={root.crt} sslcrldir=/nonexistent-dir`,
+    expect: 'refused',
+  },
+  {
+    variant: 'revoked',
+    conninfo: `${local} sslmode=verify-full sslrootcert={root.crt} sslcrl={crl-clean.pem} sslcrldir={crldir-revoked}`,
+    expect: 'tls',
+  },
+  {
+    variant: 'revoked',
+    conninfo: `${local} sslmode=verify-full sslrootcert={root.crt} sslcrl=/nonexistent.crl sslcrldir={crldir-revoked}`,
+    expect: 'tls',
+  },
+  // Unix-domain socket: libpq never uses TLS there, whatever sslmode says
+  {
+    variant: 'good',
+    conninfo: 'host={socket} port={port} user=postgres dbname=postgres sslmode=require',
+    expect: 'plain',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host={socket} port={port} user=postgres dbname=postgres sslmode=verify-full',
+    expect: 'plain',
+  },
+  { variant: 'good', conninfo: 'host=/nonexistent port={port} user=postgres dbname=postgres', expect: 'refused' },
   // URIs and legacy spellings
   { variant: 'good', conninfo: 'postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=require', expect: 'tls' },
   { variant: 'good', conninfo: 'postgres://postgres@127.0.0.1:{port}/postgres?ssl=true', expect: 'tls' },

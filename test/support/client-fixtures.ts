@@ -3,13 +3,15 @@
  * certificate can be swapped (files + reload), and the side-by-side runner that connects with psql (libpq 18) and
  * with pgtls/client through node-postgres, reducing both to one comparable outcome.
  */
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createPrivateKey } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { pgtlsPg } from '../../src/client/adapters/pg.js';
 import { ClientError, connectError } from '../../src/client/errors.js';
 import type { PgtlsSocket } from '../../src/client/stream.js';
+import { writeCrlDirectory } from '../../src/pki/crl.js';
 import {
   type Issued,
   createCRL,
@@ -101,6 +103,25 @@ export async function makePki(): Promise<Pki> {
   put('crl-revoked.pem', crlRoot + crlInter);
   put('crl-clean.pem', crlRoot + crlInterEmpty);
   put('crl-root-only.pem', crlRoot);
+  // client keys in other encodings: encrypted PKCS#8 PEM (sslpassword), DER, SEC1 PEM
+  const k = createPrivateKey(client.keyPem);
+  put(
+    'client-enc.key',
+    k.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'key-secret' }) as string,
+    0o600,
+  );
+  put('client-der.key', k.export({ format: 'der', type: 'pkcs8' }) as Buffer, 0o600);
+  put('client-sec1.key', k.export({ format: 'pem', type: 'sec1' }) as string, 0o600);
+  // hashed CRL directories (c_rehash layout) for sslcrldir
+  for (const [name, pems] of [
+    ['crldir-revoked', [crlRoot, crlInter]],
+    ['crldir-clean', [crlRoot, crlInterEmpty]],
+  ] as const) {
+    const d = join(dir, name);
+    mkdirSync(d);
+    await writeCrlDirectory(d, pems);
+    files[name] = d;
+  }
   return { dir, root, intermediate, otherRoot, files, servers };
 }
 
