@@ -87,7 +87,7 @@ function hostPort(spec: string): { host: string; port: number } {
 async function presented(spec: string, servername: string | undefined): Promise<x509.X509Certificate[]> {
   const { host, port } = hostPort(spec);
   // Loaded only here so that `pgtls cert` never loads TLS otherwise.
-  const { fetchServerChain } = await import('../pki/server-chain.js');
+  const { fetchServerChain } = await import('./cert-server-chain.js');
   const r = await fetchServerChain(host, port, servername === undefined ? {} : { servername });
   return r.certificates;
 }

@@ -4,16 +4,19 @@
  * is off on purpose here — the point is to *see* what is presented, including broken chains — and the caller
  * verifies with pki/verify.ts.
  *
+ * It lives with the CLI, not in pki/, so that pki/ stays free of sockets (only the CLI, client/ and gateway/ do I/O
+ * on the network); src/doctor/wire.ts has a capture of the chain exactly as sent, for the doctor's deeper needs.
+ *
  * Node rebuilds the peer chain from the sent certificates and may append an issuer from the context's CA store; we
  * give the context a throwaway CA so nothing from Node's bundled roots is ever mixed into what the server sent.
  */
 import { type Socket, connect as netConnect } from 'node:net';
 import { type PeerCertificate, connect as tlsConnect } from 'node:tls';
 import { PgtlsError } from '../errors.js';
+import { createRootCA } from '../pki/generate.js';
+import { toArrayBuffer } from '../pki/pem.js';
+import { x509 } from '../pki/x509.js';
 import { SSL_ACCEPT, SSL_REFUSE, encodeSSLRequest } from '../protocol/index.js';
-import { createRootCA } from './generate.js';
-import { toArrayBuffer } from './pem.js';
-import { x509 } from './x509.js';
 
 export const ERR_SERVER_CHAIN = 'PGTLS_ERR_PKI_SERVER_CHAIN';
 
