@@ -1,12 +1,12 @@
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 /**
  * pg_hba.conf: parse (parse_hba_line() rules and messages) and match (check_hba()), as PostgreSQL 18 does, for the
  * connection facts a gateway knows: client address, TLS or not, user, database, replication.
  * https://www.postgresql.org/docs/current/auth-pg-hba-conf.html
  */
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
-import { type Token, type TokenLine, hbaError, readAuthFile, tokenizeAuthText } from './tokenize.js';
+import { type Token, type TokenLine, hbaError, readAuthFile, strerror, tokenizeAuthText } from './tokenize.js';
 
 export type ConnType = 'local' | 'host' | 'hostssl' | 'hostnossl' | 'hostgssenc' | 'hostnogssenc';
 const CONN_TYPES: readonly ConnType[] = ['local', 'host', 'hostssl', 'hostnossl', 'hostgssenc', 'hostnogssenc'];
@@ -35,7 +35,8 @@ export type Address =
   | { kind: 'all' }
   | { kind: 'samehost' }
   | { kind: 'samenet' }
-  | { kind: 'cidr'; list: BlockList; text: string }
+  /** addr and mask as bytes (4 or 16); text is "addr/bits" for logs. */
+  | { kind: 'cidr'; family: 4 | 6; addr: readonly number[]; mask: readonly number[]; text: string }
   | { kind: 'hostname'; name: string };
 
 export interface HbaLine {
@@ -53,7 +54,10 @@ export interface HbaLine {
   readonly options: Readonly<Record<string, string>>;
 }
 
-/** Options PostgreSQL accepts; only some mean something at the gateway, the rest are accepted and ignored here. */
+/**
+ * Options PostgreSQL accepts; only some mean something at the gateway, the rest are accepted and ignored here.
+ * (PostgreSQL knows only the plural radiusservers/radiussecrets/radiusidentifiers/radiusports.)
+ */
 const KNOWN_OPTIONS = new Set([
   'clientcert',
   'clientname',
@@ -77,31 +81,74 @@ const KNOWN_OPTIONS = new Set([
   'ldapsuffix',
   'ldaptls',
   'radiusservers',
-  'radiusserver',
   'radiussecrets',
-  'radiussecret',
   'radiusidentifiers',
-  'radiusidentifier',
   'radiusports',
-  'radiusport',
   'issuer',
   'scope',
   'validator',
   'delegate_ident_mapping',
 ]);
 
+/**
+ * Which methods an option is valid for, with the list as parse_hba_auth_opt() prints it in
+ * `authentication option "%s" is only valid for authentication methods %s` (checked against PostgreSQL 18).
+ * clientcert and clientname are valid for every method (on hostssl rows).
+ */
+const OPTION_METHODS: Readonly<Record<string, readonly [readonly HbaMethod[], string]>> = {
+  map: [['ident', 'peer', 'gss', 'sspi', 'cert', 'oauth'], 'ident, peer, gssapi, sspi, cert, and oauth'],
+  include_realm: [['gss', 'sspi'], 'gssapi and sspi'],
+  krb_realm: [['gss', 'sspi'], 'gssapi and sspi'],
+  compat_realm: [['sspi'], 'sspi'],
+  upn_username: [['sspi'], 'sspi'],
+  pamservice: [['pam'], 'pam'],
+  pam_use_hostname: [['pam'], 'pam'],
+  ...Object.fromEntries(
+    [
+      'ldapurl',
+      'ldapserver',
+      'ldapport',
+      'ldapscheme',
+      'ldapbinddn',
+      'ldapbindpasswd',
+      'ldapsearchattribute',
+      'ldapsearchfilter',
+      'ldapbasedn',
+      'ldapprefix',
+      'ldapsuffix',
+      'ldaptls',
+    ].map((o) => [o, [['ldap'], 'ldap'] as const]),
+  ),
+  ...Object.fromEntries(
+    ['radiusservers', 'radiussecrets', 'radiusidentifiers', 'radiusports'].map((o) => [
+      o,
+      [['radius'], 'radius'] as const,
+    ]),
+  ),
+  ...Object.fromEntries(
+    ['issuer', 'scope', 'validator', 'delegate_ident_mapping'].map((o) => [o, [['oauth'], 'oauth'] as const]),
+  ),
+};
+
+/** Arguments a method cannot do without (MANDATORY_AUTH_ARG in parse_hba_line()), in PostgreSQL's order. */
+const MANDATORY: Partial<Record<HbaMethod, readonly string[]>> = {
+  radius: ['radiusservers'],
+  oauth: ['issuer', 'scope'],
+};
+
 export function readHbaFile(file: string): HbaLine[] {
   return parseHba(expandIncludes(tokenizeAuthText(readAuthFile(file, 'configuration'), file), 0));
 }
 
 /** PostgreSQL 16+ `include`, `include_if_exists`, `include_dir` lines. */
-function expandIncludes(lines: TokenLine[], depth: number): TokenLine[] {
+export function expandIncludes(lines: TokenLine[], depth: number): TokenLine[] {
   const out: TokenLine[] = [];
   for (const l of lines) {
     const kw = l.fields[0]?.[0];
     if (kw && !kw.quoted && ['include', 'include_if_exists', 'include_dir'].includes(kw.text)) {
       const arg = l.fields[1]?.[0]?.text;
-      if (!arg || l.fields.length !== 2) throw hbaError(`invalid syntax for "${kw.text}" directive`, l.file, l.line);
+      // PostgreSQL treats a malformed include line as an ordinary rule, so the first field is reported.
+      if (!arg || l.fields.length !== 2) throw hbaError(`invalid connection type "${kw.text}"`, l.file, l.line);
       if (depth > 10) throw hbaError('maximum nesting depth of included files exceeded', l.file, l.line);
       const target = isAbsolute(arg) ? arg : join(dirname(l.file), arg);
       if (kw.text === 'include_dir') {
@@ -123,10 +170,11 @@ function expandIncludes(lines: TokenLine[], depth: number): TokenLine[] {
       } else {
         let text: string;
         try {
-          text = readAuthFile(target, 'configuration');
-        } catch (e) {
+          text = readFileSync(target, 'utf8');
+        } catch (cause) {
           if (kw.text === 'include_if_exists') continue;
-          throw e;
+          // open_auth_file()'s wording in PostgreSQL 16+.
+          throw hbaError(`could not open file "${target}": ${strerror(cause)}`, l.file, l.line);
         }
         out.push(...expandIncludes(tokenizeAuthText(text, target), depth + 1));
       }
@@ -141,16 +189,22 @@ export function parseHba(lines: TokenLine[]): HbaLine[] {
   return lines.map(parseHbaLine);
 }
 
-function single(l: TokenLine, idx: number, what: string, endMsg: string): Token {
+/** The one token of a field; PostgreSQL's "end-of-line before …" / "multiple values specified for …" otherwise. */
+function single(l: TokenLine, idx: number, what: string, endMsg: string, hint?: string, endHint?: string): Token {
   const f = l.fields[idx];
-  if (!f || f.length === 0) throw hbaError(endMsg, l.file, l.line);
-  if (f.length > 1)
-    throw hbaError(`multiple values specified for ${what}`, l.file, l.line, `Specify exactly one ${what} per line.`);
+  if (!f || f.length === 0) throw hbaError(endMsg, l.file, l.line, endHint);
+  if (f.length > 1) throw hbaError(`multiple values specified for ${what}`, l.file, l.line, hint);
   return f[0]!;
 }
 
 function parseHbaLine(l: TokenLine): HbaLine {
-  const typeTok = single(l, 0, 'connection type', 'end-of-line before connection type');
+  const typeTok = single(
+    l,
+    0,
+    'connection type',
+    'end-of-line before connection type',
+    'Specify exactly one connection type per line.',
+  );
   const type = typeTok.text as ConnType;
   if (!CONN_TYPES.includes(type)) throw hbaError(`invalid connection type "${typeTok.text}"`, l.file, l.line);
   const databases = l.fields[1];
@@ -170,26 +224,48 @@ function parseHbaLine(l: TokenLine): HbaLine {
       );
     }
   }
+  // PostgreSQL compiles the /regex tokens of both lists when it loads the file and refuses a line whose expression
+  // does not compile (the reason text is JavaScript's, PostgreSQL's regex engine words it differently).
+  for (const t of [...databases, ...users]) {
+    if (t.quoted || !t.text.startsWith('/')) continue;
+    try {
+      new RegExp(t.text.slice(1), 'u');
+    } catch (e) {
+      throw hbaError(`invalid regular expression "${t.text.slice(1)}": ${(e as Error).message}`, l.file, l.line);
+    }
+  }
   let next = 3;
   let address: Address | undefined;
   if (type !== 'local') {
-    const a = single(l, 3, 'IP address', 'end-of-line before IP address specification');
+    const a = single(
+      l,
+      3,
+      'host address',
+      'end-of-line before IP address specification',
+      'Specify one address range per line.',
+    );
     next = 4;
     address = parseAddress(a, l, () => {
       // A separate netmask field follows a bare IP address.
-      const m = l.fields[4]?.[0];
-      if (!m)
-        throw hbaError(
-          'end-of-line before netmask specification',
-          l.file,
-          l.line,
-          'Specify an address range in CIDR notation, or provide a separate netmask.',
-        );
+      const m = single(
+        l,
+        4,
+        'netmask',
+        'end-of-line before netmask specification',
+        undefined,
+        'Specify an address range in CIDR notation, or provide a separate netmask.',
+      );
       next = 5;
       return m.text;
     });
   }
-  const methodTok = single(l, next, 'authentication type', 'end-of-line before authentication method');
+  const methodTok = single(
+    l,
+    next,
+    'authentication type',
+    'end-of-line before authentication method',
+    'Specify exactly one authentication type per line.',
+  );
   const method = methodTok.text as HbaMethod;
   if (!METHODS.includes(method)) throw hbaError(`invalid authentication method "${methodTok.text}"`, l.file, l.line);
   if (method === 'peer' && type !== 'local')
@@ -210,12 +286,23 @@ function parseHbaLine(l: TokenLine): HbaLine {
   for (const f of l.fields.slice(next + 1)) {
     for (const t of f) {
       const eq = t.text.indexOf('=');
-      if (eq <= 0) throw hbaError(`authentication option not in name=value format: ${t.text}`, l.file, l.line);
+      if (eq < 0) throw hbaError(`authentication option not in name=value format: ${t.text}`, l.file, l.line);
       const name = t.text.slice(0, eq);
       if (!KNOWN_OPTIONS.has(name))
         throw hbaError(`unrecognized authentication option name: "${name}"`, l.file, l.line);
+      const valid = OPTION_METHODS[name];
+      if (valid && !valid[0].includes(method))
+        throw hbaError(
+          `authentication option "${name}" is only valid for authentication methods ${valid[1]}`,
+          l.file,
+          l.line,
+        );
       options[name] = t.text.slice(eq + 1);
     }
+  }
+  for (const arg of MANDATORY[method] ?? []) {
+    if (options[arg] === undefined)
+      throw hbaError(`authentication method "${method}" requires argument "${arg}" to be set`, l.file, l.line);
   }
   let clientcert: HbaLine['clientcert'] = method === 'cert' ? 'verify-full' : 'off';
   if (options.clientcert !== undefined) {
@@ -250,49 +337,64 @@ function parseHbaLine(l: TokenLine): HbaLine {
   });
 }
 
+/**
+ * The address field as parse_hba_line() reads it: the keywords all/samehost/samenet (compared without regard to
+ * quoting, as PostgreSQL does), an IP address with a /bits suffix or followed by a separate netmask field, or else a
+ * host name. PostgreSQL accepts any netmask that is an address of the same family, contiguous or not, and compares
+ * (client & mask) == (address & mask): so does this.
+ */
 function parseAddress(t: Token, l: TokenLine, netmask: () => string): Address {
-  if (!t.quoted && (t.text === 'all' || t.text === 'samehost' || t.text === 'samenet')) return { kind: t.text };
-  const [ip, bitsText] = t.text.split('/', 2) as [string, string | undefined];
+  if (t.text === 'all' || t.text === 'samehost' || t.text === 'samenet') return { kind: t.text };
+  const slash = t.text.indexOf('/');
+  const ip = slash < 0 ? t.text : t.text.slice(0, slash);
+  const bitsText = slash < 0 ? undefined : t.text.slice(slash + 1);
   const family = isIP(ip);
   if (family === 0) {
-    if (bitsText !== undefined) throw hbaError(`invalid IP address "${ip}"`, l.file, l.line);
+    if (bitsText !== undefined)
+      throw hbaError(`specifying both host name and CIDR mask is invalid: "${t.text}"`, l.file, l.line);
     return { kind: 'hostname', name: t.text.toLowerCase() };
   }
-  const type = family === 4 ? 'ipv4' : 'ipv6';
-  let bits: number;
+  const addr = ipBytes(ip);
+  let mask: number[];
   if (bitsText !== undefined) {
-    bits = Number(bitsText);
+    const bits = Number(bitsText);
     if (!/^\d+$/.test(bitsText) || bits > (family === 4 ? 32 : 128))
       throw hbaError(`invalid CIDR mask in address "${t.text}"`, l.file, l.line);
+    mask = addr.map((_, i) => (0xff00 >> Math.max(0, Math.min(8, bits - i * 8))) & 0xff);
   } else {
-    const mask = netmask();
-    if (isIP(mask) !== family) throw hbaError(`invalid IP mask "${mask}"`, l.file, l.line);
-    bits = maskBits(mask, l);
+    const m = netmask();
+    const mf = isIP(m);
+    // getaddrinfo(AI_NUMERICHOST) fails on anything that is not an address: PostgreSQL prints gai_strerror().
+    if (mf === 0) throw hbaError(`invalid IP mask "${m}": Name or service not known`, l.file, l.line);
+    if (mf !== family) throw hbaError('IP address and mask do not match', l.file, l.line);
+    mask = ipBytes(m);
   }
-  const list = new BlockList();
-  list.addSubnet(ip, bits, type);
-  return { kind: 'cidr', list, text: `${ip}/${bits}` };
+  return { kind: 'cidr', family: family === 4 ? 4 : 6, addr, mask, text: `${ip}/${prefixText(mask)}` };
 }
 
-function maskBits(mask: string, l: TokenLine): number {
-  const bytes = isIP(mask) === 4 ? mask.split('.').map(Number) : expandV6(mask);
-  let bits = 0;
-  let ended = false;
-  for (const b of bytes) {
-    for (let i = 7; i >= 0; i--) {
-      const set = ((b >> i) & 1) === 1;
-      if (set && ended) throw hbaError(`invalid IP mask "${mask}"`, l.file, l.line);
-      if (set) bits++;
-      else ended = true;
-    }
-  }
-  return bits;
+/** A prefix length when the mask is contiguous, else the mask itself (for logs only). */
+function prefixText(mask: readonly number[]): string {
+  const bits = mask.map((b) => b.toString(2).padStart(8, '0')).join('');
+  return /^1*0*$/.test(bits) ? String(bits.indexOf('0') < 0 ? bits.length : bits.indexOf('0')) : mask.join('.');
 }
 
-function expandV6(a: string): number[] {
+/** The bytes of an IPv4 (4) or IPv6 (16) address given as text that isIP() accepted. */
+export function ipBytes(a: string): number[] {
+  if (isIP(a) === 4) return a.split('.').map(Number);
   const [head, tail] = a.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t].map((g) => Number.parseInt(g || '0', 16));
-  return groups.flatMap((g) => [g >> 8, g & 0xff]);
+  const part = (s: string | undefined): number[] => {
+    if (!s) return [];
+    const groups = s.split(':');
+    const last = groups[groups.length - 1]!;
+    // An embedded IPv4 tail ("::ffff:1.2.3.4") is two groups.
+    let v4: number[] = [];
+    if (last.includes('.')) {
+      groups.pop();
+      v4 = last.split('.').map(Number);
+    }
+    return [...groups.flatMap((g) => [Number.parseInt(g, 16) >> 8, Number.parseInt(g, 16) & 0xff]), ...v4];
+  };
+  const h = part(head);
+  const t = tail === undefined ? [] : part(tail);
+  return [...h, ...Array(16 - h.length - t.length).fill(0), ...t];
 }

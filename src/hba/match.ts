@@ -5,7 +5,7 @@
 import { lookup, lookupService } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import type { Address, HbaLine } from './hba.js';
+import { type Address, type HbaLine, ipBytes } from './hba.js';
 import type { Token } from './tokenize.js';
 
 export interface ConnectionFacts {
@@ -83,8 +83,12 @@ async function addressMatches(a: Address, ip: string): Promise<boolean> {
   switch (a.kind) {
     case 'all':
       return true;
-    case 'cidr':
-      return a.list.check(ip, family);
+    case 'cidr': {
+      // check_ip(): same family, and (client & mask) == (address & mask).
+      if ((a.family === 6) !== (family === 'ipv6')) return false;
+      const c = ipBytes(ip);
+      return a.addr.every((b, i) => ((b ^ c[i]!) & a.mask[i]!) === 0);
+    }
     case 'samehost':
       return localInterfaces().some((i) => i.address === ip);
     case 'samenet':

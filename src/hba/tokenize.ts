@@ -29,11 +29,24 @@ export function hbaError(message: string, file: string, line: number, hint?: str
   });
 }
 
+/** The C library's text for an errno, as PostgreSQL's %m prints it ("No such file or directory"). */
+export function strerror(cause: unknown): string {
+  const code = (cause as NodeJS.ErrnoException).code;
+  const known: Record<string, string> = {
+    ENOENT: 'No such file or directory',
+    EACCES: 'Permission denied',
+    EISDIR: 'Is a directory',
+    ENOTDIR: 'Not a directory',
+    ELOOP: 'Too many levels of symbolic links',
+  };
+  return (code && known[code]) ?? (cause as Error).message;
+}
+
 export function readAuthFile(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (cause) {
-    throw new PgtlsError(ERR_HBA, `could not open ${what} file "${file}": ${(cause as Error).message}`, {
+    throw new PgtlsError(ERR_HBA, `could not open ${what} file "${file}": ${strerror(cause)}`, {
       cause,
       details: { file },
     });
@@ -47,8 +60,10 @@ export function tokenizeAuthText(text: string, file: string, depth = 0): TokenLi
   for (let i = 0; i < physical.length; i++) {
     const lineNo = i + 1;
     let raw = physical[i]!;
-    while (/\\\s*$/.test(stripComment(raw)) && i + 1 < physical.length) {
-      raw = raw.replace(/\\\s*$/, ' ') + physical[++i];
+    // As tokenize_auth_file(): a backslash that is the very last character of the physical line (not followed by
+    // blanks, and even inside a comment) is removed and the next line appended as is, without a separator.
+    while (raw.endsWith('\\') && i + 1 < physical.length) {
+      raw = raw.slice(0, -1) + physical[++i];
     }
     const fields = tokenizeLine(raw, file, lineNo, depth);
     if (fields.length > 0) out.push({ fields, file, line: lineNo, raw: raw.trim() });
@@ -56,49 +71,47 @@ export function tokenizeAuthText(text: string, file: string, depth = 0): TokenLi
   return out;
 }
 
-function stripComment(s: string): string {
-  let q = false;
-  for (let i = 0; i < s.length; i++) {
-    if (s[i] === '"') q = !q;
-    else if (s[i] === '#' && !q) return s.slice(0, i);
-  }
-  return s;
-}
+const isBlank = (c: string | undefined) => c === ' ' || c === '\t' || c === '\r';
 
+/**
+ * next_token() + next_field_expand(): blanks and commas before a token are skipped (so `a ,b` is two fields and
+ * `a,,b` one list); a token ends at an unquoted blank, comma or `#`; inside double quotes `""` is a literal quote
+ * and an unterminated quote runs to the end of the line (PostgreSQL reports no error for it). A token counts as
+ * quoted only when a quote came before its first character (`al"l"` is still the keyword all).
+ */
 function tokenizeLine(raw: string, file: string, line: number, depth: number): Token[][] {
   const fields: Token[][] = [];
   let at = 0;
   const n = raw.length;
-  const isSpace = (c: string | undefined) => c === ' ' || c === '\t' || c === '\r';
   let current: Token[] | undefined;
   while (at < n) {
-    while (at < n && isSpace(raw[at])) at++;
+    while (at < n && (isBlank(raw[at]) || raw[at] === ',')) at++;
     if (at >= n || raw[at] === '#') break;
     let text = '';
     let quoted = false;
     let inQuote = false;
-    while (at < n) {
+    let comma = false;
+    while (at < n && (!isBlank(raw[at]) || inQuote)) {
       const c = raw[at]!;
-      if (inQuote) {
-        if (c === '"') inQuote = false;
-        else text += c;
-        at++;
-        continue;
+      if (!inQuote && (c === '#' || c === ',')) {
+        if (c === ',') {
+          comma = true;
+          at++;
+        } else at = n; // a comment ends the line
+        break;
       }
       if (c === '"') {
-        inQuote = true;
-        quoted = true;
+        if (inQuote && raw[at + 1] === '"') {
+          text += '"';
+          at += 2;
+          continue;
+        }
+        if (text === '') quoted = true;
+        inQuote = !inQuote;
         at++;
         continue;
       }
-      if (isSpace(c) || c === ',' || c === '#') break;
       text += c;
-      at++;
-    }
-    if (inQuote) throw hbaError('unterminated quoted string', file, line);
-    let comma = false;
-    if (raw[at] === ',') {
-      comma = true;
       at++;
     }
     if (!current) current = [];
@@ -118,17 +131,14 @@ function tokenizeLine(raw: string, file: string, line: number, depth: number): T
 
 /** `@file`: the tokens of every line of the file, as one list (PostgreSQL's tokenize_expand_file()). */
 function expandAtFile(name: string, file: string, line: number, depth: number): Token[] {
-  if (depth > 10) throw hbaError(`could not open file "${name}": maximum nesting depth exceeded`, file, line);
   const target = isAbsolute(name) ? name : join(dirname(file), name);
+  if (depth > 10) throw hbaError(`could not open file "${target}": maximum nesting depth exceeded`, file, line);
   let text: string;
   try {
     text = readFileSync(target, 'utf8');
   } catch (cause) {
-    throw hbaError(
-      `could not open secondary authentication file "@${name}" as "${target}": ${(cause as Error).message}`,
-      file,
-      line,
-    );
+    // PostgreSQL 16+ words it as open_auth_file() does: `could not open file "…": %m`.
+    throw hbaError(`could not open file "${target}": ${strerror(cause)}`, file, line);
   }
   return tokenizeAuthText(text, target, depth + 1).flatMap((l) => l.fields.flat());
 }

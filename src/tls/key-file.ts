@@ -12,7 +12,17 @@ export function checkServerKeyFile(path: string, uid = process.getuid?.() ?? 0):
   try {
     st = statSync(path);
   } catch (cause) {
-    throw new PgtlsError(ERR_KEY_FILE, `could not access private key file "${path}": ${(cause as Error).message}`, {
+    // %m as PostgreSQL prints it ("No such file or directory"), not Node's "ENOENT: …, stat '…'".
+    const code = (cause as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT'
+        ? 'No such file or directory'
+        : code === 'EACCES'
+          ? 'Permission denied'
+          : code === 'ENOTDIR'
+            ? 'Not a directory'
+            : (cause as Error).message;
+    throw new PgtlsError(ERR_KEY_FILE, `could not access private key file "${path}": ${reason}`, {
       cause,
       details: { file: path },
     });

@@ -1,0 +1,152 @@
+/**
+ * src/hba/match.ts: check_hba() — first match wins; connection type against TLS; address; database and user lists.
+ * The same rule sets are replayed against PostgreSQL 18 in test/integration/hba-postgres.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { networkInterfaces } from 'node:os';
+import { test } from 'node:test';
+import { parseHba } from '../../src/hba/hba.js';
+import { type ConnectionFacts, matchHba, normalizeAddress } from '../../src/hba/match.js';
+import { tokenizeAuthText } from '../../src/hba/tokenize.js';
+
+const F = '/etc/pgtls/pg_hba.conf';
+
+/** The winning line number for a connection, or 0 for PostgreSQL's implicit reject (no pg_hba.conf entry). */
+type Facts = Partial<Omit<ConnectionFacts, 'address'>> & { address?: string | undefined };
+
+async function winner(rules: string, f: Facts): Promise<number> {
+  const lines = parseHba(tokenizeAuthText(rules, F));
+  const { address = '127.0.0.1', ...rest } = 'address' in f && f.address === undefined ? { ...f, address: '' } : f;
+  const facts: ConnectionFacts = {
+    ...(address === '' ? {} : { address }),
+    ssl: true,
+    user: 'alice',
+    database: 'db1',
+    replication: 'none',
+    ...rest,
+  };
+  return (await matchHba(lines, facts))?.line ?? 0;
+}
+
+test('first matching line wins; no line means the implicit reject', async () => {
+  const rules = 'host db1 alice all reject\nhost all all all trust\n';
+  assert.equal(await winner(rules, {}), 1);
+  assert.equal(await winner(rules, { user: 'bob' }), 2);
+  assert.equal(await winner('host db2 all all trust\n', {}), 0);
+  assert.equal(await winner('', {}), 0);
+});
+
+test('hostssl matches only TLS, hostnossl only plaintext, host both; hostgssenc never, hostnogssenc always', async () => {
+  const rules = 'hostssl all all all trust\nhostnossl all all all trust\n';
+  assert.equal(await winner(rules, { ssl: true }), 1);
+  assert.equal(await winner(rules, { ssl: false }), 2);
+  assert.equal(await winner('host all all all trust', { ssl: true }), 1);
+  assert.equal(await winner('host all all all trust', { ssl: false }), 1);
+  assert.equal(await winner('hostgssenc all all all trust', { ssl: false }), 0);
+  assert.equal(await winner('hostnogssenc all all all trust', { ssl: true }), 1);
+  assert.equal(await winner('hostnogssenc all all all trust', { ssl: false }), 1);
+});
+
+test('local lines match only Unix-socket connections, host lines only TCP', async () => {
+  const rules = 'local all all trust\nhost all all all trust\n';
+  assert.equal(await winner(rules, { address: undefined }), 1);
+  assert.equal(await winner(rules, {}), 2);
+  assert.equal(await winner('host all all all trust', { address: undefined }), 0);
+});
+
+test('CIDR v4 and v6, host bits set, separate netmask incl. a non-contiguous one, /0, families apart', async () => {
+  const at = (a: string, address: string) => winner(`host all all ${a} trust`, { address });
+  assert.equal(await at('127.0.0.1/32', '127.0.0.1'), 1);
+  assert.equal(await at('127.0.0.2/32', '127.0.0.1'), 0);
+  assert.equal(await at('10.1.2.3/8', '10.200.0.1'), 1);
+  assert.equal(await at('10.1.2.3/8', '11.0.0.1'), 0);
+  assert.equal(await at('10.1.0.0 255.255.0.0', '10.1.9.9'), 1);
+  assert.equal(await at('10.1.0.0 255.255.0.0', '10.2.0.1'), 0);
+  assert.equal(await at('10.0.0.7 255.0.255.0', '10.9.0.1'), 1);
+  assert.equal(await at('10.0.0.7 255.0.255.0', '10.9.1.1'), 0);
+  assert.equal(await at('0.0.0.0/0', '192.0.2.9'), 1);
+  assert.equal(await at('0.0.0.0/0', '::1'), 0, 'an IPv4 rule never matches an IPv6 client');
+  assert.equal(await at('::/0', '127.0.0.1'), 0, 'an IPv6 rule never matches an IPv4 client');
+  assert.equal(await at('::1/128', '::1'), 1);
+  assert.equal(await at('fd00::/8', 'fd00::2'), 1);
+  assert.equal(await at('fd00::/8', 'fe80::1'), 0);
+  assert.equal(await at('2001:db8::/32', '2001:db8:ffff::1'), 1);
+  assert.equal(await at('2001:db8::/33', '2001:db8:8000::1'), 0);
+  assert.equal(await at('::ffff:10.0.0.0/104', '::ffff:10.1.1.1'), 1);
+  assert.equal(await at('all', 'fe80::1'), 1);
+});
+
+test('the gateway unwraps IPv4-mapped IPv6 client addresses', () => {
+  assert.equal(normalizeAddress('::ffff:127.0.0.1'), '127.0.0.1');
+  assert.equal(normalizeAddress('::FFFF:10.0.0.1'), '10.0.0.1');
+  assert.equal(normalizeAddress('::1'), '::1');
+});
+
+test('samehost: an address of this machine; samenet: a subnet of one of its interfaces', async () => {
+  const local = Object.values(networkInterfaces())
+    .flat()
+    .filter((i) => i && i.family === 'IPv4')
+    .map((i) => i!.address);
+  assert.ok(local.includes('127.0.0.1'));
+  assert.equal(await winner('host all all samehost trust', { address: '127.0.0.1' }), 1);
+  assert.equal(await winner('host all all samehost trust', { address: '127.0.0.2' }), 0);
+  assert.equal(await winner('host all all samenet trust', { address: '127.0.0.2' }), 1, '127.0.0.0/8 is lo');
+  assert.equal(await winner('host all all samenet trust', { address: '198.51.100.1' }), 0);
+});
+
+test('host names: reverse lookup must equal the name (or end with .suffix) and resolve back', async () => {
+  assert.equal(await winner('host all all localhost trust', { address: '127.0.0.1' }), 1);
+  assert.equal(await winner('host all all db.invalid trust', { address: '127.0.0.1' }), 0);
+  assert.equal(await winner('host all all .invalid trust', { address: '127.0.0.1' }), 0);
+});
+
+test('databases: all, sameuser, names, quoted keywords, regex, replication', async () => {
+  const db = (d: string, f: Facts) => winner(`host ${d} all all trust`, f);
+  assert.equal(await db('all', { database: 'x' }), 1);
+  assert.equal(await db('"all"', { database: 'x' }), 0, 'a quoted "all" is a database named all');
+  assert.equal(await db('"all"', { database: 'all' }), 1);
+  assert.equal(await db('al"l"', { database: 'x' }), 1, 'quoted only when the quote comes first');
+  assert.equal(await db('sameuser', { database: 'alice', user: 'alice' }), 1);
+  assert.equal(await db('sameuser', { database: 'db1', user: 'alice' }), 0);
+  assert.equal(await db('"sameuser"', { database: 'sameuser', user: 'alice' }), 1);
+  assert.equal(await db('db1,db2', { database: 'db2' }), 1);
+  assert.equal(await db('DB1', { database: 'db1' }), 0, 'names are case-sensitive');
+  assert.equal(await db('"My DB"', { database: 'My DB' }), 1);
+  assert.equal(await db('/^app_', { database: 'app_x' }), 1);
+  assert.equal(await db('/^app_', { database: 'xapp_' }), 0);
+  assert.equal(await db('/app', { database: 'myapp1' }), 1, 'unanchored like regexec()');
+  assert.equal(await db('"/^app_"', { database: 'app_x' }), 0, 'a quoted /x is a plain name');
+  // replication: never matches a normal connection; a physical walsender matches only the keyword
+  assert.equal(await db('replication', { database: 'replication' }), 0);
+  assert.equal(await db('"replication"', { database: 'replication' }), 1);
+  assert.equal(await db('replication', { replication: 'physical', database: 'x' }), 1);
+  assert.equal(await db('all', { replication: 'physical', database: 'x' }), 0);
+  assert.equal(
+    await db('all', { replication: 'logical', database: 'x' }),
+    1,
+    'logical replication is a database connection',
+  );
+});
+
+test('users: all, names, quoted, regex, @file lists', async () => {
+  const user = (u: string, name: string) => winner(`host all ${u} all trust`, { user: name });
+  assert.equal(await user('all', 'anyone'), 1);
+  assert.equal(await user('"all"', 'anyone'), 0);
+  assert.equal(await user('alice,bob', 'bob'), 1);
+  assert.equal(await user('alice', 'Alice'), 0);
+  assert.equal(await user('"Alice"', 'Alice'), 1);
+  assert.equal(await user('/^adm_', 'adm_x'), 1);
+  assert.equal(await user('/^adm_', 'user'), 0);
+  assert.equal(await user('sameuser', 'sameuser'), 1, 'sameuser is a keyword only for databases');
+});
+
+test('every field must match on the same line', async () => {
+  const rules = [
+    'hostssl db1 bob all trust',
+    'hostnossl db1 alice all trust',
+    'hostssl db2 alice all trust',
+    'hostssl db1 alice 10.0.0.0/8 trust',
+    'hostssl db1 alice 127.0.0.0/8 reject',
+  ].join('\n');
+  assert.equal(await winner(rules, {}), 5);
+});
