@@ -118,6 +118,11 @@ test('a CA key that does not belong to the CA certificate, and a leaf used as a 
     'PGTLS_ERR_PKI_READ',
     `${join(dir, 'missing.crt')}: cannot read the file (no such file)`,
   );
+  await rejects(
+    () => loadSigningCA(dir, wrongKey),
+    'PGTLS_ERR_PKI_READ',
+    `${dir}: cannot read the file (is a directory)`,
+  );
 });
 
 test('outputs: existing files refused before anything is written; keys 0600; --force replaces', async () => {
