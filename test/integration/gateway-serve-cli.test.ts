@@ -1,0 +1,141 @@
+/**
+ * The zero-config path a new user takes: `pgtls serve` with no configuration starts an embedded PostgreSQL behind the
+ * gateway with a local CA, prints the psql line that connects, reuses everything on the next start, reloads on
+ * `pgtls reload`, and stops cleanly on SIGTERM.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { cleanEnv, psql, run } from '../support/clients.js';
+
+const MAIN = new URL('../../src/cli/main.js', import.meta.url).pathname;
+const work = mkdtempSync(join(tmpdir(), 'pgtls-serve-'));
+const running: ChildProcess[] = [];
+
+let relocated: string | undefined;
+after(() => {
+  for (const c of running) c.kill('SIGKILL');
+  if (relocated) rmSync(dirname(relocated), { recursive: true, force: true });
+});
+
+interface Started {
+  child: ChildProcess;
+  stderr: () => string;
+  stdout: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Start `pgtls serve`, resolve once it printed its banner (or exited). */
+async function serve(args: string[]): Promise<Started> {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...args], { cwd: work, env: cleanEnv() });
+  running.push(child);
+  let err = '';
+  let out = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  await new Promise<void>((resolve) => {
+    child.stderr!.on('data', (d) => {
+      err += d;
+      if (/The password for user postgres is in|Password for user postgres \(shown once/.test(err) && /\n\n$/.test(err))
+        resolve();
+    });
+    void exited.then(() => resolve());
+  });
+  return { child, stderr: () => err, stdout: () => out, exited };
+}
+
+describe('pgtls serve (zero configuration)', () => {
+  test('first start: embedded PostgreSQL, local CA, the printed psql line connects with verify-full', async () => {
+    const s = await serve([]);
+    const banner = s.stderr();
+    // mkdtemp made the work directory 0700: as root, the postgres OS user cannot reach it, so the cluster moves.
+    if (process.getuid?.() === 0) {
+      relocated = /the cluster lives in (\S+)/.exec(banner)?.[1];
+      assert.match(relocated ?? '', /^\/var\/lib\/pgtls\/[0-9a-f]{16}\/postgres$/, banner);
+    }
+    const line = /psql "([^"]+)"/.exec(banner)?.[1];
+    const password = /\(shown once; stored in (.*), mode 0600\):\n {2}(\S+)/.exec(banner);
+    assert.ok(line, banner);
+    assert.ok(password, banner);
+    assert.match(line, /sslmode=verify-full sslrootcert=\S+\/pgtls-data\/tls\/ca\.crt/);
+    assert.equal(statSync(password[1]!).mode & 0o777, 0o600);
+    assert.equal(statSync(join(work, 'pgtls-data/tls/server.key')).mode & 0o777, 0o600);
+    const r = await psql(line, 'select current_user', { env: { PGPASSWORD: password[2]! } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'postgres');
+    const wrong = await psql(line, 'select 1', { env: { PGPASSWORD: 'not-the-password' } });
+    assert.match(wrong.stderr, /password authentication failed for user "postgres"/);
+    // the JSON log: one line per connection, and never the password
+    await new Promise((res) => setTimeout(res, 200));
+    const log = s
+      .stdout()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.ok(log.some((l) => l.msg === 'connection' && l.outcome === 'relayed' && l.tls_version === 'TLSv1.3'));
+    assert.ok(!s.stdout().includes(password[2]!));
+    // reload through the CLI
+    const rl = await run(process.execPath, [MAIN, 'reload', '--data-directory', join(work, 'pgtls-data')]);
+    assert.equal(rl.code, 0, rl.stderr);
+    await new Promise((res) => setTimeout(res, 300));
+    assert.match(s.stdout(), /"msg":"configuration reloaded"/);
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exited, 0);
+    assert.match(s.stdout(), /"msg":"stopped"/);
+  });
+
+  test('second start reuses the cluster, the CA and the password (not shown again)', async () => {
+    const ca = readFileSync(join(work, 'pgtls-data/tls/ca.crt'), 'utf8');
+    const s = await serve([]);
+    assert.match(s.stderr(), /The password for user postgres is in /);
+    assert.doesNotMatch(s.stderr(), /shown once/);
+    assert.equal(readFileSync(join(work, 'pgtls-data/tls/ca.crt'), 'utf8'), ca);
+    const line = /psql "([^"]+)"/.exec(s.stderr())![1]!;
+    const password = readFileSync(join(work, 'pgtls-data/postgres-password'), 'utf8').trim();
+    const r = await psql(line, 'select 1', { env: { PGPASSWORD: password } });
+    assert.equal(r.code, 0, r.stderr);
+    s.child.kill('SIGINT');
+    assert.equal(await s.exited, 0);
+  });
+
+  test('a bad configuration file names the file, line and key, and nothing starts', async () => {
+    const conf = join(work, 'bad.conf');
+    writeFileSync(conf, "port = 0\nssl_min_protocol_version = 'TLSv1.4'\n");
+    const r = await run(process.execPath, [MAIN, 'serve', '--config', conf], { env: cleanEnv() });
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      new RegExp(`invalid value for parameter "ssl_min_protocol_version": "TLSv1.4" in file "${conf}" line 2`),
+    );
+    assert.match(r.stderr, /hint: Available values: TLSv1, TLSv1\.1, TLSv1\.2, TLSv1\.3\./);
+    writeFileSync(conf, 'port = 0\nshared_buffers = 128MB\n');
+    const u = await run(process.execPath, [MAIN, 'serve', '--config', conf], { env: cleanEnv() });
+    assert.equal(u.code, 1);
+    assert.match(
+      u.stderr,
+      new RegExp(`unrecognized configuration parameter "shared_buffers" in file "${conf}" line 2`),
+    );
+  });
+
+  test('--help lists every parameter; unknown options are usage errors', async () => {
+    const h = await run(process.execPath, [MAIN, 'serve', '--help']);
+    assert.equal(h.code, 0);
+    for (const key of [
+      'ssl_min_protocol_version',
+      'require_secure_transport',
+      'hba_file',
+      'upstream_sslmode',
+      'error_style',
+    ]) {
+      assert.match(h.stdout, new RegExp(key));
+    }
+    const u = await run(process.execPath, [MAIN, 'serve', '--no-such-flag']);
+    assert.equal(u.code, 1);
+    assert.match(u.stderr, /Unknown option '--no-such-flag'/);
+  });
+});
