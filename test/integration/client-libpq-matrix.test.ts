@@ -403,6 +403,51 @@ const CASES: Case[] = [
     expect: 'plain',
   },
   { variant: 'good', conninfo: 'host=/nonexistent port={port} user=postgres dbname=postgres', expect: 'refused' },
+  // failures on both attempts: libpq reports both lines
+  {
+    variant: 'good',
+    conninfo: 'host=127.0.0.1 port={port} user=sslonly dbname=postgres sslmode=prefer sslrootcert={other-root.crt}',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=127.0.0.1 port={port} user=sslonly dbname=postgres sslmode=allow sslrootcert={other-root.crt}',
+    expect: 'refused',
+  },
+  {
+    variant: 'expired',
+    conninfo: 'host=localhost port={port} user=sslonly dbname=postgres sslrootcert={root.crt}',
+    expect: 'refused',
+  },
+  // TLS 1.2: a client certificate the server does not trust fails inside the handshake
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=require ssl_max_protocol_version=TLSv1.2 sslcert={stranger.crt} sslkey={stranger.key}',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=postgres dbname=postgres sslmode=prefer ssl_max_protocol_version=TLSv1.2 sslcert={stranger.crt} sslkey={stranger.key}',
+    expect: 'plain',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full ssl_max_protocol_version=TLSv1.2 sslrootcert={root.crt} sslcert={client.crt} sslkey={client.key}',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost. port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=LOCALHOST port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
+    expect: 'tls',
+  },
   // URIs and legacy spellings
   { variant: 'good', conninfo: 'postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=require', expect: 'tls' },
   { variant: 'good', conninfo: 'postgres://postgres@127.0.0.1:{port}/postgres?ssl=true', expect: 'tls' },
