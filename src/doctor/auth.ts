@@ -98,6 +98,7 @@ export function authenticate(
       socket.off('data', onData);
       socket.off('error', onError);
       socket.off('close', onClose);
+      socket.on('error', () => undefined); // the server may reset the connection after its FATAL
       try {
         socket.write(frame('X', Buffer.alloc(0)));
         socket.end();

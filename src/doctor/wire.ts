@@ -73,6 +73,9 @@ export function openTcp(ep: Endpoint, timeoutMs: number): Promise<Socket | TcpFa
     sock.connect(ep.port, ep.host, () => {
       clearTimeout(timer);
       sock.removeAllListeners('error');
+      // A reset after we stopped listening (the server closing after its FATAL) must not crash the process; each
+      // reader notices the close on its own.
+      sock.on('error', () => undefined);
       sock.setNoDelay(true);
       resolve(sock);
     });
