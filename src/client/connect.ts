@@ -26,7 +26,7 @@ export interface TlsFacts {
   readonly alpn: string | false;
   /** SNI sent, or undefined when libpq would not send one (IP literal, sslsni=0). */
   readonly servername?: string;
-  /** Server chain as sent, leaf first. */
+  /** The server's chain as OpenSSL built it, leaf first (with the trust anchor when it came from the root file). */
   readonly peerChain: readonly X509Certificate[];
   /** What was checked: nothing, the chain, or the chain and the host name. */
   readonly verified: 'none' | 'chain' | 'chain+host';

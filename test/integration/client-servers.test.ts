@@ -127,3 +127,56 @@ test('~/.postgresql defaults (root.crt, root.crl, postgresql.crt/key) with a tem
   );
   assert.deepEqual(problems, []);
 });
+
+test('connect(): facts for SSLRequest refused (N → plaintext), direct TLS with ALPN, and a verification failure', async () => {
+  const { connect, resolve } = await import('../../src/client/index.js');
+  const { cleanEnv } = await import('../support/clients.js');
+  const env = cleanEnv() as Record<string, string>;
+  const plainPlan = resolve(`host=127.0.0.1 port=${plain.port} sslmode=prefer`, env);
+  const a = await connect(plainPlan);
+  a.socket.destroy();
+  assert.equal(a.facts.method, 'plain');
+  assert.equal(a.facts.sslResponse, 'N');
+  assert.equal(a.facts.tls, undefined);
+  assert.ok(plainPlan.steps.some((s) => s.startsWith('sslmode=prefer')));
+
+  const direct = resolve(
+    `host=localhost port=${tls13.port} sslmode=verify-full sslnegotiation=direct sslrootcert=${pki.files['root.crt']}`,
+    env,
+  );
+  const b = await connect(direct);
+  b.socket.destroy();
+  assert.equal(b.facts.method, 'direct');
+  assert.equal(b.facts.sslResponse, undefined);
+  assert.equal(b.facts.tls?.alpn, 'postgresql');
+  assert.equal(b.facts.tls?.protocol, 'TLSv1.3');
+  assert.equal(b.facts.tls?.verified, 'chain+host');
+  assert.equal(b.facts.tls?.rootSource, pki.files['root.crt']);
+  // the chain as OpenSSL built it: leaf, intermediate (sent by the server), root (from sslrootcert)
+  assert.deepEqual(
+    b.facts.tls?.peerChain.map((c) => c.subject.replace(/\n/g, ',')),
+    ['CN=localhost', 'CN=pgtls test intermediate', 'CN=pgtls test root'],
+  );
+
+  await tls13.use('expired');
+  try {
+    const c = resolve(`host=localhost port=${tls13.port} sslmode=verify-ca sslrootcert=${pki.files['root.crt']}`, env);
+    await assert.rejects(connect(c), (err: unknown) => {
+      const e = err as import('../../src/client/errors.js').ClientError;
+      assert.equal(e.code, 'PGTLS_ERR_CLIENT_CONNECT');
+      assert.equal(
+        e.libpqMessage,
+        `connection to server at "localhost" (127.0.0.1), port ${tls13.port} failed: SSL error: certificate verify failed\n`,
+      );
+      assert.equal(e.reason, 'certificate has expired (CERT_HAS_EXPIRED)');
+      assert.equal(e.attempts.length, 1);
+      return true;
+    });
+    // require without a root file does not verify: the expired certificate is accepted, and the facts say so
+    const d = await connect(resolve(`host=localhost port=${tls13.port} sslmode=require`, env));
+    d.socket.destroy();
+    assert.equal(d.facts.tls?.verified, 'none');
+  } finally {
+    await tls13.use('good');
+  }
+});
