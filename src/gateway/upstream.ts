@@ -6,9 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { type Socket, isIP, connect as netConnect } from 'node:net';
 import { join } from 'node:path';
-import { type TLSSocket, checkServerIdentity, connect as tlsConnect } from 'node:tls';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import type { SslMode } from '../config/schema.js';
 import { PgtlsError } from '../errors.js';
+import { verifyHostName } from '../pki/hostname.js';
 import { encodeCancelRequest, encodeSSLRequest } from '../protocol/startup.js';
 
 export const ERR_UPSTREAM = 'PGTLS_ERR_UPSTREAM';
@@ -99,8 +100,12 @@ export async function connectUpstream(t: UpstreamTarget): Promise<Socket | TLSSo
     ...(t.sslcert ? { cert: readFileSync(t.sslcert), key: readFileSync(t.sslkey) } : {}),
     rejectUnauthorized: verify,
     ...(isIP(t.host) === 0 ? { servername: t.host } : {}),
-    checkServerIdentity: (host, cert) =>
-      t.sslmode === 'verify-full' ? checkServerIdentity(t.host || host, cert) : undefined,
+    // libpq's host-name rules (not Node's): checked against the configured host, as libpq checks `host`.
+    checkServerIdentity: (_host, cert) => {
+      if (t.sslmode !== 'verify-full') return undefined;
+      const r = verifyHostName(cert.raw, t.host);
+      return r.ok ? undefined : new Error(r.message);
+    },
   });
   await new Promise<void>((resolve, reject) => {
     tlsSock.once('secureConnect', resolve);
