@@ -238,15 +238,28 @@ export async function verifyCommand(argv: string[]): Promise<number> {
     ...(at ? { at } : {}),
   });
   const path = result.path.map((c, i) => ({ depth: i, subject: c.subject, trusted: result.trusted[i] ?? false }));
+  const alternative = result.alternative?.path.map((c, i) => ({
+    depth: i,
+    subject: c.subject,
+    trusted: result.alternative?.trusted[i] ?? false,
+  }));
   if (flag(args, 'json'))
-    printJson({ ok: result.ok, error: result.error ?? null, path, pathsTried: result.pathsTried });
+    printJson({
+      ok: result.ok,
+      error: result.error ?? null,
+      path,
+      pathsTried: result.pathsTried,
+      alternative: alternative ?? null,
+    });
   else {
     const lines = path.map((p) => `  ${p.depth}: ${p.subject}${p.trusted ? '  [trusted root store]' : ''}`);
     if (result.ok) {
       print([
         `OK${host !== undefined ? ` for host ${host}` : ''}: ${server ?? file}`,
         ...lines,
-        ...(result.pathsTried > 1 ? [`  (${result.pathsTried} candidate paths examined)`] : []),
+        ...(result.pathsTried > 1
+          ? [`  (${result.pathsTried} candidate paths exist; this is the one OpenSSL builds)`]
+          : []),
       ]);
     } else {
       const e = result.error!;
@@ -257,6 +270,12 @@ export async function verifyCommand(argv: string[]): Promise<number> {
         ...(e.detail ? [`  ${e.detail}`] : []),
         'path:',
         ...lines,
+        ...(alternative
+          ? [
+              'note: another path would validate; OpenSSL (libpq, PostgreSQL) does not try it once its own path reaches a trusted root:',
+              ...alternative.map((p) => `  ${p.depth}: ${p.subject}${p.trusted ? '  [trusted root store]' : ''}`),
+            ]
+          : []),
       ]);
     }
   }

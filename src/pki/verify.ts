@@ -8,9 +8,8 @@
  * only after all of that (verify-full).
  *
  * Where several issuers match (a cross-signed intermediate next to a self-signed root of the same name and key, the
- * Azure "alternate trust path"), every candidate is tried, trusted ones and currently valid ones first, and the first
- * path that validates wins; if none does, the failure of the first path tried is reported, as OpenSSL reports the
- * error of its primary chain.
+ * Azure "alternate trust path"), OpenSSL's preferences decide: trusted before untrusted, currently valid before
+ * expired, then the latest notAfter. The path so built gives the verdict; other paths are only reported.
  */
 import { type CrlProblem, checkRevocation } from './crl.js';
 import { EKU_NAMES, facts, isCA, likelyIssued, signatureVerifies } from './facts.js';
@@ -83,8 +82,10 @@ export interface VerifyResult {
   /** Which certificates of the path came from the trust store. */
   readonly trusted: boolean[];
   readonly error?: VerifyFailure;
-  /** Number of candidate paths examined (> 1 when alternate trust paths exist). */
+  /** Number of candidate paths found (> 1 when alternate trust paths exist). */
   readonly pathsTried: number;
+  /** When OpenSSL's path fails: another path that would validate (see verifyCertificate). */
+  readonly alternative?: { readonly path: x509.X509Certificate[]; readonly trusted: boolean[] };
 }
 
 interface Candidate {
@@ -283,39 +284,51 @@ async function validate(c: Candidate, opts: VerifyOptions, at: Date): Promise<Ve
   );
 }
 
-/** Validate `leaf` (plus untrusted intermediates) against trust anchors, OpenSSL-style, then the host name. */
+/**
+ * Validate `leaf` (plus untrusted intermediates) against trust anchors, OpenSSL-style, then the host name.
+ *
+ * The verdict is that of the path OpenSSL builds — the first one of the search (at each step: trusted issuers
+ * first, time-valid ones first) — because OpenSSL does not try another path once it has built one that reaches a
+ * trust anchor, even if that path then fails (an expired root in the store shadows a valid cross-signed route).
+ * When that path fails and another one would validate, it is returned as `alternative`: clients that search more
+ * widely (Java, Go, browsers) would connect, libpq and PostgreSQL will not.
+ */
 export async function verifyCertificate(leaf: x509.X509Certificate, opts: VerifyOptions): Promise<VerifyResult> {
   const at = opts.at ?? new Date();
   const candidates = buildPaths(leaf, opts, at);
-  // Complete paths first: a path that reached a trusted root beats one that dead-ended, whatever the search order.
-  const ordered = [...candidates.filter((c) => !c.buildError), ...candidates.filter((c) => c.buildError)];
-  let first: { c: Candidate; error: VerifyFailure } | undefined;
-  let winner: Candidate | undefined;
-  for (const c of ordered) {
-    const error = await validate(c, opts, at);
-    if (!error) {
-      winner = c;
-      break;
+  const primary = candidates[0]!;
+  const error = await validate(primary, opts, at);
+  if (error) {
+    let alternative: { path: x509.X509Certificate[]; trusted: boolean[] } | undefined;
+    for (const c of candidates.slice(1)) {
+      if (c.buildError) continue;
+      if (!(await validate(c, opts, at))) {
+        alternative = { path: c.path, trusted: c.trusted };
+        break;
+      }
     }
-    first ??= { c, error };
-  }
-  if (!winner) {
-    const f = first!;
-    return { ok: false, path: f.c.path, trusted: f.c.trusted, error: f.error, pathsTried: ordered.length };
+    return {
+      ok: false,
+      path: primary.path,
+      trusted: primary.trusted,
+      error,
+      pathsTried: candidates.length,
+      ...(alternative ? { alternative } : {}),
+    };
   }
   if (opts.host !== undefined && opts.checkHost) {
     const message = opts.checkHost(leaf, opts.host);
     if (message !== undefined) {
       return {
         ok: false,
-        path: winner.path,
-        trusted: winner.trusted,
-        error: fail(winner.path, 'X509_V_ERR_HOSTNAME_MISMATCH', 0, undefined, message),
-        pathsTried: ordered.length,
+        path: primary.path,
+        trusted: primary.trusted,
+        error: fail(primary.path, 'X509_V_ERR_HOSTNAME_MISMATCH', 0, undefined, message),
+        pathsTried: candidates.length,
       };
     }
   }
-  return { ok: true, path: winner.path, trusted: winner.trusted, pathsTried: ordered.length };
+  return { ok: true, path: primary.path, trusted: primary.trusted, pathsTried: candidates.length };
 }
 
 /** Convenience for a chain file as a peer sends it: the first certificate is the leaf, the rest are untrusted. */

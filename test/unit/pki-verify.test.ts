@@ -239,6 +239,18 @@ test('cross-signed root (Azure "alternate trust path"): any of the roots verifie
     'certificate has expired',
     3,
   );
+  // An expired copy of the new root in the store shadows the valid route through the cross-certificate: OpenSSL
+  // takes the trusted issuer first and does not look further, so it fails; the other route is reported.
+  const expiredNew = await createCrossCertificate(newRoot, newRoot, {
+    notBefore: new Date(Date.now() - 400 * DAY),
+    days: 10,
+  });
+  const { ours } = await both({ chain, roots: [expiredNew, oldRoot] });
+  await failsLikeOpenssl({ chain, roots: [expiredNew, oldRoot] }, 'certificate has expired', 2);
+  assert.deepEqual(
+    ours.alternative?.path.map((c) => c.subject),
+    ['CN=srv', 'CN=Issuing CA 07', 'CN=New RSA Root 2017', 'CN=Old Root G2'],
+  );
   // Neither root: the cross-certificate's issuer is missing.
   await failsLikeOpenssl({ chain, roots: [root] }, 'unable to get local issuer certificate', 2);
 });
