@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomInt } from 'node:crypto';
 /**
  * connect(): libpq's connection state machine up to the point where the StartupMessage is sent — host by host,
  * address by address, encryption method by encryption method (PQconnectPoll in fe-connect.c, PostgreSQL 17/18) —
@@ -254,8 +254,9 @@ async function tlsHandshake(
       ALPNProtocols: ['postgresql'],
       minVersion,
       maxVersion,
-      // TLS 1.0/1.1 need OpenSSL security level 0, as libpq gets them only when asked for explicitly.
-      ...(minVersion === 'TLSv1' || (minVersion as string) === 'TLSv1.1' ? { ciphers: 'DEFAULT:@SECLEVEL=0' } : {}),
+      // libpq sets no cipher list: OpenSSL's DEFAULT applies (Node's own default is narrower). TLS 1.0/1.1 also
+      // need security level 0 in OpenSSL 3, which libpq's users get only by asking for those versions explicitly.
+      ciphers: minVersion === 'TLSv1' || (minVersion as string) === 'TLSv1.1' ? 'DEFAULT:@SECLEVEL=0' : 'DEFAULT',
       rejectUnauthorized: false,
       checkServerIdentity: () => undefined,
       ...(material.ca ? { ca: material.ca } : {}),
@@ -364,7 +365,12 @@ export class ConnectionAttempts {
   private methodIndex = 0;
   private current: { candidate: Candidate; method: Method } | undefined;
 
-  constructor(readonly plan: ConnectionPlan) {}
+  private readonly hosts: readonly HostTarget[];
+
+  constructor(readonly plan: ConnectionPlan) {
+    // load_balance_hosts=random: libpq shuffles the hosts (and each host's addresses) once per connection.
+    this.hosts = plan.params.load_balance_hosts === 'random' ? shuffle(plan.hosts) : plan.hosts;
+  }
 
   /**
    * Record that the connection returned by the last next() failed after negotiation (the login was rejected).
@@ -437,6 +443,7 @@ export class ConnectionAttempts {
       const text = code === 'EAI_AGAIN' ? 'Temporary failure in name resolution' : 'Name or service not known';
       throw new AttemptError(`could not translate host name "${target.host}" to address: ${text}`);
     }
+    if (this.plan.params.load_balance_hosts === 'random') addrs = shuffle(addrs);
     return addrs.map((a) => ({
       target,
       address: a.address,
@@ -453,7 +460,7 @@ export class ConnectionAttempts {
     const timeoutMs = plan.connectTimeoutSeconds * 1000;
     for (let guard = 0; guard < 10_000; guard++) {
       if (this.candidates === undefined) {
-        const target = plan.hosts[this.hostIndex];
+        const target = this.hosts[this.hostIndex];
         if (!target) throw connectError(this.failures);
         try {
           this.candidates = await this.loadCandidates(target);
@@ -582,6 +589,15 @@ export class ConnectionAttempts {
       throw err;
     }
   }
+}
+
+function shuffle<T>(items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = randomInt(i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
 }
 
 /** Negotiate one connection for `plan` (TLS or plaintext, as libpq would), trying hosts and fallbacks in order. */

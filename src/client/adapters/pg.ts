@@ -51,6 +51,8 @@ export function pgtlsPg(input: ConnectionInput | ConnectionPlan, opts: PgtlsPgOp
       ? { application_name: (p.application_name || p.fallback_application_name)! }
       : {}),
     ...(p.options ? { options: p.options } : {}),
+    ...(p.client_encoding ? { client_encoding: p.client_encoding } : {}),
+    ...(p.keepalives === '0' ? {} : { keepAlive: true }),
     ...(plan.connectTimeoutSeconds > 0 ? { connectionTimeoutMillis: plan.connectTimeoutSeconds * 1000 } : {}),
     ssl: false,
     stream: () => {

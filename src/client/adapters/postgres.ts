@@ -43,6 +43,8 @@ export function pgtlsPostgres(
   const connection: Record<string, string> = {};
   const app = p.application_name || p.fallback_application_name;
   if (app) connection.application_name = app;
+  if (p.options) connection.options = p.options;
+  if (p.client_encoding) connection.client_encoding = p.client_encoding;
   return {
     host: first?.host || first?.hostaddr || 'localhost',
     port: Number(first?.port || 5432) || 5432,
