@@ -10,6 +10,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CaDatabase } from './ca-database.js';
 import { REASON_CODE } from './ca-database.js';
+import { facts } from './facts.js';
 import { PUBLIC_MODE, writeOutputs } from './files.js';
 import { type Issued, createCRL } from './generate.js';
 import { certificateNames, crlIssuerName, namesEqual, subjectNameHash } from './names.js';
@@ -90,7 +91,14 @@ export async function checkRevocation(
   at: Date,
 ): Promise<CrlProblem | undefined> {
   const issuerName = certificateNames(new Uint8Array(cert.rawData)).issuer;
-  const candidates = crls.filter((c) => namesEqual(crlIssuerName(new Uint8Array(c.rawData)), issuerName));
+  // As OpenSSL's crl_akid_check: a CRL whose authority key identifier names another key is not this CA's CRL at
+  // all ("unable to get certificate CRL"), even under the same name; only a matching one can fail its signature.
+  const ski = facts(issuer).ski;
+  const candidates = crls.filter((c) => {
+    if (!namesEqual(crlIssuerName(new Uint8Array(c.rawData)), issuerName)) return false;
+    const akid = c.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId?.toLowerCase();
+    return akid === undefined || ski === undefined || akid === ski;
+  });
   if (candidates.length === 0) return { code: 'X509_V_ERR_UNABLE_TO_GET_CRL' };
   let signed: x509.X509Crl | undefined;
   for (const c of candidates) {

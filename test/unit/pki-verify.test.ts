@@ -200,6 +200,21 @@ test('CRL check of every CA: a CA without a CRL is unable to get certificate CRL
   await failsLikeOpenssl({ chain: [leaf, inter], roots: [root], crls: [rootCrl] }, 'unable to get certificate CRL', 0);
 });
 
+test('a CRL under the CA name from another key is not its CRL: unable to get certificate CRL', async () => {
+  const impostor = await createRootCA({ subject: { CN: 'Verify Inter' } });
+  const forged = await createCRL(impostor, []);
+  await failsLikeOpenssl(
+    { chain: [leaf, inter], roots: [root], crls: [await createCRL(root, []), forged] },
+    'unable to get certificate CRL',
+    0,
+  );
+  await passesLikeOpenssl({
+    chain: [leaf, inter],
+    roots: [root],
+    crls: [await createCRL(root, []), forged, await createCRL(inter, [])],
+  });
+});
+
 test('an expired CRL: CRL has expired', async () => {
   const stale = await createCRL(inter, [], {
     thisUpdate: new Date(Date.now() - 40 * DAY),
