@@ -108,7 +108,7 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
         }
         stream = tlsSocket;
         reader = new InitialReader(stream, false);
-        if (!checkPresentedCert(tlsSocket, record, sendFatalOn(tlsSocket))) return;
+        if (!checkPresentedCert(tlsSocket, record, sendFatal)) return;
         continue;
       }
       const p = r.packet;
@@ -248,15 +248,6 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
     clearTimeout(timer);
     record.duration_ms = Date.now() - started;
     rt.emitConnection(record);
-  }
-
-  function sendFatalOn(s: Duplex) {
-    return (err: WireError, reason?: string) => {
-      record.outcome = 'refused';
-      record.reason = reason ?? err.message;
-      record.sqlstate = err.code;
-      s.end(encodeErrorResponse(err));
-    };
   }
 }
 
