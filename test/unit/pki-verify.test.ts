@@ -158,6 +158,27 @@ test('issuer that is not a CA: invalid CA certificate', async () => {
   await failsLikeOpenssl({ chain: [victim, issuer], roots: [root] }, 'invalid CA certificate', 1);
 });
 
+test('a certificate naming the CA and its key identifier but signed by another key: certificate signature failure', async () => {
+  const forger = await createRootCA({ subject: { CN: 'Forger' } });
+  const victim = await createServerCert(forger, { subject: { CN: 'forged' }, hosts: ['forged'] });
+  const forged = await x509.X509CertificateGenerator.create({
+    serialNumber: '0badc0de',
+    subject: 'CN=forged',
+    issuer: inter.cert.subjectName,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 30 * DAY),
+    publicKey: victim.keys.publicKey,
+    signingKey: forger.keys.privateKey,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.AuthorityKeyIdentifierExtension(inter.cert.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId),
+    ],
+  });
+  const issued: Issued = { ...victim, cert: forged, certPem: forged.toString('pem') };
+  await failsLikeOpenssl({ chain: [issued, inter], roots: [root] }, 'certificate signature failure', 0);
+});
+
 test('pathlen 0 on the root with an intermediate below: path length constraint exceeded', async () => {
   const strict = await createRootCA({ subject: { CN: 'Strict Root' }, pathLength: 0 });
   const i = await createIntermediateCA(strict, { subject: { CN: 'Strict Inter' } });
