@@ -84,7 +84,16 @@ function loadKey(s: TlsSettings, isReload: boolean, previous?: TlsMaterial): Key
     return createPrivateKey({ key: pem });
   } catch (cause) {
     const code = (cause as { code?: string }).code;
-    if (code !== 'ERR_MISSING_PASSPHRASE' && !/passphrase|bad decrypt/i.test((cause as Error).message)) {
+    // Node 20 on OpenSSL 3 reports a missing passphrase as ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED ("interrupted or
+    // cancelled"), not ERR_MISSING_PASSPHRASE: so also go by the PEM itself (PKCS#8 "ENCRYPTED PRIVATE KEY" or a
+    // traditional key with "Proc-Type: 4,ENCRYPTED").
+    const encrypted = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/.test(pem);
+    if (
+      !encrypted &&
+      code !== 'ERR_MISSING_PASSPHRASE' &&
+      code !== 'ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED' &&
+      !/passphrase|bad decrypt/i.test((cause as Error).message)
+    ) {
       throw fail(
         `could not load private key file "${s.ssl_key_file}": ${(cause as Error).message}`,
         { file: s.ssl_key_file },
@@ -152,7 +161,10 @@ export function loadTlsMaterial(
   const leaf = chain[0]!;
   const key = loadKey(s, opts.isReload ?? false, opts.previous);
   if (!leaf.checkPrivateKey(key)) {
-    throw fail('check of private key failed: key values mismatch', {
+    // PostgreSQL 18 reports this from SSL_CTX_use_PrivateKey_file(), which already compares the key with the loaded
+    // certificate (OpenSSL 1.1 and 3): `could not load private key file "…": key values mismatch` (checked against
+    // a running server). Its later "check of private key failed" branch is not reached in practice.
+    throw fail(`could not load private key file "${s.ssl_key_file}": key values mismatch`, {
       file: s.ssl_key_file,
       certificate: s.ssl_cert_file,
       hint: `The key in ${s.ssl_key_file} does not belong to the first certificate in ${s.ssl_cert_file}.`,
@@ -198,10 +210,12 @@ export function loadTlsMaterial(
       'ssl_tls13_ciphers',
     );
   }
+  // PostgreSQL 18's text (its fallback reason when OpenSSL queues none) and hint.
   probe(
     { ecdhCurve: s.ssl_groups },
-    `failed to set group names specified in ssl_groups: "${s.ssl_groups}"`,
+    'could not set group names specified in ssl_groups: No valid groups found',
     'ssl_groups',
+    'Ensure that each group name is spelled correctly and supported by the installed version of OpenSSL.',
   );
   if (s.ssl_dh_params_file !== '') options.dhparam = readText(s.ssl_dh_params_file, 'DH parameters file');
   let requestCert = false;
@@ -241,11 +255,11 @@ export function loadTlsMaterial(
   return Object.freeze({ context, requestCert, leaf, chainLength: chain.length, settings: s, crlDirStamp: stamp, key });
 }
 
-function probe(opts: SecureContextOptions, message: string, setting: string): void {
+function probe(opts: SecureContextOptions, message: string, setting: string, hint?: string): void {
   try {
     createSecureContext(opts);
   } catch (cause) {
-    throw fail(message, { setting, reason: (cause as Error).message }, cause);
+    throw fail(message, { setting, reason: (cause as Error).message, ...(hint ? { hint } : {}) }, cause);
   }
 }
 
