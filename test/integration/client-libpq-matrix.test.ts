@@ -156,6 +156,16 @@ const CASES: Case[] = [
   { variant: 'leaf-only', conninfo: `${local} sslmode=verify-full sslrootcert={root.crt}`, expect: 'refused' },
   { variant: 'leaf-only', conninfo: `${local} sslmode=verify-full sslrootcert={bundle.crt}`, expect: 'tls' },
   { variant: 'leaf-only', conninfo: `${local} sslmode=verify-full sslrootcert={intermediate.crt}`, expect: 'refused' },
+  // more chains: RSA, the root sent too, not yet valid, a broken path length, a clientAuth-only certificate
+  { variant: 'rsa', conninfo: `${local} sslmode=verify-full sslrootcert={root.crt}`, expect: 'tls' },
+  { variant: 'full-chain', conninfo: `${local} sslmode=verify-full sslrootcert={root.crt}`, expect: 'tls' },
+  { variant: 'full-chain', conninfo: `${local} sslmode=verify-full sslrootcert={other-root.crt}`, expect: 'refused' },
+  { variant: 'not-yet-valid', conninfo: `${local} sslmode=verify-ca sslrootcert={root.crt}`, expect: 'refused' },
+  { variant: 'not-yet-valid', conninfo: `${local} sslmode=require`, expect: 'tls' },
+  { variant: 'pathlen', conninfo: `${local} sslmode=verify-ca sslrootcert={root.crt}`, expect: 'refused' },
+  { variant: 'pathlen', conninfo: `${local} sslmode=require`, expect: 'tls' },
+  { variant: 'client-eku', conninfo: `${local} sslmode=verify-full sslrootcert={root.crt}` },
+  { variant: 'client-eku', conninfo: `${local} sslmode=require` },
   // CRLs
   {
     variant: 'revoked',

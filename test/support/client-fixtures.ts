@@ -57,6 +57,20 @@ export async function makePki(): Promise<Pki> {
   });
   const revoked = await leaf(['localhost', '127.0.0.1'], 'localhost');
   const selfSigned = await createRootCA({ subject: { CN: 'localhost' } });
+  const rsa = await createServerCert(intermediate, {
+    subject: { CN: 'localhost' },
+    hosts: ['localhost', '127.0.0.1'],
+    keyType: 'rsa-2048',
+  });
+  const notYet = await leaf(['localhost', '127.0.0.1'], 'localhost', {
+    notBefore: new Date(Date.now() + 10 * DAY),
+    notAfter: new Date(Date.now() + 400 * DAY),
+  });
+  // an intermediate with pathlen 0 that nevertheless signs another CA: the chain breaks the constraint
+  const inter2 = await createIntermediateCA(intermediate, { subject: { CN: 'second intermediate' } });
+  const deep = await createServerCert(inter2, { subject: { CN: 'localhost' }, hosts: ['localhost', '127.0.0.1'] });
+  // a "server" certificate that is really a client certificate (clientAuth only)
+  const clientAsServer = await createClientCert(intermediate, { subject: { CN: 'localhost' } });
   const chain = (c: Issued) => c.certPem + intermediate.certPem;
   const servers = {
     good: { crt: chain(good), key: good.keyPem },
@@ -71,6 +85,11 @@ export async function makePki(): Promise<Pki> {
     revoked: { crt: chain(revoked), key: revoked.keyPem },
     'self-signed': { crt: selfSigned.certPem, key: selfSigned.keyPem },
     'leaf-only': { crt: good.certPem, key: good.keyPem },
+    'full-chain': { crt: chain(good) + root.certPem, key: good.keyPem },
+    rsa: { crt: chain(rsa), key: rsa.keyPem },
+    'not-yet-valid': { crt: chain(notYet), key: notYet.keyPem },
+    pathlen: { crt: deep.certPem + inter2.certPem + intermediate.certPem, key: deep.keyPem },
+    'client-eku': { crt: chain(clientAsServer), key: clientAsServer.keyPem },
   };
   const client = await createClientCert(intermediate, { subject: { CN: 'certuser' } });
   const wrongClient = await createClientCert(intermediate, { subject: { CN: 'someoneelse' } });
