@@ -19,6 +19,21 @@ export const ERR_TLS_CONFIG = 'PGTLS_ERR_TLS_CONFIG';
 const OPENSSL_DEFAULT_TLS13 = 'TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256';
 const VERSION_ORDER = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const;
 
+/**
+ * An empty CRL from a throw-away CA whose key no longer exists. PostgreSQL turns on OpenSSL's CRL checking
+ * (X509_V_FLAG_CRL_CHECK | CRL_CHECK_ALL) whenever ssl_crl_file or ssl_crl_dir is set — even if no CRL is there yet,
+ * in which case every client certificate fails ("unable to get certificate CRL"). Node turns the same flags on only
+ * when it is given a CRL; this one, matching no real issuer, turns them on without revoking anything.
+ */
+const CRL_CHECK_ENABLER = `-----BEGIN X509 CRL-----
+MIHgMIGIAgEBMAoGCCqGSM49BAMCMDIxMDAuBgNVBAMTJ3BndGxzIENSTC1jaGVj
+ayBlbmFibGVyIChubyBrZXkgZXhpc3RzKRcNMjUwMTAxMDAwMDAwWhgPMjEyNTAx
+MDEwMDAwMDBaoCMwITAfBgNVHSMEGDAWgBRpSMoBrbs3u1/SnyVhmwsYwfhk9jAK
+BggqhkjOPQQDAgNHADBEAiBuwn1gbVDNm6MjGNHiqTS2UEmnxfhMOnIuGvGQ5Boj
+awIgaJ07ZSHKyZqyGCTvLqfGvFI2cXxaduVf+eT8aKlR2xs=
+-----END X509 CRL-----
+`;
+
 export interface TlsSettings {
   readonly ssl_cert_file: string;
   readonly ssl_key_file: string;
@@ -231,7 +246,7 @@ export function loadTlsMaterial(
     stamp = d.stamp;
     for (const f of d.files) crls.push(readText(f, 'SSL certificate revocation list file'));
   }
-  if (crls.length > 0) {
+  if (s.ssl_crl_file !== '' || s.ssl_crl_dir !== '') {
     for (const [i, crl] of crls.entries()) {
       try {
         createSecureContext({ crl });
@@ -244,7 +259,7 @@ export function loadTlsMaterial(
         );
       }
     }
-    options.crl = crls;
+    options.crl = [...crls, CRL_CHECK_ENABLER];
   }
   let context: SecureContext;
   try {

@@ -154,3 +154,55 @@ describe('client certificates, as PostgreSQL', () => {
     assert.ok(!JSON.stringify(gw.records).includes('PRIVATE KEY'));
   });
 });
+
+describe('ssl_crl_dir, consulted at connection time', () => {
+  test('empty directory, then a CRL dropped in: the same outcomes as PostgreSQL, without a reload', async () => {
+    const { mkdtempSync, chmodSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { writeCrlDirectory } = await import('../../src/pki/crl.js');
+    const dir = mkdtempSync(join(tmpdir(), 'pgtls-crldir-'));
+    chmodSync(dir, 0o755);
+    const pgDir = await pg.install('crl-probe', ''); // a path inside the cluster's data directory
+    const pgCrlDir = `${pgDir}-dir`;
+    const { mkdirSync, chownSync, statSync } = await import('node:fs');
+    mkdirSync(pgCrlDir, { mode: 0o755 });
+    const owner = statSync(pgDir);
+    chownSync(pgCrlDir, owner.uid, owner.gid);
+    const base = readFileSync(pg.dataDir + '/pgtls.auto.conf', 'utf8').replace(/^ssl_crl_file.*$/m, '');
+    await pg.install('pgtls.auto.conf', `${base}\nssl_crl_dir = '${pgCrlDir}'\n`);
+    await pg.reload();
+    const g = await startTestGateway(fx, pg, {
+      ssl_ca_file: fx.clientCa,
+      ssl_crl_dir: dir,
+      hba_file: writeFixture(fx, 'crldir-hba.conf', `${RULES.join('\n')}\n`),
+      ident_file: writeFixture(fx, 'crldir-ident.conf', `${IDENT.join('\n')}\n`),
+    });
+    await new Promise((res) => setTimeout(res, 300));
+    try {
+      const probe = async (user: string, cert: Pair) => {
+        const [a, b] = await Promise.all([
+          psql(conn(pg.port, user, cert), 'select 1', { env: { PGPASSWORD: 'x' } }),
+          psql(conn(g.port, user, cert), 'select 1', { env: { PGPASSWORD: 'x' } }),
+        ]);
+        return { pg: outcome(a), gw: outcome(b) };
+      };
+      // CRL checking is on and no CRL for the client CA exists yet: OpenSSL refuses every client certificate.
+      const empty = await probe('alice', fx.clients.alice!);
+      assert.match(empty.pg, /SSL error/);
+      assert.equal(empty.gw, 'could not accept SSL connection: certificate verify failed');
+      const crl = readFileSync(fx.clientCrl, 'utf8');
+      await writeCrlDirectory(dir, [crl]);
+      for (const f of await writeCrlDirectory(pgCrlDir, [crl])) {
+        chownSync(f.startsWith('/') ? f : join(pgCrlDir, f), owner.uid, owner.gid);
+      }
+      const alice = await probe('alice', fx.clients.alice!);
+      assert.deepEqual(alice, { pg: 'connected', gw: 'connected' });
+      const mallory = await probe('mallory', fx.clients.mallory!);
+      assert.match(mallory.pg, /SSL error: .*certificate revoked/);
+      assert.equal(mallory.gw, 'could not accept SSL connection: certificate verify failed');
+    } finally {
+      await g.close();
+    }
+  });
+});
