@@ -5,7 +5,7 @@
 import { type KeyObject, createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { PgtlsError } from '../errors.js';
-import { facts } from './facts.js';
+import { facts, isCA } from './facts.js';
 import { type Issued, loadIssued } from './generate.js';
 import { readCertificates, readPrivateKey } from './pem.js';
 import { x509 } from './x509.js';
@@ -132,9 +132,9 @@ export async function loadSigningCA(certFile: string, keyFile: string, passphras
       },
     );
   }
-  const bc = cert.getExtension(x509.BasicConstraintsExtension);
-  const ku = cert.getExtension(x509.KeyUsagesExtension);
-  if (!bc?.ca || (ku && (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0)) {
+  // The same test OpenSSL applies to issuers (an extension-less self-signed v1 root counts as a CA).
+  if (!isCA(cert)) {
+    const bc = cert.getExtension(x509.BasicConstraintsExtension);
     throw new PgtlsError(
       ERR_NOT_CA,
       `${certFile}: ${cert.subject} is not a CA certificate (${!bc?.ca ? 'no CA:TRUE basic constraint' : 'key usage lacks keyCertSign'})`,

@@ -379,3 +379,15 @@ test('a deeper hierarchy: root → intermediate (pathlen 1) → sub-intermediate
     ),
   );
 });
+
+test("a root made with the seed's openssl recipe (RSA, -text output in the file) signs pgtls certificates", async () => {
+  const seed = await run('sh', [
+    '-c',
+    `cd '${dir}' && openssl req -new -nodes -text -out seed-root.csr -keyout seed-root.key -subj "/CN=root.yourdomain.com" && openssl x509 -req -in seed-root.csr -text -days 3650 -extfile /etc/ssl/openssl.cnf -extensions v3_ca -signkey seed-root.key -out seed-root.crt`,
+  ]);
+  assert.equal(seed.code, 0, seed.stderr);
+  await ok('server', '--ca', 'seed-root.crt', '--host', 'dbhost.yourdomain.com', '--out', 'seed-server.crt');
+  assert.equal((await opensslVerify(['-CAfile', 'seed-root.crt', 'seed-server.crt'], dir)).ok, true);
+  const r = await ok('inspect', 'seed-root.crt', '--key', 'seed-root.key');
+  assert.match(r.stdout, /key {9}RSA 2048/);
+});
