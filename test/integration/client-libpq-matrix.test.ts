@@ -533,6 +533,33 @@ const CASES: Case[] = [
     expect: 'refused',
   },
   { variant: 'good', conninfo: `${local} sslrootcert=system sslmode=require`, expect: 'refused' },
+  // passwords from ~/.pgpass (PGPASSFILE / passfile) and service files
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=pwuser dbname=postgres sslmode=require',
+    env: { PGPASSFILE: '{pgpass}' },
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=pwuser dbname=postgres sslmode=require passfile={pgpass}',
+    expect: 'tls',
+  },
+  { variant: 'good', conninfo: 'service=verified port={port}', env: { PGSERVICEFILE: '{services}' }, expect: 'tls' },
+  {
+    variant: 'good',
+    conninfo: 'port={port}',
+    env: { PGSERVICEFILE: '{services}', PGSERVICE: 'verified' },
+    expect: 'tls',
+  },
+  { variant: 'good', conninfo: 'service=weak port={port}', env: { PGSERVICEFILE: '{services}' }, expect: 'refused' },
+  {
+    variant: 'good',
+    conninfo: 'service=weak port={port} sslrootcert={root.crt}',
+    env: { PGSERVICEFILE: '{services}' },
+    expect: 'tls',
+  },
+  { variant: 'good', conninfo: 'service=missing port={port}', env: { PGSERVICEFILE: '{services}' }, expect: 'refused' },
   // option errors (no connection at all)
   { variant: 'good', conninfo: `${base} sslmode=bogus`, expect: 'refused' },
   { variant: 'good', conninfo: `${base} sslnegotiation=bogus`, expect: 'refused' },

@@ -131,6 +131,13 @@ export async function makePki(): Promise<Pki> {
   );
   put('client-der.key', k.export({ format: 'der', type: 'pkcs8' }) as Buffer, 0o600);
   put('client-sec1.key', k.export({ format: 'pem', type: 'sec1' }) as string, 0o600);
+  // password and service files
+  put('pgpass', 'localhost:*:*:pwuser:pw-secret\n*:*:*:*:wrong\n', 0o600);
+  put('pgpass-loose', 'localhost:*:*:pwuser:pw-secret\n', 0o644);
+  put(
+    'services',
+    `[verified]\nhost=localhost\nsslmode=verify-full\nsslrootcert=${files['root.crt']}\nuser=postgres\ndbname=postgres\n[weak]\nhost=localhost\nsslmode=require\nsslrootcert=${files['other-root.crt']}\nuser=postgres\n`,
+  );
   // hashed CRL directories (c_rehash layout) for sslcrldir
   for (const [name, pems] of [
     ['crldir-revoked', [crlRoot, crlInter]],
