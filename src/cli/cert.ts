@@ -1,6 +1,7 @@
+import { isPgtlsError } from '../errors.js';
 /** `pgtls cert <subcommand>`: dispatch to the certificate recipes (one module per family of subcommands). */
 import { usage } from './cert-common.js';
-import { type Command, EXIT } from './command.js';
+import { type Command, ERR_USAGE, EXIT } from './command.js';
 
 const HELP = `Usage: pgtls cert <subcommand> [options]
 
@@ -41,7 +42,15 @@ export const command: Command = async (argv) => {
     process.stdout.write(`${HELP}\n`);
     return name === undefined ? EXIT.usage : EXIT.ok;
   }
-  const load = SUBCOMMANDS[name];
-  if (!load) throw usage(`unknown cert subcommand "${name}"`, "Run 'pgtls cert --help' for the list.");
-  return (await load())(rest);
+  try {
+    const load = SUBCOMMANDS[name];
+    if (!load) throw usage(`unknown cert subcommand "${name}"`, "Run 'pgtls cert --help' for the list.");
+    return await (await load())(rest);
+  } catch (err) {
+    // Usage errors exit 2 (EXIT.usage), as command.ts defines; main.ts turns every other error into exit 1.
+    if (!isPgtlsError(err, ERR_USAGE)) throw err;
+    process.stderr.write(`pgtls: ${err.message} [${err.code}]\n`);
+    if (typeof err.details.hint === 'string') process.stderr.write(`hint: ${err.details.hint}\n`);
+    return EXIT.usage;
+  }
 };

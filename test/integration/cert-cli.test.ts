@@ -48,7 +48,7 @@ test('--help on every subcommand exits 0 and shows its usage', async () => {
   assert.equal(top.code, 0);
   assert.match(top.stdout, /Subcommands:/);
   const unknown = await cert('frobnicate');
-  assert.equal(unknown.code, 1);
+  assert.equal(unknown.code, 2, 'usage errors exit 2');
   assert.match(unknown.stderr, /^pgtls: unknown cert subcommand "frobnicate" \[PGTLS_ERR_USAGE\]/);
 });
 
@@ -181,7 +181,7 @@ test('bad inputs: key of another certificate, not a certificate, a missing file,
     /^pgtls: alice\.crt: CN=alice is not a CA certificate \(no CA:TRUE basic constraint\) \[PGTLS_ERR_PKI_NOT_CA\]/,
   );
   const noHost = await cert('server', '--ca', 'root.crt');
-  assert.equal(noHost.code, 1);
+  assert.equal(noHost.code, 2);
   assert.match(noHost.stderr, /^pgtls: give at least one --host or --ip \[PGTLS_ERR_USAGE\]/);
 });
 
