@@ -390,7 +390,7 @@ function stepsFromObserved(paramStep: DoctorStep, plan: ConnectionPlan, o: Obser
       summary: v
         ? `${v.verified ? 'verifies' : `does not verify (${v.error?.reason ?? ''})`}: ${subjects}`
         : `not verified: ${subjects}`,
-      details: o.chain.findings.map((f) => f.message),
+      details: o.chain.findings.filter((f) => f.level !== 'info').map((f) => f.message),
     };
   }
   if (o.hostname) {

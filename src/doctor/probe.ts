@@ -7,6 +7,7 @@ import { Socket } from 'node:net';
 import { homedir, userInfo } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { type HostNameResult, verifyHostName } from '../pki/hostname.js';
+import { ALPN_POSTGRESQL } from '../protocol/index.js';
 import {
   type ChainReport,
   type StoreContent,
@@ -138,7 +139,12 @@ export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<
   };
 
   // 1. Main handshake, recording the server's flight; libpq's defaults (TLS 1.2 to 1.3).
-  const main = await negotiate(target, { ...base, capture: true, minVersion: 'TLSv1.2' }, timeoutMs);
+  // libpq 17+ offers ALPN "postgresql" on the SSLRequest path too.
+  const main = await negotiate(
+    target,
+    { ...base, capture: true, minVersion: 'TLSv1.2', alpn: [ALPN_POSTGRESQL] },
+    timeoutMs,
+  );
   if (main.stage === 'tcp') {
     result.tcpError = `${main.code}: ${main.message}`;
     return result;
