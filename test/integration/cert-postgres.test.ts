@@ -81,6 +81,29 @@ for (const libpq of [15, 18] as Libpq[]) {
   });
 }
 
+test('an encrypted client key (--passout) opens in libpq with sslpassword', async () => {
+  await ok(
+    'client',
+    '--ca',
+    'intermediate.crt',
+    '--user',
+    'alice',
+    '--out',
+    'alice-enc.crt',
+    '--passout',
+    'pass:pw-for-libpq',
+  );
+  const r = await psql(
+    conninfo(
+      pg.port,
+      `user=alice sslcert=${join(dir, 'alice-enc.crt')} sslkey=${join(dir, 'alice-enc.key')} sslpassword=pw-for-libpq`,
+    ),
+    'select current_user',
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'alice');
+});
+
 test('verify-full by IP address uses the IP SAN', async () => {
   const r = await psql(
     `host=127.0.0.1 port=${pg.port} dbname=postgres user=postgres sslmode=verify-full sslrootcert=${join(dir, 'root.crt')}`,
