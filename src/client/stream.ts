@@ -16,6 +16,15 @@ import { Duplex } from 'node:stream';
 import { ErrorField } from '../protocol/constants.js';
 import { decodeErrorFields } from '../protocol/error-response.js';
 import { MessageReader } from '../protocol/framing.js';
+import {
+  type ScramClient,
+  md5PasswordMessage,
+  parseSaslInitial,
+  passwordMessage,
+  scramFinal,
+  scramServerFinalFor,
+  scramStart,
+} from './auth.js';
 import { ConnectionAttempts, type ConnectionFacts, type Negotiated } from './connect.js';
 import { ClientError, connectError } from './errors.js';
 import type { ConnectionPlan } from './resolve.js';
@@ -49,9 +58,22 @@ export class PgtlsSocket extends Duplex {
   private started = false;
   private loginDone = false;
   private startupPacket: Buffer | undefined;
-  private sentAfterStartup = false;
   private reader = new MessageReader(1 << 24);
-  private forwardedLoginBytes = false;
+  /** AuthenticationOk seen on the connection in use. */
+  private authOk = false;
+  /** The last authentication request the driver saw (3 cleartext, 5 MD5, 10/11/12 SASL). */
+  private lastAuthRequest = -1;
+  /** What the driver did in its authentication exchange, so a fallback connection can complete it for the driver. */
+  private exchange: {
+    awaiting: 'first' | 'ok' | 'sasl-continue' | 'sasl-final';
+    cleartext?: string;
+    clientFirstBare?: string;
+    serverFirst?: string;
+    clientFinalWithoutProof?: string;
+  } = { awaiting: 'first' };
+  /** On a fallback connection: authenticate ourselves until AuthenticationOk. */
+  private selfAuth = false;
+  private scram: ScramClient | undefined;
   private pendingWrites: { chunk: Buffer; cb: (err?: Error | null) => void }[] = [];
   private keepAlive: [boolean, number] | undefined;
   /** Every attempt failed: writes are discarded, the readable side has ended. */
@@ -126,39 +148,60 @@ export class PgtlsSocket extends Duplex {
       return;
     }
     this.reader.push(chunk);
-    let forward: Buffer[] = [];
+    const forward: Buffer[] = [];
+    const flush = () => {
+      for (const f of forward.splice(0)) if (!this.push(f)) sock.pause();
+    };
     for (let i = 0; i < 100_000; i++) {
       const msg = this.reader.next();
       if (!msg) break;
       const frame = Buffer.from(msg.frame);
       if (msg.type === 0x45 /* 'E' ErrorResponse */) {
-        const fields = decodeErrorFields(msg.body);
-        const text = formatServerError(fields);
-        // Replay is possible only if the driver sent nothing but its StartupMessage.
-        if (this.startupPacket && !this.sentAfterStartup) {
-          for (const f of forward) this.push(f);
-          forward = [];
-          if (!this.forwardedLoginBytes) {
-            this.retryAfterLoginFailure(sock, text, frame, fields);
+        flush();
+        this.onLoginError(sock, frame, decodeErrorFields(msg.body));
+        return;
+      }
+      if (msg.type === 0x52 /* 'R' */ && msg.body.length >= 4) {
+        const code = msg.body.readInt32BE(0);
+        if (this.selfAuth && code !== 0) {
+          // A fallback connection: we answer the server ourselves; the driver already answered the first one.
+          const refusal = this.answerAuth(sock, code, msg.body);
+          if (refusal) {
+            flush();
+            this.giveUp(refusal);
             return;
           }
+          continue;
         }
-        this.attempts.fail(text, fields[ErrorField.Code]);
-        forward.push(frame);
-        continue;
-      }
-      if (msg.type === 0x52 /* 'R' */ && msg.body.length >= 4 && msg.body.readInt32BE(0) === 0) {
-        const refusal = this.certModeRefusal();
-        if (refusal) {
-          // libpq checks sslcertmode=require when authentication succeeds, and gives up without any fallback.
-          this.attempts.abort(refusal);
-          for (const f of forward) this.push(f);
-          this.fatal(connectError(this.attempts.failures));
-          return;
+        if (code === 0) {
+          const refusal = this.certModeRefusal();
+          if (refusal) {
+            // libpq checks sslcertmode=require when authentication succeeds, and gives up without any fallback.
+            flush();
+            this.giveUp(refusal);
+            return;
+          }
+          if (this.selfAuth) {
+            this.selfAuth = false;
+            const ex = this.exchange;
+            if (ex.awaiting === 'sasl-final') {
+              const password = this.password();
+              const final =
+                password !== undefined && ex.clientFirstBare && ex.serverFirst && ex.clientFinalWithoutProof
+                  ? scramServerFinalFor(password, ex.clientFirstBare, ex.serverFirst, ex.clientFinalWithoutProof)
+                  : undefined;
+              if (final) forward.push(final);
+            }
+          }
+          this.authOk = true;
+        } else {
+          this.lastAuthRequest = code;
+          if (code === 11) this.exchange.serverFirst = msg.body.toString('utf8', 4);
+          if (code === 12) this.exchange.awaiting = 'ok';
         }
       }
+      if (this.selfAuth) continue; // notices etc. of the fallback connection before its AuthenticationOk
       forward.push(frame);
-      this.forwardedLoginBytes = true;
       if (msg.type === 0x5a /* 'Z' ReadyForQuery */) {
         this.loginDone = true;
         const rest = this.reader.takeRemaining();
@@ -166,7 +209,81 @@ export class PgtlsSocket extends Duplex {
         break;
       }
     }
-    for (const f of forward) if (!this.push(f)) sock.pause();
+    flush();
+  }
+
+  /** The password for the host in use: the plan's (password parameter, PGPASSWORD or ~/.pgpass), else what the
+   * driver sent in cleartext. */
+  private password(): string | undefined {
+    const facts = this.facts;
+    const host = this.plan.hosts.find((h) => h.host === facts?.host && h.hostaddr === facts?.hostaddr);
+    return host?.password ?? this.plan.params.password ?? this.exchange.cleartext;
+  }
+
+  /** Answer an authentication request on a fallback connection. Returns libpq's message if we cannot. */
+  private answerAuth(sock: Socket, code: number, body: Buffer): string | undefined {
+    const password = this.password();
+    const needsPassword = code === 3 || code === 5 || code === 10;
+    if (needsPassword && (password === undefined || password === '')) return 'fe_sendauth: no password supplied';
+    switch (code) {
+      case 3:
+        sock.write(passwordMessage(password!));
+        return undefined;
+      case 5:
+        sock.write(md5PasswordMessage(this.startupUser(), password!, body.subarray(4, 8)));
+        return undefined;
+      case 10: {
+        this.scram = scramStart();
+        sock.write(this.scram.initial);
+        return undefined;
+      }
+      case 11: {
+        const final = this.scram ? scramFinal(this.scram, password ?? '', body.toString('utf8', 4)) : undefined;
+        if (!final) return 'invalid SCRAM response (nonce mismatch)';
+        sock.write(final);
+        return undefined;
+      }
+      case 12:
+        return undefined;
+      default:
+        return `authentication method requested by server is not supported by pgtls on a fallback connection (${code})`;
+    }
+  }
+
+  private startupUser(): string {
+    const p = this.startupPacket;
+    if (!p) return '';
+    const parts = p.toString('utf8', 8).split('\0');
+    for (let i = 0; i + 1 < parts.length; i += 2) if (parts[i] === 'user') return parts[i + 1]!;
+    return '';
+  }
+
+  /** Can libpq's retry be reproduced? Only from states where the driver is waiting for something we can supply. */
+  private retryable(): boolean {
+    if (!this.startupPacket || this.authOk) return false;
+    const awaiting = this.exchange.awaiting;
+    if (awaiting === 'first') return true;
+    if (awaiting === 'ok' || awaiting === 'sasl-final') return this.password() !== undefined;
+    return false;
+  }
+
+  /** An ErrorResponse during login: before AuthenticationOk libpq tries its next attempt, after it gives up. */
+  private onLoginError(sock: Socket, frame: Buffer, fields: Readonly<Record<string, string>>): void {
+    const text = formatServerError(fields);
+    if (this.authOk || !this.retryable()) {
+      this.attempts.abort(text);
+      this.failure = connectError(this.attempts.failures);
+      this.selfAuth = false;
+      this.push(frame);
+      return;
+    }
+    this.retryAfterLoginFailure(sock, text, frame, fields);
+  }
+
+  /** libpq gives up: the driver gets an error now. */
+  private giveUp(message: string): void {
+    this.attempts.abort(message);
+    this.fatal(connectError(this.attempts.failures));
   }
 
   /**
@@ -198,6 +315,8 @@ export class PgtlsSocket extends Duplex {
     this.attempts.next().then(
       (n) => {
         this.attach(n);
+        this.authOk = false;
+        this.selfAuth = this.exchange.awaiting !== 'first';
         this.inner!.write(startup);
       },
       (err: unknown) => {
@@ -221,7 +340,7 @@ export class PgtlsSocket extends Duplex {
   }
 
   private onInnerError(err: Error): void {
-    if (!this.loginDone && this.startupPacket && !this.sentAfterStartup && !this.forwardedLoginBytes) {
+    if (!this.loginDone && this.inner && this.retryable()) {
       // A TLS alert after the handshake (e.g. the server refused our client certificate under TLS 1.3) is a failed
       // attempt for libpq, which then falls back like any other.
       const e = err as Error & { reason?: string };
@@ -269,13 +388,43 @@ export class PgtlsSocket extends Duplex {
         this.startupPacket = Buffer.from(chunk);
         // A CancelRequest is not a login: nothing to watch.
         if (chunk.length >= 8 && chunk.readUInt32BE(4) === 80877102) this.loginDone = true;
-      } else this.sentAfterStartup = true;
+      } else this.observeDriverAuth(chunk);
     }
     if (!this.inner) {
       this.pendingWrites.push({ chunk, cb });
       return;
     }
     this.inner.write(chunk, cb);
+  }
+
+  /** Follow the driver's answers to authentication requests ('p' messages). */
+  private observeDriverAuth(chunk: Buffer): void {
+    for (let at = 0; at + 5 <= chunk.length; ) {
+      const type = chunk[at]!;
+      const len = chunk.readInt32BE(at + 1);
+      const body = chunk.subarray(at + 5, at + 1 + len);
+      at += 1 + len;
+      if (type !== 0x70) continue;
+      const ex = this.exchange;
+      if (this.lastAuthRequest === 3) {
+        ex.cleartext = body.toString('utf8').replace(/\0$/, '');
+        ex.awaiting = 'ok';
+      } else if (this.lastAuthRequest === 5) {
+        ex.awaiting = 'ok';
+      } else if (this.lastAuthRequest === 10) {
+        const init = parseSaslInitial(body);
+        if (init) ex.clientFirstBare = init.clientFirstBare;
+        ex.awaiting = 'sasl-continue';
+      } else if (this.lastAuthRequest === 11) {
+        const text = body.toString('utf8');
+        const p = text.lastIndexOf(',p=');
+        ex.clientFinalWithoutProof = p >= 0 ? text.slice(0, p) : text;
+        ex.awaiting = 'sasl-final';
+      } else {
+        // an authentication method pgtls cannot redo (GSS, SSPI, OAuth …): no replay
+        ex.awaiting = 'sasl-continue';
+      }
+    }
   }
 
   override _final(cb: (err?: Error | null) => void): void {

@@ -238,6 +238,58 @@ const CASES: Case[] = [
     conninfo: 'host=127.0.0.1 port={port} user=nobody dbname=postgres sslmode=prefer',
     expect: 'refused',
   },
+  // passwords: a refused login under TLS is retried in plaintext (the driver's exchange is completed for it)
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=pwuser password=wrong dbname=postgres',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=pwuser password=pw-secret dbname=postgres',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=bothuser password=wrong dbname=postgres',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=bothuser password=pw-secret dbname=postgres sslmode=allow',
+    expect: 'plain',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=bothuser password=wrong dbname=postgres sslmode=allow',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=mixuser password=wrong dbname=postgres',
+    expect: 'plain',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=mixuser password=pw-secret dbname=postgres',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=clearuser password=wrong dbname=postgres',
+    expect: 'plain',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=clearuser password=pw-secret dbname=postgres',
+    expect: 'tls',
+  },
+  { variant: 'good', conninfo: 'host=localhost port={port} user=postgres dbname=nosuchdb', expect: 'refused' },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=postgres dbname=nosuchdb sslmode=allow',
+    expect: 'refused',
+  },
   // client certificates
   {
     variant: 'good',

@@ -165,6 +165,11 @@ export const HBA = [
   'hostssl all sslonly 127.0.0.1/32 trust',
   'hostssl all certuser 127.0.0.1/32 cert',
   'hostssl all pwuser 127.0.0.1/32 scram-sha-256',
+  'hostssl all mixuser 127.0.0.1/32 scram-sha-256',
+  'hostnossl all mixuser 127.0.0.1/32 trust',
+  'hostssl all clearuser 127.0.0.1/32 password',
+  'hostnossl all clearuser 127.0.0.1/32 trust',
+  'host all bothuser 127.0.0.1/32 scram-sha-256',
   'host all postgres 127.0.0.1/32 trust',
   'host all postgres ::1/128 trust',
 ];
@@ -191,7 +196,7 @@ export async function startSslCluster(pki: Pki, settings: Record<string, string>
     return r.stdout.trim();
   };
   await sql(
-    "create role plainonly login; create role sslonly login; create role certuser login; create role pwuser login password 'pw-secret'",
+    "create role plainonly login; create role sslonly login; create role certuser login; create role pwuser login password 'pw-secret'; create role mixuser login password 'pw-secret'; create role clearuser login password 'pw-secret'; create role bothuser login password 'pw-secret'",
   );
   let current = 'good';
   return {
