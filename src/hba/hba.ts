@@ -132,8 +132,8 @@ const OPTION_METHODS: Readonly<Record<string, readonly [readonly HbaMethod[], st
 
 /** Arguments a method cannot do without (MANDATORY_AUTH_ARG in parse_hba_line()), in PostgreSQL's order. */
 const MANDATORY: Partial<Record<HbaMethod, readonly string[]>> = {
-  radius: ['radiusservers'],
-  oauth: ['issuer', 'scope'],
+  radius: ['radiusservers', 'radiussecrets'],
+  oauth: ['scope', 'issuer'], // PostgreSQL 18 asks for scope first (checked against a running server)
 };
 
 export function readHbaFile(file: string): HbaLine[] {

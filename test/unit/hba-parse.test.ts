@@ -183,10 +183,15 @@ test('options are valid only for some methods (PostgreSQL 18 lists)', () => {
 });
 
 test('mandatory arguments of radius and oauth', () => {
-  assert.equal(parse('host all all all radius radiusservers=x')[0]?.method, 'radius');
+  assert.equal(parse('host all all all radius radiusservers=127.0.0.1 radiussecrets=s')[0]?.method, 'radius');
   refused('host all all all radius', 'authentication method "radius" requires argument "radiusservers" to be set');
-  refused('host all all all oauth', 'authentication method "oauth" requires argument "issuer" to be set');
+  refused(
+    'host all all all radius radiusservers=x',
+    'authentication method "radius" requires argument "radiussecrets" to be set',
+  );
+  refused('host all all all oauth', 'authentication method "oauth" requires argument "scope" to be set');
   refused('host all all all oauth issuer=x', 'authentication method "oauth" requires argument "scope" to be set');
+  refused('host all all all oauth scope=x', 'authentication method "oauth" requires argument "issuer" to be set');
 });
 
 test('clientcert and clientname', () => {
