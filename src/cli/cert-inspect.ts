@@ -78,17 +78,13 @@ Options:
 
 Exit status: 0 when every wanted root was found, 1 otherwise (the bundle then holds those found).`;
 
-function hostPort(spec: string): { host: string; port: number } {
-  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(spec) ?? /^([^:]+)(?::(\d+))?$/.exec(spec);
-  if (!m) return { host: spec, port: 5432 }; // a bare IPv6 address
-  return { host: m[1]!, port: m[2] ? Number(m[2]) : 5432 };
-}
-
 async function presented(spec: string, servername: string | undefined): Promise<x509.X509Certificate[]> {
-  const { host, port } = hostPort(spec);
   // Loaded only here so that `pgtls cert` never loads TLS otherwise.
   const { fetchServerChain } = await import('./cert-server-chain.js');
-  const r = await fetchServerChain(host, port, servername === undefined ? {} : { servername });
+  const r = await fetchServerChain(spec, servername === undefined ? {} : { servername });
+  if (!r.asSent) {
+    process.stderr.write("note: the chain could not be read as sent; its order is Node's re-linked order\n");
+  }
   return r.certificates;
 }
 

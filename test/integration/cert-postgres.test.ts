@@ -226,3 +226,36 @@ test('ssl_crl_dir: a hashed directory; a revocation published later refuses the 
   assert.equal(afterRevoke.code, 2);
   assert.match(afterRevoke.stderr, /SSL error: sslv3 alert certificate revoked/);
 });
+
+test('inspect --server sees the order the server sends: a misordered ssl_cert_file is reported; no TLS is explained', async () => {
+  await ok('intermediate', '--ca', 'root.crt', '--cn', 'Policy CA', '--pathlen', '1', '--out', 'policy.crt');
+  await ok('intermediate', '--ca', 'policy.crt', '--cn', 'Issuing CA', '--out', 'issuing.crt');
+  await ok('server', '--ca', 'issuing.crt', '--host', 'localhost', '--out', 'deep.crt');
+  const pem = await readFile(join(dir, 'deep.crt'), 'utf8');
+  const [leaf, issuing, policy] = pem.split(/(?<=-----END CERTIFICATE-----\n)/);
+  const misordered = `${leaf}${policy}${issuing}`;
+  const bad = await startTestCluster({
+    hba: HBA,
+    files: { 'server.crt': misordered, 'server.key': await readFile(join(dir, 'deep.key')) },
+    settings: { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key' },
+  });
+  try {
+    const r = await pgtlsCert(['inspect', '--server', `127.0.0.1:${bad.port}`], dir);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /^127\.0\.0\.1:\d+ presents 3 certificates:/);
+    assert.match(r.stdout, /error: wrong order: #1 \(CN=localhost\) is signed by #3, which must come right after it/);
+  } finally {
+    await bad.destroy();
+  }
+  const plain = await startTestCluster({ hba: HBA });
+  try {
+    const r = await pgtlsCert(['inspect', '--server', `127.0.0.1:${plain.port}`], dir);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.stderr,
+      `pgtls: 127.0.0.1:${plain.port}: the server refused TLS (answered N to SSLRequest) [PGTLS_ERR_PKI_SERVER_CHAIN]\nhint: Check host and port, and that the server has ssl = on.\n`,
+    );
+  } finally {
+    await plain.destroy();
+  }
+});
