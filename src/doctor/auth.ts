@@ -1,8 +1,8 @@
 /**
  * The last step of a connection: StartupMessage, then the server's authentication exchange, as libpq answers it
  * (trust, cleartext password, MD5, SCRAM-SHA-256) — enough to tell whether the connection would succeed, and with
- * which server message it would not. Channel binding (SCRAM-SHA-256-PLUS) is not offered: libpq's default
- * channel_binding=prefer connects either way; with channel_binding=require the doctor says it could not check.
+ * which server message it would not. Like libpq, SCRAM-SHA-256-PLUS (tls-server-end-point) is used over TLS when the
+ * server offers it (channel_binding=prefer, the default, or require), and require_auth is enforced.
  *
  * LOCAL: pgtls/client negotiates the socket but does not authenticate (drivers do). If it gains an authenticate()
  * step, this file should go.
@@ -10,6 +10,8 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { toArrayBuffer } from '../pki/pem.js';
+import { x509 } from '../pki/x509.js';
 import {
   BackendMessage,
   MessageReader,
@@ -39,13 +41,17 @@ function frame(type: string, body: Buffer): Buffer {
 
 const cstr = (s: string) => Buffer.from(`${s}\0`, 'utf8');
 
-/** SASLprep is skipped: libpq also falls back to the raw password when it is not valid UTF-8 normalised input. */
-function scramClient(password: string) {
+/**
+ * SCRAM-SHA-256 (RFC 5802/7677), with tls-server-end-point channel binding (RFC 5929) when `cbind` is given, as libpq
+ * does over TLS when the server offers SCRAM-SHA-256-PLUS. SASLprep is skipped: libpq also uses the raw password when
+ * normalisation does not apply.
+ */
+function scramClient(password: string, gs2: string, cbind?: Buffer) {
   const nonce = randomBytes(18).toString('base64');
   const first = `n=,r=${nonce}`;
   let serverSignature: Buffer | undefined;
   return {
-    initial: () => Buffer.from(`n,,${first}`),
+    initial: () => Buffer.from(`${gs2}${first}`),
     respond(serverFirst: string): Buffer {
       const attrs = Object.fromEntries(serverFirst.split(',').map((kv) => [kv[0], kv.slice(2)]));
       const r = attrs.r ?? '';
@@ -55,7 +61,8 @@ function scramClient(password: string) {
       const salted = pbkdf2Sync(password, salt, iterations, 32, 'sha256');
       const clientKey = createHmac('sha256', salted).update('Client Key').digest();
       const storedKey = createHash('sha256').update(clientKey).digest();
-      const finalNoProof = `c=biws,r=${r}`;
+      const c = Buffer.concat([Buffer.from(gs2), cbind ?? Buffer.alloc(0)]).toString('base64');
+      const finalNoProof = `c=${c},r=${r}`;
       const authMessage = `${first},${serverFirst},${finalNoProof}`;
       const clientSig = createHmac('sha256', storedKey).update(authMessage).digest();
       const proof = Buffer.from(clientKey.map((b, i) => b ^ clientSig[i]!));
@@ -72,6 +79,39 @@ function scramClient(password: string) {
   };
 }
 
+/** tls-server-end-point: the server certificate hashed with its signature's hash (SHA-256 for MD5 and SHA-1). */
+function serverEndPoint(socket: Socket | TLSSocket): Buffer | undefined {
+  const t = socket as TLSSocket;
+  if (typeof t.getPeerCertificate !== 'function') return undefined;
+  const raw = t.getPeerCertificate()?.raw;
+  if (!raw) return undefined;
+  let hash = 'sha256';
+  try {
+    const alg = new x509.X509Certificate(toArrayBuffer(raw)).signatureAlgorithm as { hash?: { name?: string } };
+    const name = alg.hash?.name?.toLowerCase().replace('-', '');
+    if (name === 'sha384' || name === 'sha512') hash = name;
+  } catch {
+    // keep SHA-256
+  }
+  return createHash(hash).update(raw).digest();
+}
+
+/** libpq's require_auth check (PostgreSQL 16+): a comma list of methods, or of !methods. */
+function authAllowed(requireAuth: string | undefined, method: string): boolean {
+  if (!requireAuth) return true;
+  const items = requireAuth.split(',').map((x) => x.trim());
+  const negated = items.every((x) => x.startsWith('!'));
+  const names = items.map((x) => x.replace(/^!/, ''));
+  return negated ? !names.includes(method) : names.includes(method);
+}
+
+const REQUESTED: Readonly<Record<string, string>> = {
+  password: 'a cleartext password',
+  md5: 'a hashed password',
+  'scram-sha-256': 'SASL authentication',
+  none: 'no authentication',
+};
+
 /**
  * Send the StartupMessage and authenticate. Resolves once the server sends ReadyForQuery (success) or an
  * ErrorResponse (failure), or the connection ends. Never throws.
@@ -83,6 +123,7 @@ export function authenticate(
     database: string;
     password?: string | undefined;
     channelBinding?: string | undefined;
+    requireAuth?: string | undefined;
     timeoutMs: number;
   },
 ): Promise<AuthOutcome> {
@@ -125,8 +166,29 @@ export function authenticate(
         if (m.type !== BackendMessage.Authentication) continue;
         const code = m.body.readInt32BE(0);
         if (code === AUTH.Ok) {
+          if (method === undefined && !authAllowed(opts.requireAuth, 'none')) {
+            return done({
+              ok: false,
+              message: `authentication method requirement "${opts.requireAuth}" failed: server did not complete authentication`,
+            });
+          }
           method ??= 'trust';
           continue;
+        }
+        const wanted =
+          code === AUTH.CleartextPassword
+            ? 'password'
+            : code === AUTH.MD5Password
+              ? 'md5'
+              : code === AUTH.SASL
+                ? 'scram-sha-256'
+                : undefined;
+        if (wanted && !authAllowed(opts.requireAuth, wanted)) {
+          return done({
+            ok: false,
+            method: wanted,
+            message: `authentication method requirement "${opts.requireAuth}" failed: server requested ${REQUESTED[wanted]}`,
+          });
         }
         if (code === AUTH.CleartextPassword || code === AUTH.MD5Password) {
           method = code === AUTH.CleartextPassword ? 'password' : 'md5';
@@ -144,27 +206,32 @@ export function authenticate(
           socket.write(frame('p', cstr(pw)));
         } else if (code === AUTH.SASL) {
           const mechs = m.body.subarray(4).toString('utf8').split('\0').filter(Boolean);
-          method = 'SCRAM-SHA-256';
-          if (opts.channelBinding === 'require') {
+          const cbind = opts.channelBinding === 'disable' ? undefined : serverEndPoint(socket);
+          const plus = cbind !== undefined && mechs.includes('SCRAM-SHA-256-PLUS');
+          method = plus ? 'SCRAM-SHA-256-PLUS' : 'SCRAM-SHA-256';
+          if (opts.channelBinding === 'require' && !plus) {
             return done({
               ok: false,
               method,
-              message: 'channel binding required, but the doctor does not implement SCRAM-SHA-256-PLUS',
+              message:
+                'channel binding is required, but server did not offer an authentication method that supports channel binding',
             });
           }
-          if (!mechs.includes('SCRAM-SHA-256')) {
+          if (!plus && !mechs.includes('SCRAM-SHA-256')) {
             return done({
               ok: false,
               method,
-              message: `none of the server's SASL authentication mechanisms are supported (${mechs.join(', ')})`,
+              message: `none of the server's SASL authentication mechanisms are supported`,
             });
           }
           if (opts.password === undefined) return noPassword();
-          scram = scramClient(opts.password);
+          // gs2 header: p= when binding; y when TLS is in use but the server offers no PLUS; n without TLS.
+          const gs2 = plus ? 'p=tls-server-end-point,,' : cbind ? 'y,,' : 'n,,';
+          scram = scramClient(opts.password, gs2, plus ? cbind : undefined);
           const initial = scram.initial();
           const len = Buffer.alloc(4);
           len.writeInt32BE(initial.length);
-          socket.write(frame('p', Buffer.concat([cstr('SCRAM-SHA-256'), len, initial])));
+          socket.write(frame('p', Buffer.concat([cstr(method), len, initial])));
         } else if (code === AUTH.SASLContinue && scram) {
           try {
             socket.write(frame('p', scram.respond(m.body.subarray(4).toString('utf8'))));

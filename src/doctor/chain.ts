@@ -44,6 +44,8 @@ export interface TrustStore {
   readonly certificates: readonly x509.X509Certificate[];
   /** Why the file could not be used, when it exists but holds no certificate. */
   readonly problem?: string | undefined;
+  /** CRLs the client checks (sslcrl / sslcrldir); when present every certificate of the chain is checked. */
+  readonly crls?: readonly x509.X509Crl[];
 }
 
 export function loadTrustStore(label: string, path: string): TrustStore {
@@ -123,7 +125,12 @@ export async function verifyAgainstStore(ders: readonly Buffer[], store: TrustSt
   const chain = ders.map(toX509);
   const content = await storeContent(store.certificates, ders);
   if (chain.length === 0) return { verified: false, content };
-  const r = await verifyChain(chain, { roots: store.certificates, purpose: 'sslserver', ...(at ? { at } : {}) });
+  const r = await verifyChain(chain, {
+    roots: store.certificates,
+    purpose: 'sslserver',
+    ...(store.crls ? { crls: store.crls, crlCheck: 'all' as const } : {}),
+    ...(at ? { at } : {}),
+  });
   return { verified: r.ok, ...(r.error ? { error: r.error } : {}), content };
 }
 

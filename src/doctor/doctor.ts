@@ -14,7 +14,8 @@ import type { AttemptFailure } from '../client/errors.js';
 import { type ConnectionPlan, type Environment, resolve } from '../client/resolve.js';
 import { loadTlsMaterial } from '../client/tls-files.js';
 import { verifyHostName } from '../pki/hostname.js';
-import { splitPem } from '../pki/pem.js';
+import { splitPem, toArrayBuffer } from '../pki/pem.js';
+import { x509 } from '../pki/x509.js';
 import { type AuthOutcome, authenticate } from './auth.js';
 import {
   type ChainReport,
@@ -141,7 +142,12 @@ function trustStoreOf(plan: ConnectionPlan): TrustStore | undefined {
     .filter((b) => b.label === 'CERTIFICATE')
     .map((b) => toX509(b.der));
   const label = plan.ssl.rootCert || '~/.postgresql/root.crt';
-  return { label, path: m.value.rootSource ?? label, exists: true, certificates };
+  const crls = m.value.crl
+    ? splitPem(m.value.crl.join('\n'))
+        .filter((b) => b.label === 'X509 CRL')
+        .map((b) => new x509.X509Crl(toArrayBuffer(b.der)))
+    : undefined;
+  return { label, path: m.value.rootSource ?? label, exists: true, certificates, ...(crls ? { crls } : {}) };
 }
 
 /** Walk the steps ourselves against one host, with the plan's TLS settings (to explain a failure). */
@@ -248,6 +254,7 @@ export async function doctor(input: string, opts: DoctorOptions = {}): Promise<D
       database: plan.database,
       password: target?.password ?? plan.params.password,
       channelBinding: plan.params.channel_binding,
+      requireAuth: plan.params.require_auth,
       timeoutMs,
     });
     if (auth.ok) {

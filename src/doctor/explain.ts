@@ -11,6 +11,7 @@ import type { ConnectionPlan } from '../client/resolve.js';
 import { parseCertificates } from '../pki/pem.js';
 import { TLS_VERSIONS, type TlsVersion, suitesFor } from './cipher-suites.js';
 import type { Observed, Stage } from './doctor.js';
+import { LEGACY_SUITES, rawHello } from './legacy-suites.js';
 import { closeTls, negotiate } from './wire.js';
 
 export interface Diagnosis {
@@ -132,6 +133,28 @@ async function noSharedCipher(plan: ConnectionPlan, o: Observed, timeoutMs: numb
         `no cipher suite in common: the server accepts ${r.cipher.name} at ${v}, which libpq's OpenSSL does not offer by default (weak or legacy suite)`,
         "change the server's ssl_ciphers to modern suites (e.g. HIGH:!aNULL, or the ECDHE-…-GCM suites for its key type); libpq has no setting to offer weaker suites",
         [`accepted only with legacy settings: ${v} ${r.cipher.name}`],
+      );
+    }
+  }
+  // Suites no OpenSSL 3 client offers at all (SEED, RC4, DES, …): the server may accept only those.
+  for (const v of [...versions].reverse()) {
+    if (v === 'TLSv1.3') continue;
+    const r = await rawHello(
+      o.endpoint,
+      v,
+      LEGACY_SUITES.map(([id]) => Number.parseInt(id, 16)),
+      o.host,
+      timeoutMs,
+    );
+    if (r.accepted) {
+      const name =
+        LEGACY_SUITES.find(([id]) => Number.parseInt(id, 16) === r.suite)?.[1] ?? `0x${r.suite.toString(16)}`;
+      return d(
+        'no-shared-cipher',
+        'tls',
+        `no cipher suite in common: the server accepts only obsolete suites such as ${name} at ${v}, which OpenSSL 3 (and so libpq) no longer offers`,
+        "set the server's ssl_ciphers to modern suites (e.g. HIGH:!aNULL) and reload",
+        [`server accepts: ${v} ${name}`],
       );
     }
   }
@@ -343,6 +366,22 @@ export async function explain(input: ExplainInput): Promise<Diagnosis> {
       'sslrequest',
       "bytes followed the server's 'S' before TLS started: something between you and the server injects data (CVE-2021-23222)",
       'connect directly to the server and find the proxy or device that injects data',
+    );
+  }
+  if (/received invalid response to SSL negotiation/.test(m)) {
+    return d(
+      'not-postgresql',
+      'sslrequest',
+      `the server at ${o?.endpoint.host ?? ''}:${o?.endpoint.port ?? ''} answered SSLRequest with neither 'S' nor 'N': it is not PostgreSQL (or a proxy that does not speak its protocol)`,
+      'check host and port; point the client at PostgreSQL (or at a PostgreSQL-aware proxy)',
+    );
+  }
+  if (/server sent an error response during SSL exchange/.test(m)) {
+    return d(
+      'ssl-exchange-error',
+      'sslrequest',
+      'the server answered SSLRequest with an error instead of S/N (a very old server, or a proxy refusing TLS negotiation)',
+      "read the server's or proxy's log; with a pooler, enable TLS on it (client_tls_sslmode for PgBouncer)",
     );
   }
   if (/root certificate file .* does not exist/.test(m)) {
