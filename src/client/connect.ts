@@ -395,6 +395,31 @@ export class ConnectionAttempts {
   /** True once libpq would have given up (no further attempt after a failed login). */
   exhausted = false;
 
+  /** prefer-standby's second pass (no standby found): any server will do. */
+  private secondPass = false;
+
+  /** What the session must be for target_session_attrs, for the attempt in progress. */
+  targetCheck(): string {
+    const mode = this.plan.targetSessionAttrs;
+    return mode === 'prefer-standby' && this.secondPass ? 'any' : mode;
+  }
+
+  /**
+   * The server in use does not satisfy target_session_attrs: record libpq's message and move on to the next host
+   * (not the next address of this one). prefer-standby starts over accepting any server when none was a standby.
+   */
+  failHost(message: string): void {
+    const cur = this.current;
+    if (cur) this.failures.push(this.failure(cur.candidate, cur.method, message));
+    this.current = undefined;
+    this.candidates = undefined;
+    this.hostIndex++;
+    if (this.hostIndex >= this.hosts.length && this.plan.targetSessionAttrs === 'prefer-standby' && !this.secondPass) {
+      this.secondPass = true;
+      this.hostIndex = 0;
+    }
+  }
+
   /** A failure after which libpq gives up at once (error_return), whatever attempts remain. */
   abort(message: string): void {
     const cur = this.current;

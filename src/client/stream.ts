@@ -74,6 +74,9 @@ export class PgtlsSocket extends Duplex {
   /** On a fallback connection: authenticate ourselves until AuthenticationOk. */
   private selfAuth = false;
   private scram: ScramClient | undefined;
+  /** Frames held back after AuthenticationOk while target_session_attrs is checked. */
+  private held: Buffer[] | undefined;
+  private reported: { in_hot_standby?: string; default_transaction_read_only?: string } = {};
   private pendingWrites: { chunk: Buffer; cb: (err?: Error | null) => void }[] = [];
   private keepAlive: [boolean, number] | undefined;
   /** Every attempt failed: writes are discarded, the readable side has ended. */
@@ -194,6 +197,12 @@ export class PgtlsSocket extends Duplex {
             }
           }
           this.authOk = true;
+          // target_session_attrs: hold what follows AuthenticationOk until ReadyForQuery, then decide (libpq's
+          // CONNECTION_CHECK_TARGET); a rejected server is left for the next host and the driver never sees it.
+          if (this.attempts.targetCheck() !== 'any') {
+            this.held = forward.splice(0);
+            this.reported = {};
+          }
         } else {
           this.lastAuthRequest = code;
           if (code === 11) this.exchange.serverFirst = msg.body.toString('utf8', 4);
@@ -201,6 +210,25 @@ export class PgtlsSocket extends Duplex {
         }
       }
       if (this.selfAuth) continue; // notices etc. of the fallback connection before its AuthenticationOk
+      if (this.held) {
+        this.held.push(frame);
+        if (msg.type === 0x53 /* 'S' ParameterStatus */) {
+          const [name, value] = msg.body.toString('utf8').split('\0');
+          if (name === 'in_hot_standby' || name === 'default_transaction_read_only') this.reported[name] = value ?? '';
+        }
+        if (msg.type !== 0x5a) continue;
+        const rejection = this.targetRejection();
+        if (rejection) {
+          this.rejectTarget(sock, rejection);
+          return;
+        }
+        forward.push(...this.held);
+        this.held = undefined;
+        this.loginDone = true;
+        const rest = this.reader.takeRemaining();
+        if (rest.length) forward.push(rest);
+        break;
+      }
       forward.push(frame);
       if (msg.type === 0x5a /* 'Z' ReadyForQuery */) {
         this.loginDone = true;
@@ -210,6 +238,45 @@ export class PgtlsSocket extends Duplex {
       }
     }
     flush();
+  }
+
+  /** libpq's verdict on the session for target_session_attrs (from the ParameterStatus the server reported). */
+  private targetRejection(): string | undefined {
+    const mode = this.attempts.targetCheck();
+    const standby = this.reported.in_hot_standby === 'on';
+    const readOnly = this.reported.default_transaction_read_only === 'on' || standby;
+    switch (mode) {
+      case 'read-write':
+        return readOnly ? 'session is read-only' : undefined;
+      case 'read-only':
+        return readOnly ? undefined : 'session is not read-only';
+      case 'primary':
+        return standby ? 'server is in hot standby mode' : undefined;
+      case 'standby':
+      case 'prefer-standby':
+        return standby ? undefined : 'server is not in hot standby mode';
+      default:
+        return undefined;
+    }
+  }
+
+  /** Close the session politely (Terminate) and go on with the next host, as libpq does. */
+  private rejectTarget(sock: Socket, message: string): void {
+    this.held = undefined;
+    this.inner = undefined;
+    sock.end(Buffer.from([0x58, 0, 0, 0, 4]));
+    this.attempts.failHost(message);
+    this.emit('fallback', { message, facts: this.facts! });
+    const startup = this.startupPacket!;
+    this.attempts.next().then(
+      (n) => {
+        this.attach(n);
+        this.authOk = false;
+        this.selfAuth = this.exchange.awaiting !== 'first';
+        this.inner!.write(startup);
+      },
+      (err: unknown) => this.fatal(err),
+    );
   }
 
   /** The password for the host in use: the plan's (password parameter, PGPASSWORD or ~/.pgpass), else what the

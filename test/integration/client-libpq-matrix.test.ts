@@ -539,6 +539,55 @@ const CASES: Case[] = [
     expect: 'refused',
   },
   { variant: 'good', conninfo: `${base} sslmode=require target_session_attrs=any`, expect: 'tls' },
+  // target_session_attrs, decided from the ParameterStatus the server reports (PostgreSQL 14+)
+  {
+    variant: 'good',
+    conninfo:
+      'host=127.0.0.1,localhost port={port} dbname=postgres sslmode=require user=rouser password=pw-secret target_session_attrs=read-write',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=127.0.0.1,localhost port={port} dbname=postgres sslmode=require user=rouser password=pw-secret target_session_attrs=read-only',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=127.0.0.1,localhost port={port} dbname=postgres sslmode=require user=postgres target_session_attrs=read-only',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=127.0.0.1,localhost port={port} dbname=postgres sslmode=require user=postgres target_session_attrs=read-write',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=127.0.0.1,localhost port={port} dbname=postgres sslmode=require user=postgres target_session_attrs=primary',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=127.0.0.1,localhost port={port} dbname=postgres sslmode=require user=postgres target_session_attrs=standby',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=127.0.0.1,localhost port={port} dbname=postgres sslmode=require user=postgres target_session_attrs=prefer-standby',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} dbname=postgres user=rouser password=pw-secret target_session_attrs=read-write',
+    expect: 'refused',
+  },
   // environment variables
   { variant: 'good', conninfo: `${base}`, env: { PGSSLMODE: 'disable' }, expect: 'plain' },
   { variant: 'good', conninfo: `${base}`, env: { PGREQUIRESSL: '1', PGSSLMODE: 'allow' }, expect: 'plain' },

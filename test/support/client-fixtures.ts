@@ -170,6 +170,7 @@ export const HBA = [
   'hostssl all clearuser 127.0.0.1/32 password',
   'hostnossl all clearuser 127.0.0.1/32 trust',
   'host all bothuser 127.0.0.1/32 scram-sha-256',
+  'host all rouser 127.0.0.1/32 scram-sha-256',
   'host all postgres 127.0.0.1/32 trust',
   'host all postgres ::1/128 trust',
 ];
@@ -196,7 +197,7 @@ export async function startSslCluster(pki: Pki, settings: Record<string, string>
     return r.stdout.trim();
   };
   await sql(
-    "create role plainonly login; create role sslonly login; create role certuser login; create role pwuser login password 'pw-secret'; create role mixuser login password 'pw-secret'; create role clearuser login password 'pw-secret'; create role bothuser login password 'pw-secret'",
+    "create role plainonly login; create role sslonly login; create role certuser login; create role pwuser login password 'pw-secret'; create role mixuser login password 'pw-secret'; create role clearuser login password 'pw-secret'; create role bothuser login password 'pw-secret'; create role rouser login password 'pw-secret'; alter role rouser set default_transaction_read_only = on",
   );
   let current = 'good';
   return {
