@@ -157,7 +157,7 @@ export async function scan(target: Endpoint, opts: ScanOptions = {}): Promise<Sc
   for (const v of [...versions].reverse()) {
     if (!accepted[v]) continue;
     let remaining = suitesFor(v);
-    total += remaining.length > 0 ? 2 : 0;
+    total += remaining.length > 0 ? 1 : 0;
     // Bounded: each round removes one suite, so at most remaining.length + 1 handshakes.
     for (let round = 0; remaining.length > 0 && round <= CIPHER_SUITES.length; round++) {
       const r = await attempt({ v, ciphers: cipherString(remaining, v) });
@@ -215,7 +215,7 @@ export async function scan(target: Endpoint, opts: ScanOptions = {}): Promise<Sc
   for (const v of ['TLSv1.3', 'TLSv1.2', 'TLSv1.1', 'TLSv1'] as const) {
     if (!versions.includes(v)) continue;
     if (!accepted[v]) {
-      done += SCAN_GROUPS.length;
+      total -= SCAN_GROUPS.length; // nothing to try at a refused version
       continue;
     }
     const offered = suites.filter((s) => s.version === v);
