@@ -78,11 +78,15 @@ function readText(path: string, what: string): string {
   }
 }
 
-/** Every PEM certificate in a file, in order; throws with PostgreSQL's wording when there is none or one is bad. */
-export function readCertificates(path: string, what: string): X509Certificate[] {
+/**
+ * Every PEM certificate in a file, in order; throws with PostgreSQL's wording when there is none or one is bad.
+ * `none` is OpenSSL's reason for a file without certificates: "no start line" for the server chain
+ * (SSL_CTX_use_certificate_chain_file), "no certificate or crl found" for ssl_ca_file (X509_load_cert_crl_file).
+ */
+export function readCertificates(path: string, what: string, none = 'no start line'): X509Certificate[] {
   const text = readText(path, what);
   const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw fail(`could not load ${what} "${path}": no start line`, { file: path });
+  if (blocks.length === 0) throw fail(`could not load ${what} "${path}": ${none}`, { file: path });
   return blocks.map((b) => {
     try {
       return new X509Certificate(b);
@@ -139,6 +143,25 @@ function loadKey(s: TlsSettings, isReload: boolean, previous?: TlsMaterial): Key
   } catch (cause) {
     throw fail(`could not load private key file "${s.ssl_key_file}": bad decrypt`, { file: s.ssl_key_file }, cause);
   }
+}
+
+/**
+ * ssl_dh_params_file with load_dh_file()'s messages. Node accepts any text as dhparam without a word, so the PEM
+ * block is checked here (PostgreSQL refuses a file without one: "no start line").
+ */
+function readDhParams(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    const reason =
+      (cause as NodeJS.ErrnoException).code === 'ENOENT' ? 'No such file or directory' : (cause as Error).message;
+    throw fail(`could not open DH parameters file "${path}": ${reason}`, { file: path }, cause);
+  }
+  if (!/-----BEGIN (X9\.42 )?DH PARAMETERS-----/.test(text)) {
+    throw fail('could not load DH parameters file: no start line', { file: path });
+  }
+  return text;
 }
 
 function crlDirEntries(dir: string): { files: string[]; stamp: string } {
@@ -232,10 +255,12 @@ export function loadTlsMaterial(
     'ssl_groups',
     'Ensure that each group name is spelled correctly and supported by the installed version of OpenSSL.',
   );
-  if (s.ssl_dh_params_file !== '') options.dhparam = readText(s.ssl_dh_params_file, 'DH parameters file');
+  if (s.ssl_dh_params_file !== '') options.dhparam = readDhParams(s.ssl_dh_params_file);
   let requestCert = false;
   if (s.ssl_ca_file !== '') {
-    options.ca = readCertificates(s.ssl_ca_file, 'root certificate file').map((c) => c.toString());
+    options.ca = readCertificates(s.ssl_ca_file, 'root certificate file', 'no certificate or crl found').map((c) =>
+      c.toString(),
+    );
     requestCert = true;
   }
   const crls: string[] = [];

@@ -93,6 +93,34 @@ test('a missing or unreadable certificate file names the file', () => {
   refused({ ssl_cert_file: junk }, `could not load server certificate file "${junk}": no start line`);
   const missingCa = join(dir, 'none-ca.crt');
   refused({ ssl_ca_file: missingCa }, `could not load root certificate file "${missingCa}": No such file or directory`);
+  // X509_load_cert_crl_file()'s reason for a CA file without certificates
+  refused({ ssl_ca_file: junk }, `could not load root certificate file "${junk}": no certificate or crl found`);
+});
+
+test('ssl_dh_params_file: a PEM DH parameter file loads; missing or junk files get load_dh_file() texts', () => {
+  // RFC 7919 ffdhe2048 in PEM (openssl genpkey -genparam -algorithm DH -pkeyopt dh_param:ffdhe2048)
+  const dh = put(
+    'dh.pem',
+    [
+      '-----BEGIN DH PARAMETERS-----',
+      'MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz',
+      '+8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a',
+      '87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7',
+      'YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi',
+      '7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD',
+      'ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==',
+      '-----END DH PARAMETERS-----',
+      '',
+    ].join('\n'),
+    0o644,
+  );
+  loadTlsMaterial({ ...base, ssl_dh_params_file: dh });
+  const missing = join(dir, 'none-dh.pem');
+  refused({ ssl_dh_params_file: missing }, `could not open DH parameters file "${missing}": No such file or directory`);
+  refused(
+    { ssl_dh_params_file: put('junk-dh.pem', 'junk\n', 0o644) },
+    'could not load DH parameters file: no start line',
+  );
 });
 
 test('key file: permission rule and missing file come from key-file.ts', () => {
