@@ -151,6 +151,7 @@ export async function scan(target: Endpoint, opts: ScanOptions = {}): Promise<Sc
     if (r.stage === 'tcp') return empty('tcp-failed', `${r.code}: ${r.message}`);
     if (r.stage === 'sslrequest') return empty(r.answer.answer);
     accepted[v] = r.stage === 'done';
+    if (!accepted[v]) total -= SCAN_GROUPS.length; // no groups to try at a refused version
   }
 
   // Newest version first, as sslscan prints them.
@@ -215,7 +216,6 @@ export async function scan(target: Endpoint, opts: ScanOptions = {}): Promise<Sc
   for (const v of ['TLSv1.3', 'TLSv1.2', 'TLSv1.1', 'TLSv1'] as const) {
     if (!versions.includes(v)) continue;
     if (!accepted[v]) {
-      total -= SCAN_GROUPS.length; // nothing to try at a refused version
       continue;
     }
     const offered = suites.filter((s) => s.version === v);
