@@ -233,17 +233,21 @@ test('pg_hba.conf: continuation lines and includes have the same file:line in bo
   );
 });
 
+interface Case {
+  user: string;
+  database: string;
+  ssl: boolean;
+  replication?: 'none' | 'physical' | 'logical';
+}
+
 /** Our verdict for a connection from 127.0.0.1, in the reference's terms. */
-async function ourVerdict(
-  rules: readonly HbaLine[],
-  c: { user: string; database: string; ssl: boolean },
-): Promise<Verdict> {
+async function ourVerdict(rules: readonly HbaLine[], c: Case): Promise<Verdict> {
   const l = await matchHba(rules, {
     address: '127.0.0.1',
     ssl: c.ssl,
     user: c.user,
     database: c.database,
-    replication: 'none',
+    replication: c.replication ?? 'none',
   });
   if (!l) return { kind: 'none' };
   if (l.method === 'reject') return { kind: 'reject' };
@@ -269,9 +273,15 @@ const MATCH_RULES = [
   'hostnossl all ivan 127.0.0.1/32 trust',
   'hostssl all ivan "127.0.0.1/32" trust',
   'include inc-match.conf',
+  'host all lee .invalid trust',
+  'host all lee localhost trust',
+  'host all repl 127.0.0.1/32 trust',
+  'host replication repl 127.0.0.1/32 trust',
+  'host "replication" repl2 127.0.0.1/32 trust',
+  'host replication repl2 127.0.0.1/32 reject',
 ];
 
-const MATCH_CASES: { user: string; database: string; ssl: boolean }[] = [
+const MATCH_CASES: Case[] = [
   { user: 'alice', database: 'db1', ssl: true },
   { user: 'alice', database: 'db1', ssl: false },
   { user: 'x', database: 'db2', ssl: true },
@@ -296,6 +306,11 @@ const MATCH_CASES: { user: string; database: string; ssl: boolean }[] = [
   { user: 'judy', database: 'x', ssl: true },
   { user: 'nobody', database: 'x', ssl: true },
   { user: 'nobody', database: 'x', ssl: false },
+  { user: 'lee', database: 'x', ssl: true },
+  { user: 'repl', database: 'x', ssl: true, replication: 'physical' },
+  { user: 'repl', database: 'x', ssl: true, replication: 'logical' },
+  { user: 'repl2', database: 'replication', ssl: true },
+  { user: 'repl2', database: 'replication', ssl: true, replication: 'physical' },
 ];
 
 test('which line wins: the same for every (user, database, TLS) case as check_hba() in PostgreSQL 18', async () => {
@@ -311,7 +326,25 @@ test('which line wins: the same for every (user, database, TLS) case as check_hb
     seen.add(theirs.kind === 'line' ? String(theirs.line) : theirs.kind);
   }
   // the cases do exercise every outcome
-  for (const k of ['reject', 'none', '1', '3', '4', '6', '7', '8', '10', '11', '14', '16', '17'])
+  for (const k of [
+    'reject',
+    'none',
+    '1',
+    '3',
+    '4',
+    '6',
+    '7',
+    '8',
+    '10',
+    '11',
+    '14',
+    '16',
+    '17',
+    '9', // a physical replication connection matches only the replication keyword, and line 9 comes first
+    '20',
+    '21',
+    '23',
+  ])
     assert.ok(seen.has(k), k);
 });
 

@@ -141,7 +141,13 @@ export type Verdict =
 
 export async function connectVerdict(
   ref: HbaReference,
-  c: { user: string; database: string; ssl: boolean; cert?: { cert: string; key: string } },
+  c: {
+    user: string;
+    database: string;
+    ssl: boolean;
+    cert?: { cert: string; key: string };
+    replication?: 'none' | 'physical' | 'logical';
+  },
 ): Promise<Verdict> {
   const q = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
   const conninfo = [
@@ -151,6 +157,11 @@ export async function connectVerdict(
     `dbname=${q(c.database)}`,
     `sslmode=${c.ssl ? 'require' : 'disable'}`,
     'gssencmode=disable',
+    ...(c.replication === 'physical'
+      ? ['replication=true']
+      : c.replication === 'logical'
+        ? ['replication=database']
+        : []),
     ...(c.cert ? [`sslcert=${c.cert.cert}`, `sslkey=${c.cert.key}`] : []),
   ].join(' ');
   const size = (await stat(ref.cluster.logFile)).size;
