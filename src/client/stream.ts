@@ -74,6 +74,13 @@ export class PgtlsSocket extends Duplex {
   /** On a fallback connection: authenticate ourselves until AuthenticationOk. */
   private selfAuth = false;
   private scram: ScramClient | undefined;
+  /**
+   * False when the driver has no password to answer with (set by the adapters): a password request then ends the
+   * login with libpq's `fe_sendauth: no password supplied` instead of the driver's own complaint.
+   */
+  driverHasPassword = true;
+  /** The server asked the driver for a password on this connection. */
+  passwordRequested = false;
   /** Frames held back after AuthenticationOk while target_session_attrs is checked. */
   private held: Buffer[] | undefined;
   private reported: { in_hot_standby?: string; default_transaction_read_only?: string } = {};
@@ -204,6 +211,14 @@ export class PgtlsSocket extends Duplex {
             this.reported = {};
           }
         } else {
+          if ((code === 3 || code === 5 || code === 10) && this.exchange.awaiting === 'first') {
+            this.passwordRequested = true;
+            if (!this.driverHasPassword) {
+              flush();
+              this.giveUp('fe_sendauth: no password supplied');
+              return;
+            }
+          }
           this.lastAuthRequest = code;
           if (code === 11) this.exchange.serverFirst = msg.body.toString('utf8', 4);
           if (code === 12) this.exchange.awaiting = 'ok';
@@ -225,6 +240,7 @@ export class PgtlsSocket extends Duplex {
         forward.push(...this.held);
         this.held = undefined;
         this.loginDone = true;
+        this.emit('login', this.facts);
         const rest = this.reader.takeRemaining();
         if (rest.length) forward.push(rest);
         break;
@@ -232,6 +248,7 @@ export class PgtlsSocket extends Duplex {
       forward.push(frame);
       if (msg.type === 0x5a /* 'Z' ReadyForQuery */) {
         this.loginDone = true;
+        this.emit('login', this.facts);
         const rest = this.reader.takeRemaining();
         if (rest.length) forward.push(rest);
         break;
@@ -347,10 +364,12 @@ export class PgtlsSocket extends Duplex {
     this.retryAfterLoginFailure(sock, text, frame, fields);
   }
 
-  /** libpq gives up: the driver gets an error now. */
-  private giveUp(message: string): void {
+  /** libpq gives up: the driver gets an error now (also returned, for adapters that raise it themselves). */
+  giveUp(message: string): ClientError {
     this.attempts.abort(message);
-    this.fatal(connectError(this.attempts.failures));
+    const err = connectError(this.attempts.failures);
+    this.fatal(err);
+    return err;
   }
 
   /**

@@ -154,3 +154,17 @@ test('postgres.js: a refused connection rejects the query with libpq text', asyn
     await sql.end({ timeout: 1 });
   }
 });
+
+test('no password anywhere: both drivers fail with libpq text (fe_sendauth: no password supplied)', async () => {
+  const url = `postgresql://pwuser@localhost:${srv.port}/postgres?sslmode=require`;
+  const expected = `connection to server at "localhost" (127.0.0.1), port ${srv.port} failed: fe_sendauth: no password supplied`;
+  const client = new pg.Client(pgtlsPg(url, { env }));
+  client.on('error', () => undefined);
+  await assert.rejects(client.connect(), (err: unknown) => err instanceof ClientError && err.message === expected);
+  const sql = postgres({ ...pgtlsPostgres(url, { env }), max: 1 });
+  try {
+    await assert.rejects(sql`select 1`, (err: unknown) => err instanceof ClientError && err.message === expected);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+});

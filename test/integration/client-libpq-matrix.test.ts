@@ -290,6 +290,12 @@ const CASES: Case[] = [
     conninfo: 'host=localhost port={port} user=postgres dbname=nosuchdb sslmode=allow',
     expect: 'refused',
   },
+  { variant: 'good', conninfo: 'host=localhost port={port} user=pwuser dbname=postgres', expect: 'refused' },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=pwuser dbname=postgres sslmode=require',
+    expect: 'refused',
+  },
   // client certificates
   {
     variant: 'good',

@@ -227,7 +227,11 @@ export type Outcome =
 export async function psqlOutcome(conninfo: string, env: Record<string, string> = {}): Promise<Outcome> {
   const r = await psql(conninfo, 'select ssl from pg_stat_ssl where pid = pg_backend_pid()', { libpq: 18, env });
   if (r.code === 0) return { result: 'connected', tls: r.stdout.trim() === 't' };
-  return { result: 'refused', message: r.stderr.replace(/^psql: error: /, '') };
+  // psql prompts for a missing password on stderr before libpq's message; the prompt is psql's, not libpq's.
+  return {
+    result: 'refused',
+    message: r.stderr.replace(/^Password for user .*: \n/, '').replace(/^psql: error: /, ''),
+  };
 }
 
 /** pgtls/client through node-postgres, same question; a refusal is reported with libpq's full message. */

@@ -19,7 +19,7 @@ export interface PgConfig {
   port: number;
   user: string;
   database: string;
-  password?: string;
+  password?: string | (() => Promise<string>);
   ssl: false;
   application_name?: string;
   options?: string;
@@ -40,13 +40,24 @@ export function pgtlsPg(input: ConnectionInput | ConnectionPlan, opts: PgtlsPgOp
   const plan = isPlan(input) ? input : resolve(input, opts.env ?? process.env, opts);
   const first = plan.hosts[0];
   const password = first?.password;
+  // Sockets still logging in: when pg asks our password function (so nobody gave pg a password), the socket whose
+  // server asked for one ends the login with libpq's "fe_sendauth: no password supplied".
+  const loggingIn = new Set<PgtlsSocket>();
+  const noPassword = async (): Promise<string> => {
+    const sock = [...loggingIn].find((s) => s.passwordRequested);
+    if (sock) {
+      loggingIn.delete(sock);
+      throw sock.giveUp('fe_sendauth: no password supplied');
+    }
+    throw new Error('fe_sendauth: no password supplied');
+  };
   const p = plan.params;
   return {
     host: first?.host || first?.hostaddr || 'localhost',
     port: Number(first?.port || 5432) || 5432,
     user: plan.user,
     database: plan.database,
-    ...(password === undefined ? {} : { password }),
+    password: password === undefined ? noPassword : password,
     ...(p.application_name || p.fallback_application_name
       ? { application_name: (p.application_name || p.fallback_application_name)! }
       : {}),
@@ -57,6 +68,9 @@ export function pgtlsPg(input: ConnectionInput | ConnectionPlan, opts: PgtlsPgOp
     ssl: false,
     stream: () => {
       const s = new PgtlsSocket(plan);
+      loggingIn.add(s);
+      s.once('close', () => loggingIn.delete(s));
+      s.once('login', () => loggingIn.delete(s));
       opts.onSocket?.(s);
       return s;
     },

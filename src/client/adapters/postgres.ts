@@ -23,7 +23,7 @@ export interface PostgresJsOptions {
   ssl: false;
   connection: Record<string, string>;
   connect_timeout?: number;
-  socket: () => Promise<PgtlsSocket>;
+  socket: (options?: { pass?: unknown }) => Promise<PgtlsSocket>;
   pgtlsPlan: ConnectionPlan;
   [key: string]: unknown;
 }
@@ -54,8 +54,12 @@ export function pgtlsPostgres(
     ssl: false,
     connection,
     ...(plan.connectTimeoutSeconds > 0 ? { connect_timeout: plan.connectTimeoutSeconds } : {}),
-    socket: async () => {
+    socket: async (options?: { pass?: unknown }) => {
       const s = new PgtlsSocket(plan);
+      // postgres.js hands us its options: no password there means libpq's "fe_sendauth: no password supplied".
+      if (options && (options.pass === undefined || options.pass === null || options.pass === '')) {
+        s.driverHasPassword = false;
+      }
       opts.onSocket?.(s);
       return s.ready();
     },
