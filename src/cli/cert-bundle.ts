@@ -90,7 +90,7 @@ export async function bundleCommand(argv: string[]): Promise<number> {
   let ordered: number[];
   if (flag(args, 'ca-bundle')) {
     certs.forEach((c, i) => {
-      if (!isCA(c) && !facts(c).selfIssued)
+      if (!isCA(c) && !facts(c).selfSigned)
         notes.push(`${name(i)} is not a CA certificate; a trust file normally holds CAs only`);
     });
     // Roots first, then what each signs, breadth-first: the order people read and the one c_rehash-style tools expect.
@@ -101,13 +101,13 @@ export async function bundleCommand(argv: string[]): Promise<number> {
     };
     ordered = certs.map((_, i) => i).sort((a, b) => depth(a) - depth(b));
     ordered.forEach((i) => {
-      if (signers[i]! < 0 && !facts(certs[i]!).selfIssued)
+      if (signers[i]! < 0 && !facts(certs[i]!).selfSigned)
         notes.push(`the issuer of ${name(i)} (${certs[i]!.issuer}) is not in the bundle`);
     });
   } else {
     const ends = certs.map((_, i) => i).filter((i) => !signers.includes(i));
     if (ends.length !== 1) {
-      const loose = ends.find((i) => signers[i]! < 0 && !facts(certs[i]!).selfIssued) ?? ends[0] ?? 0;
+      const loose = ends.find((i) => signers[i]! < 0 && !facts(certs[i]!).selfSigned) ?? ends[0] ?? 0;
       throw broken(
         `the certificates do not form one chain: ${ends.length} of them sign nothing else (${ends.map(name).join('; ')}); nothing given signed ${name(loose)}`,
         `Add the certificate of ${certs[loose]!.issuer}, or remove the unrelated ones.`,
@@ -123,7 +123,7 @@ export async function bundleCommand(argv: string[]): Promise<number> {
       );
     }
     const last = ordered[ordered.length - 1]!;
-    if (facts(certs[last]!).selfIssued && ordered.length > 1) {
+    if (facts(certs[last]!).selfSigned && ordered.length > 1) {
       if (flag(args, 'drop-root')) {
         ordered.pop();
         notes.push(`left out the root ${certs[last]!.subject}: clients must have it in sslrootcert`);
@@ -132,7 +132,7 @@ export async function bundleCommand(argv: string[]): Promise<number> {
           `warning: the chain includes the root ${certs[last]!.subject}; PostgreSQL does not need it in ssl_cert_file (clients must have it anyway) — use --drop-root to leave it out`,
         );
       }
-    } else if (!facts(certs[last]!).selfIssued) {
+    } else if (!facts(certs[last]!).selfSigned) {
       notes.push(
         `the chain ends at ${certs[last]!.subject}; clients need its issuer ${certs[last]!.issuer} in sslrootcert`,
       );

@@ -55,8 +55,13 @@ export interface CertFacts {
   readonly ski: string | undefined;
   readonly akiKeyId: string | undefined;
   readonly hasExtensions: boolean;
-  /** Issuer name equals subject name (OpenSSL EXFLAG_SI), with consistent key identifiers. */
+  /** Issuer name equals subject name (OpenSSL EXFLAG_SI; a CA's key-rollover certificate is self-issued too). */
   readonly selfIssued: boolean;
+  /**
+   * Self-issued with consistent key identifiers — what OpenSSL treats as self-signed while building a path
+   * (EXFLAG_SS; the signature itself is not checked here).
+   */
+  readonly selfSigned: boolean;
   readonly sha256: string;
 }
 
@@ -96,7 +101,8 @@ export function facts(cert: x509.X509Certificate): CertFacts {
     ski,
     akiKeyId,
     hasExtensions: cert.extensions.length > 0,
-    selfIssued: subjectCanon.equals(issuerCanon) && (akiKeyId === undefined || ski === undefined || akiKeyId === ski),
+    selfIssued: subjectCanon.equals(issuerCanon),
+    selfSigned: subjectCanon.equals(issuerCanon) && (akiKeyId === undefined || ski === undefined || akiKeyId === ski),
     sha256: createHash('sha256').update(Buffer.from(cert.rawData)).digest('hex'),
   };
   cache.set(cert, f);
@@ -129,7 +135,7 @@ export function isCA(cert: x509.X509Certificate): boolean {
   const f = facts(cert);
   if (f.keyUsage !== undefined && (f.keyUsage & x509.KeyUsageFlags.keyCertSign) === 0) return false;
   if (f.ca !== undefined) return f.ca;
-  return !f.hasExtensions && f.selfIssued;
+  return !f.hasExtensions && f.selfSigned;
 }
 
 /** Colon-separated upper-case hex, as `openssl x509 -fingerprint -sha256` prints. */

@@ -92,7 +92,7 @@ export async function linkSigners(certs: readonly x509.X509Certificate[]): Promi
 }
 
 export async function isSelfSigned(cert: x509.X509Certificate): Promise<boolean> {
-  return facts(cert).selfIssued && (await signatureVerifies(cert, cert));
+  return facts(cert).selfSigned && (await signatureVerifies(cert, cert));
 }
 
 export async function summarize(

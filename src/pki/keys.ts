@@ -156,5 +156,5 @@ export async function loadSigningCA(certFile: string, keyFile: string, passphras
  * sends from sslcert.
  */
 export function issuerChain(ca: SigningCA): x509.X509Certificate[] {
-  return [ca.issued.cert, ...ca.chain].filter((c) => !facts(c).selfIssued);
+  return [ca.issued.cert, ...ca.chain].filter((c) => !facts(c).selfSigned);
 }

@@ -120,7 +120,7 @@ function buildPaths(leaf: x509.X509Certificate, opts: VerifyOptions, at: Date): 
     if (out.length >= limit) return;
     const cur = path[path.length - 1]!;
     const curTrusted = trusted[trusted.length - 1]!;
-    if (facts(cur).selfIssued) {
+    if (facts(cur).selfSigned) {
       // A self-issued certificate ends the path: trusted if it is in the store, otherwise OpenSSL's self-signed errors.
       const buildError = curTrusted
         ? undefined

@@ -188,6 +188,16 @@ test('pathlen 0 on the root with an intermediate below: path length constraint e
   await passesLikeOpenssl({ chain: [direct], roots: [strict] });
 });
 
+test('key rollover: a self-issued old-with-new certificate chains to the old root and does not count for pathlen', async () => {
+  const oldRoot = await createRootCA({ subject: { CN: 'Rolling Root' }, pathLength: 0 });
+  const newRoot = await createRootCA({ subject: { CN: 'Rolling Root' }, pathLength: 0 });
+  const oldWithNew = await createCrossCertificate(oldRoot, newRoot);
+  const server = await createServerCert(newRoot, { subject: { CN: 'rolled' }, hosts: ['rolled'] });
+  const r = await passesLikeOpenssl({ chain: [server, oldWithNew], roots: [oldRoot] });
+  assert.equal(r.path.length, 3);
+  await passesLikeOpenssl({ chain: [server, oldWithNew], roots: [newRoot] });
+});
+
 test('purpose: a client certificate presented as a server one is an unsuitable certificate purpose', async () => {
   const client = await createClientCert(inter, { subject: { CN: 'alice' } });
   await failsLikeOpenssl(
