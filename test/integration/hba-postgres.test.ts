@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { parseConfText } from '../../src/config/conf-file.js';
+import { ALIASES, SCHEMA, parseValue } from '../../src/config/schema.js';
 import { PgtlsError } from '../../src/errors.js';
 import { type HbaLine, expandIncludes, ipBytes, parseHba } from '../../src/hba/hba.js';
 import { checkUsermap, readIdentFile } from '../../src/hba/ident.js';
@@ -473,4 +474,82 @@ test('postgresql.conf syntax: pgtls is more lenient than PostgreSQL on unquoted 
     assert.equal(parseConfText(`${line}\n`, 'probe.conf').length, 1, line);
   }
   await adminSql(ref, 'select 1');
+});
+
+test('the ssl_* keys: same type, default, enum values and range as PostgreSQL 18 (deliberate differences listed)', async () => {
+  const rows = JSON.parse(
+    await adminSql(
+      ref,
+      "select json_agg(s) from (select name, boot_val, vartype, unit, min_val, max_val, enumvals from pg_settings where name like 'ssl%' or name = 'authentication_timeout') s",
+    ),
+  ) as {
+    name: string;
+    boot_val: string;
+    vartype: string;
+    unit: string | null;
+    min_val: string | null;
+    max_val: string | null;
+    enumvals: string[] | null;
+  }[];
+  // pgtls defaults that differ on purpose: TLS on, files generated under data_directory
+  const deliberate: Record<string, string> = { ssl: 'on', ssl_cert_file: '', ssl_key_file: '' };
+  let compared = 0;
+  for (const r of rows) {
+    if (!(r.name in SCHEMA)) continue;
+    const spec = SCHEMA[r.name as keyof typeof SCHEMA];
+    compared++;
+    assert.equal(
+      spec.default,
+      deliberate[r.name] ?? (r.name === 'authentication_timeout' ? '60s' : r.boot_val),
+      r.name,
+    );
+    const kind = spec.kind as {
+      type: string;
+      values?: readonly string[];
+      allowEmpty?: boolean;
+      minMs?: number;
+      maxMs?: number;
+    };
+    const type = { string: 'string', path: 'string', bool: 'bool', enum: 'enum', duration: 'integer', int: 'integer' }[
+      kind.type
+    ];
+    assert.equal(type, r.vartype, r.name);
+    if (r.enumvals) assert.deepEqual([...(kind.allowEmpty ? [''] : []), ...(kind.values ?? [])], r.enumvals, r.name);
+    if (r.name === 'authentication_timeout') {
+      assert.equal(r.unit, 's');
+      assert.equal(kind.minMs, Number(r.min_val) * 1000);
+      assert.equal(kind.maxMs, Number(r.max_val) * 1000);
+    }
+  }
+  assert.ok(compared >= 16, `compared ${compared} keys`);
+  assert.ok('ssl_ecdh_curve' in ALIASES);
+});
+
+test('values: PostgreSQL and pgtls accept and refuse the same spellings', async () => {
+  const cases: [keyof typeof SCHEMA, string][] = [
+    ['ssl_prefer_server_ciphers', 'on'],
+    ['ssl_prefer_server_ciphers', 'OFF'],
+    ['ssl_prefer_server_ciphers', 'tr'],
+    ['ssl_prefer_server_ciphers', 'of'],
+    ['ssl_prefer_server_ciphers', 'o'],
+    ['ssl_prefer_server_ciphers', 'yes'],
+    ['ssl_prefer_server_ciphers', '1'],
+    ['ssl_prefer_server_ciphers', 'maybe'],
+    ['ssl_min_protocol_version', 'tlsv1.3'],
+    ['ssl_min_protocol_version', 'TLSv1.4'],
+    ['ssl_min_protocol_version', ''],
+    ['ssl_max_protocol_version', ''],
+    ['authentication_timeout', '1500ms'],
+    ['authentication_timeout', '500ms'],
+    ['authentication_timeout', '10 min'],
+    ['authentication_timeout', '2.5'],
+    ['authentication_timeout', '1h'],
+    ['authentication_timeout', '10x'],
+    ['authentication_timeout', '-1'],
+  ];
+  for (const [key, value] of cases) {
+    const rows = await fileSettings(ref, 'probe.conf', `${key} = '${value}'\n`);
+    const pgOk = rows[0]?.error === null;
+    assert.equal(parseValue(key, value).ok, pgOk, `${key} = '${value}': PostgreSQL says ${rows[0]?.error ?? 'ok'}`);
+  }
 });
