@@ -121,7 +121,7 @@ function buildPaths(leaf: x509.X509Certificate, opts: VerifyOptions, at: Date): 
     const cur = path[path.length - 1]!;
     const curTrusted = trusted[trusted.length - 1]!;
     if (facts(cur).selfSigned) {
-      // A self-issued certificate ends the path: trusted if it is in the store, otherwise OpenSSL's self-signed errors.
+      // A self-signed certificate ends the path: trusted if it is in the store, otherwise OpenSSL's self-signed errors.
       const buildError = curTrusted
         ? undefined
         : path.length === 1
