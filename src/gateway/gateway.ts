@@ -241,7 +241,8 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
    */
   async close(timeoutMs = this.#state.config.shutdown_timeout): Promise<void> {
     this.#shuttingDown = true;
-    await Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    // net.Server#close stops accepting now but calls back only once every connection has ended: do not wait here.
+    const listenersClosed = Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     if (this.#sessions.size > 0 && timeoutMs > 0) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, timeoutMs);
@@ -256,6 +257,9 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
       s.backend.destroy();
     }
     for (const sock of this.#sockets) sock.destroy();
+    await listenersClosed;
+    // Destroyed sessions unregister on their 'close' events, a tick later.
+    if (this.#sessions.size > 0) await new Promise<void>((resolve) => this.once('drained', resolve));
   }
 }
 
