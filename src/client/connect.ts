@@ -98,8 +98,11 @@ class AttemptError extends Error {
   constructor(
     message: string,
     readonly reason?: string,
-    /** false: the failure is not about encryption (TCP connect), so libpq moves to the next address. */
-    readonly encryptionRelated = true,
+    /**
+     * What libpq does next: `method` — the next encryption method on a new connection (CONNECTION_FAILED);
+     * `address` — the next address or host (TCP failures, timeouts); `stop` — give up (error_return).
+     */
+    readonly then: 'method' | 'address' | 'stop' = 'method',
   ) {
     super(message);
   }
@@ -151,18 +154,21 @@ function tcpConnect(c: Candidate, timeoutMs: number): Promise<Socket> {
     .then(() => socket)
     .catch((err: NodeJS.ErrnoException) => {
       socket.destroy();
-      if (err.message === 'timeout expired') throw new AttemptError('timeout expired', undefined, false);
+      if (err.message === 'timeout expired') throw new AttemptError('timeout expired', undefined, 'address');
       const text = STRERROR[err.code ?? ''] ?? err.message;
       const hint =
         c.path !== undefined
           ? '\tIs the server running locally and accepting connections on that socket?'
           : '\tIs the server running on that host and accepting TCP/IP connections?';
-      throw new AttemptError(`${text}\n${hint}`, err.code, false);
+      throw new AttemptError(`${text}\n${hint}`, err.code, 'address');
     });
 }
 
-/** Send SSLRequest and read the one-byte answer; bytes beyond it are a protocol violation (CVE-2021-23222). */
-function sslRequest(socket: Socket, timeoutMs: number): Promise<'S' | 'N'> {
+/**
+ * Send SSLRequest and read the one-byte answer. Bytes that came with an 'S' were not encrypted (CVE-2021-23222):
+ * like libpq, we report them only once the handshake has succeeded (`extra`), so a handshake failure still wins.
+ */
+function sslRequest(socket: Socket, timeoutMs: number): Promise<{ answer: 'S' | 'N'; extra: boolean }> {
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     const done = (fn: () => void) => {
@@ -175,12 +181,12 @@ function sslRequest(socket: Socket, timeoutMs: number): Promise<'S' | 'N'> {
     const onData = (chunk: Buffer) => {
       socket.pause();
       const c = String.fromCharCode(chunk[0]!);
-      if (c === 'S' && chunk.length > 1) {
-        return done(() => reject(new AttemptError('received unencrypted data after SSL response')));
-      }
-      if (c === 'S' || c === 'N') return done(() => resolve(c));
-      if (c === 'E') return done(() => reject(new AttemptError('server sent an error response during SSL exchange')));
-      done(() => reject(new AttemptError(`received invalid response to SSL negotiation: ${c}`)));
+      if (c === 'S' || c === 'N') return done(() => resolve({ answer: c, extra: chunk.length > 1 }));
+      if (c === 'E')
+        return done(() =>
+          reject(new AttemptError('server sent an error response during SSL exchange', undefined, 'stop')),
+        );
+      done(() => reject(new AttemptError(`received invalid response to SSL negotiation: ${c}`, undefined, 'stop')));
     };
     const onError = (err: NodeJS.ErrnoException) =>
       done(() =>
@@ -188,14 +194,19 @@ function sslRequest(socket: Socket, timeoutMs: number): Promise<'S' | 'N'> {
           new AttemptError(
             err.code === 'ECONNRESET' ? CLOSED_UNEXPECTEDLY : `could not send SSL negotiation packet: ${err.message}`,
             err.code,
+            'stop',
           ),
         ),
       );
-    const onClose = () => done(() => reject(new AttemptError(CLOSED_UNEXPECTEDLY)));
+    const onClose = () => done(() => reject(new AttemptError(CLOSED_UNEXPECTEDLY, undefined, 'stop')));
     socket.on('data', onData);
     socket.once('error', onError);
     socket.once('close', onClose);
-    if (timeoutMs > 0) timer = setTimeout(() => done(() => reject(new AttemptError('timeout expired'))), timeoutMs);
+    if (timeoutMs > 0)
+      timer = setTimeout(
+        () => done(() => reject(new AttemptError('timeout expired', undefined, 'address'))),
+        timeoutMs,
+      );
     socket.write(encodeSSLRequest());
   });
 }
@@ -278,7 +289,7 @@ async function tlsHandshake(
     await once<void>(tlsSocket, 'secureConnect', timeoutMs, () => new Error('timeout expired'));
   } catch (err) {
     tlsSocket.destroy();
-    if ((err as Error).message === 'timeout expired') throw new AttemptError('timeout expired');
+    if ((err as Error).message === 'timeout expired') throw new AttemptError('timeout expired', undefined, 'address');
     throw handshakeFailure(plan, err as NodeJS.ErrnoException);
   }
   const fail = (e: AttemptError) => {
@@ -526,7 +537,8 @@ export class ConnectionAttempts {
       } catch (err) {
         if (!(err instanceof AttemptError)) throw err;
         this.failures.push(this.failure(candidate, method, err.message, err.reason));
-        if (err.encryptionRelated) {
+        if (err.then === 'stop') throw connectError(this.failures);
+        if (err.then === 'method') {
           // libpq (CONNECTION_FAILED): the next encryption method on a new connection, or give up — a TLS or
           // negotiation failure does not move on to other addresses or hosts.
           this.methodIndex++;
@@ -580,10 +592,10 @@ export class ConnectionAttempts {
           facts: Object.freeze({ ...base, method, tls, fallbacks: Object.freeze([...this.failures]) }),
         };
       }
-      const answer = await sslRequest(socket, timeoutMs);
+      const { answer, extra } = await sslRequest(socket, timeoutMs);
       if (answer === 'N') {
         if (plan.ssl.mode === 'require' || plan.ssl.mode === 'verify-ca' || plan.ssl.mode === 'verify-full') {
-          throw new AttemptError('server does not support SSL, but SSL was required');
+          throw new AttemptError('server does not support SSL, but SSL was required', undefined, 'stop');
         }
         // prefer: go on in plaintext on the same connection.
         socket.resume();
@@ -604,6 +616,10 @@ export class ConnectionAttempts {
       if (!m.ok) throw new AttemptError(m.message, m.reason);
       material = m.value;
       const { socket: tlsSocket, tls } = await tlsHandshake(plan, c, socket, material, false, timeoutMs);
+      if (extra) {
+        tlsSocket.destroy();
+        throw new AttemptError('received unencrypted data after SSL response', undefined, 'stop');
+      }
       this.current = { candidate: c, method };
       return {
         socket: tlsSocket,

@@ -61,6 +61,8 @@ export class PgtlsSocket extends Duplex {
   private reader = new MessageReader(1 << 24);
   /** AuthenticationOk seen on the connection in use. */
   private authOk = false;
+  /** Any authentication request seen on the connection in use. */
+  private authSeen = false;
   /** The last authentication request the driver saw (3 cleartext, 5 MD5, 10/11/12 SASL). */
   private lastAuthRequest = -1;
   /** What the driver did in its authentication exchange, so a fallback connection can complete it for the driver. */
@@ -128,6 +130,7 @@ export class PgtlsSocket extends Duplex {
     this.remoteAddress = n.facts.address;
     this.remotePort = n.facts.port;
     this.reader = new MessageReader(1 << 24);
+    this.authSeen = false;
     const sock = n.socket;
     sock.setNoDelay?.(true);
     if (this.keepAlive) sock.setKeepAlive?.(...this.keepAlive);
@@ -157,15 +160,46 @@ export class PgtlsSocket extends Duplex {
       if (!this.push(chunk)) sock.pause();
       return;
     }
+    if (!this.authSeen && this.reader.buffered === 0 && chunk.length > 0) {
+      // libpq looks at the message type before its length: a non-PostgreSQL peer is named at its first byte.
+      const t = chunk[0]!;
+      if (t !== 0x52 && t !== 0x45 && t !== 0x76) {
+        this.giveUp(`expected authentication request from server, but received ${String.fromCharCode(t)}`);
+        return;
+      }
+    }
     this.reader.push(chunk);
     const forward: Buffer[] = [];
     const flush = () => {
       for (const f of forward.splice(0)) if (!this.push(f)) sock.pause();
     };
     for (let i = 0; i < 100_000; i++) {
-      const msg = this.reader.next();
+      let msg: ReturnType<MessageReader['next']>;
+      try {
+        msg = this.reader.next();
+      } catch (err) {
+        // A length libpq would not accept either: before any authentication request, libpq has already refused the
+        // message type; afterwards it reports the bad length.
+        const type = String((err as { details?: { type?: string } }).details?.type ?? '?');
+        flush();
+        this.giveUp(
+          this.authSeen
+            ? `invalid message length ${(err as { details?: { length?: number } }).details?.length ?? ''}`.trim()
+            : `expected authentication request from server, but received ${type}`,
+        );
+        return;
+      }
       if (!msg) break;
       const frame = Buffer.from(msg.frame);
+      if (!this.authSeen) {
+        // CONNECTION_AWAITING_RESPONSE: only an authentication request, an error or NegotiateProtocolVersion.
+        if (msg.type !== 0x52 && msg.type !== 0x45 && msg.type !== 0x76) {
+          flush();
+          this.giveUp(`expected authentication request from server, but received ${String.fromCharCode(msg.type)}`);
+          return;
+        }
+        if (msg.type === 0x52) this.authSeen = true;
+      }
       if (msg.type === 0x45 /* 'E' ErrorResponse */) {
         flush();
         this.onLoginError(sock, frame, decodeErrorFields(msg.body));
@@ -439,6 +473,13 @@ export class PgtlsSocket extends Duplex {
   }
 
   private onInnerClose(): void {
+    if (!this.loginDone && !this.failure && this.startupPacket) {
+      // EOF while logging in: libpq reports it and gives up (pqReadData → error_return).
+      this.attempts.abort(
+        'server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request.',
+      );
+      this.failure = connectError(this.attempts.failures);
+    }
     this.readyState = 'closed';
     // End the readable side; once the driver has read everything, tear the wrapper down ('close').
     this.finishReadable();
