@@ -120,11 +120,7 @@ export async function applyRules(
   for (const [name, content] of Object.entries(files.extra ?? {})) await ref.cluster.install(name, content);
   if (files.hba !== undefined) await ref.cluster.install('pg_hba.conf', `${files.hba}\nlocal all all trust\n`);
   if (files.ident !== undefined) await ref.cluster.install('pg_ident.conf', files.ident);
-  const before = await sighups(ref);
-  await adminSql(ref, 'select pg_reload_conf()');
-  for (let i = 0; i < 100 && (await sighups(ref)) === before; i++) await new Promise((r) => setTimeout(r, 50));
-  // the postmaster has begun reloading; give it a moment to finish before new backends fork
-  await new Promise((r) => setTimeout(r, 300));
+  await reloadAndWait(ref);
 }
 
 async function sighups(ref: HbaReference): Promise<number> {
@@ -186,4 +182,32 @@ export async function clientCert(ref: HbaReference, cn: string): Promise<{ cert:
   writeFileSync(`${base}.key`, c.keyPem);
   chmodSync(`${base}.key`, 0o600);
   return { cert: `${base}.crt`, key: `${base}.key` };
+}
+
+/**
+ * Give the running server other ssl_* settings (ALTER SYSTEM + reload) and return what it logged about them: the
+ * messages of the reload (LOG/DETAIL/HINT lines, without connection chatter). The settings are reset afterwards.
+ */
+export async function sslReloadLog(ref: HbaReference, settings: Record<string, string>): Promise<string[]> {
+  const size = (await stat(ref.cluster.logFile)).size;
+  for (const [k, v] of Object.entries(settings)) {
+    await adminSql(ref, `alter system set ${k} = '${v.replace(/'/g, "''")}'`);
+  }
+  await reloadAndWait(ref);
+  const log = (await readFile(ref.cluster.logFile)).subarray(size).toString('utf8');
+  await adminSql(ref, 'alter system reset all');
+  await reloadAndWait(ref);
+  return log
+    .split('\n')
+    .map((l) => /(?:LOG|DETAIL|HINT): {2}(.*)$/.exec(l)?.[1])
+    .filter((l): l is string => l !== undefined)
+    .filter((l) => !/^(connection |received SIGHUP|parameter ".*" (changed to|removed from)|statement: )/.test(l));
+}
+
+/** pg_reload_conf(), then wait until the postmaster logged the SIGHUP and had a moment to finish reloading. */
+async function reloadAndWait(ref: HbaReference): Promise<void> {
+  const before = await sighups(ref);
+  await adminSql(ref, 'select pg_reload_conf()');
+  for (let i = 0; i < 100 && (await sighups(ref)) === before; i++) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 250));
 }
