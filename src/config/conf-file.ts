@@ -14,7 +14,10 @@ export const ERR_CONFIG_SYNTAX = 'PGTLS_ERR_CONFIG_SYNTAX';
 export const ERR_CONFIG_FILE = 'PGTLS_ERR_CONFIG_FILE';
 
 export interface ConfEntry {
+  /** Lower-case: parameter names are case-insensitive. */
   readonly name: string;
+  /** The name as written, for messages (PostgreSQL quotes unknown names as written: "Ssl_Bogus"). */
+  readonly written?: string;
   readonly value: string;
   readonly file: string;
   readonly line: number;
@@ -105,7 +108,8 @@ export function parseConfText(text: string, file: string): ConfEntry[] {
       );
     const nameStart = at;
     while (at < raw.length && NAME_CHAR.test(raw[at]!)) at++;
-    const name = raw.slice(nameStart, at).toLowerCase();
+    const written = raw.slice(nameStart, at);
+    const name = written.toLowerCase();
     skipSpace();
     if (raw[at] === '=') {
       at++;
@@ -166,7 +170,7 @@ export function parseConfText(text: string, file: string): ConfEntry[] {
         `syntax error in file "${file}" line ${line}, near token "${raw.slice(at).split(/\s/)[0]}"`,
       );
     }
-    out.push({ name, value, file, line });
+    out.push({ name, value, file, line, ...(written !== name ? { written } : {}) });
   });
   return out;
 }

@@ -100,12 +100,12 @@ export function loadConfig(input: ConfigInput): GatewayConfig {
       if (!isConfigKey(key)) {
         throw new PgtlsError(
           ERR_CONFIG_UNKNOWN_KEY,
-          `unrecognized configuration parameter "${e.name}" in file "${e.file}" line ${e.line}`,
+          `unrecognized configuration parameter "${e.written ?? e.name}" in file "${e.file}" line ${e.line}`,
           {
             details: {
               file: e.file,
               line: e.line,
-              key: e.name,
+              key: e.written ?? e.name,
               hint: 'Run `pgtls serve --help` for the list of parameters.',
             },
           },

@@ -47,6 +47,8 @@ test('CRLF line endings count lines like LF', () => {
 
 test('parameter names are case-insensitive (stored lower-case)', () => {
   assert.equal(parseConfText('SSL_Ciphers = HIGH', F)[0]?.name, 'ssl_ciphers');
+  assert.equal(parseConfText('SSL_Ciphers = HIGH', F)[0]?.written, 'SSL_Ciphers', 'kept as written for messages');
+  assert.equal(parseConfText('ssl_ciphers = HIGH', F)[0]?.written, undefined);
 });
 
 test("quoted values: '' and \\' are quotes, \\b \\f \\n \\r \\t and octal escapes, other escaped characters stand for themselves", () => {

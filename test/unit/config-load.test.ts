@@ -191,6 +191,15 @@ test('unknown key in a file: PostgreSQL message with file and line; unknown flag
     `unrecognized configuration parameter "ssl_bogus" in file "${file}" line 3`,
     { file, line: 3, key: 'ssl_bogus' },
   );
+  // as written, as PostgreSQL prints it; and in an included file, that file and line
+  const inc = confFile('');
+  writeFileSync(inc.file, "include 'more.conf'\n");
+  writeFileSync(join(inc.dir, 'more.conf'), '\nSsl_Bogus = on\n');
+  fails(
+    () => loadConfig({ file: inc.file, cwd: '/' }),
+    ERR_CONFIG_UNKNOWN_KEY,
+    `unrecognized configuration parameter "Ssl_Bogus" in file "${join(inc.dir, 'more.conf')}" line 2`,
+  );
   fails(
     () => loadConfig({ flags: { 'no-such': '1' }, cwd: '/' }),
     ERR_CONFIG_UNKNOWN_KEY,
