@@ -124,7 +124,8 @@ export function parseValue(
     case 'path':
       return { ok: true, value: raw };
     case 'bool': {
-      const b = parsePgBool(raw);
+      // parse_bool() takes no surrounding blanks (parsePgBool trims, as the startup packet needs).
+      const b = raw === raw.trim() ? parsePgBool(raw) : undefined;
       return b === undefined
         ? { ok: false, message: `parameter "${key}" requires a Boolean value` }
         : { ok: true, value: b };

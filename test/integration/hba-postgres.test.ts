@@ -535,6 +535,8 @@ test('values: PostgreSQL and pgtls accept and refuse the same spellings', async 
     ['ssl_prefer_server_ciphers', 'yes'],
     ['ssl_prefer_server_ciphers', '1'],
     ['ssl_prefer_server_ciphers', 'maybe'],
+    ['ssl_prefer_server_ciphers', ' on'],
+    ['authentication_timeout', ' 30 '],
     ['ssl_min_protocol_version', 'tlsv1.3'],
     ['ssl_min_protocol_version', 'TLSv1.4'],
     ['ssl_min_protocol_version', ''],

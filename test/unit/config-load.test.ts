@@ -59,7 +59,7 @@ test('booleans: every spelling PostgreSQL accepts, and its message for the rest'
     assert.deepEqual(parseValue('ssl', v), { ok: true, value: true }, v);
   for (const v of ['off', 'of', 'false', 'f', 'no', 'n', '0'])
     assert.deepEqual(parseValue('ssl', v), { ok: true, value: false }, v);
-  for (const v of ['maybe', 'o', '2', '']) {
+  for (const v of ['maybe', 'o', '2', '', ' on', 'off ']) {
     assert.deepEqual(parseValue('ssl_passphrase_command_supports_reload', v), {
       ok: false,
       message: 'parameter "ssl_passphrase_command_supports_reload" requires a Boolean value',
