@@ -7,7 +7,6 @@
  * Files are not read here: libpq reads them per connection attempt, after the server has accepted SSL, and so does
  * connect() — a missing root certificate is reported only once the server said 'S', exactly as psql reports it.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { homedir as osHomedir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +23,7 @@ import {
   type TlsVersion,
   type ValueSource,
 } from './options.js';
+import { passwordFromFile, readServiceFile } from './service-files.js';
 
 /** Where libpq looks for the Unix socket when no host is given (Debian/Ubuntu builds; upstream uses /tmp). */
 export const DEFAULT_SOCKET_DIR = process.platform === 'linux' ? '/var/run/postgresql' : '/tmp';
@@ -123,46 +123,6 @@ function osUserName(opts: ResolveOptions): string {
   }
 }
 
-/** Read a pg_service.conf-style file: [name] sections of key=value lines. Returns undefined if the file is absent. */
-function readServiceFile(path: string, service: string): Map<string, string> | undefined | 'absent' {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    return 'absent';
-  }
-  let inGroup = false;
-  let found: Map<string, string> | undefined;
-  for (const [index, raw] of text.split('\n').entries()) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    if (line.startsWith('[')) {
-      if (inGroup) break;
-      inGroup = line.slice(1, line.indexOf(']')) === service;
-      if (inGroup) found = new Map();
-      continue;
-    }
-    if (!inGroup || !found) continue;
-    const eq = line.indexOf('=');
-    if (eq < 0) {
-      throw optionError(ClientErrorCode.Conninfo, `syntax error in service file "${path}", line ${index + 1}`);
-    }
-    const key = line.slice(0, eq).trim();
-    const value = line.slice(eq + 1).trim();
-    if (key === 'service' || key === 'servicefile') {
-      throw optionError(
-        ClientErrorCode.Conninfo,
-        `nested "${key}" specifications not supported in service file "${path}", line ${index + 1}`,
-      );
-    }
-    if (!KEYWORDS.has(key)) {
-      throw optionError(ClientErrorCode.Conninfo, `syntax error in service file "${path}", line ${index + 1}`);
-    }
-    if (!found.has(key)) found.set(key, value);
-  }
-  return found;
-}
-
 /** Parse a libpq-style integer (pqParseIntParam): optional whitespace around a decimal integer. */
 export function parseIntParam(value: string, name: string): number {
   const m = /^\s*([+-]?\d+)\s*$/.exec(value);
@@ -183,66 +143,6 @@ function tlsVersion(keyword: string, value: string | undefined): TlsVersion | ''
   const v = TLS_VERSIONS.find((t) => t.toLowerCase() === value.toLowerCase());
   if (!v) throw optionError(ClientErrorCode.Option, `invalid "${keyword}" value: "${value}"`);
   return v;
-}
-
-/** The unescaped fields of one ~/.pgpass line, or undefined if it has fewer than five. */
-function pgpassFields(line: string): string[] | undefined {
-  const fields: string[] = [];
-  let cur = '';
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (c === '\\' && i + 1 < line.length) {
-      cur += line[++i];
-    } else if (c === ':' && fields.length < 4) {
-      fields.push(cur);
-      cur = '';
-    } else cur += c;
-  }
-  fields.push(cur);
-  return fields.length === 5 ? fields : undefined;
-}
-
-function passwordFromFile(
-  path: string,
-  host: string,
-  port: string,
-  dbname: string,
-  user: string,
-  warnings: string[],
-): string | undefined {
-  let st: ReturnType<typeof statSync>;
-  try {
-    st = statSync(path);
-  } catch {
-    return undefined;
-  }
-  if (!st.isFile()) {
-    warnings.push(`WARNING: password file "${path}" is not a plain file`);
-    return undefined;
-  }
-  if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-    warnings.push(
-      `WARNING: password file "${path}" has group or world access; permissions should be u=rw (0600) or less`,
-    );
-    return undefined;
-  }
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const h = host === '' || host === DEFAULT_SOCKET_DIR ? 'localhost' : host;
-  const p = port === '' ? DEFAULT_PORT : port;
-  for (const raw of text.split('\n')) {
-    const line = raw.replace(/\r$/, '');
-    if (line === '' || line.startsWith('#')) continue;
-    const f = pgpassFields(line);
-    if (!f) continue;
-    const match = (pattern: string, value: string) => pattern === '*' || pattern === value;
-    if (match(f[0]!, h) && match(f[1]!, p) && match(f[2]!, dbname) && match(f[3]!, user)) return f[4]!;
-  }
-  return undefined;
 }
 
 function fromInput(input: ConnectionInput): { params: ParsedParams; source: ValueSource } {
@@ -382,7 +282,16 @@ export function resolve(
       hostaddr !== '' ? 'address' : host !== '' && !host.startsWith('/') && !host.startsWith('@') ? 'name' : 'socket';
     let password = values.password;
     if ((password === undefined || password === '') && passfile) {
-      const pw = passwordFromFile(passfile, host !== '' ? host : hostaddr, port, database, user, warnings);
+      const pw = passwordFromFile(
+        DEFAULT_SOCKET_DIR,
+        DEFAULT_PORT,
+        passfile,
+        host !== '' ? host : hostaddr,
+        port,
+        database,
+        user,
+        warnings,
+      );
       if (pw !== undefined) password = pw;
     }
     hosts.push(

@@ -1,0 +1,361 @@
+/**
+ * One connection attempt's building blocks, as libpq's PQconnectPoll performs them: TCP connect (with libpq's
+ * errno texts and hints), SSLRequest and its one-byte answer, and the TLS handshake with libpq's verification order
+ * (chain by OpenSSL against the roots libpq would load, then libpq's own host-name rules, then ALPN for direct TLS).
+ * The only place in pgtls/client that opens sockets and upgrades them to TLS (conventions §1).
+ */
+import { X509Certificate } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import { type Socket, connect as netConnect } from 'node:net';
+import { type PeerCertificate, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { keyUsageAllowsTls, verifyHostName } from '../pki/hostname.js';
+import { encodeSSLRequest } from '../protocol/startup.js';
+import type { AttemptFailure } from './errors.js';
+import { type ConnectionPlan, DEFAULT_PORT, type HostTarget, sniSuppressed } from './resolve.js';
+import type { TlsMaterial } from './tls-files.js';
+
+export type Method = 'plain' | 'ssl' | 'direct';
+
+export interface TlsFacts {
+  readonly protocol: string | null;
+  readonly cipher: string;
+  readonly alpn: string | false;
+  /** SNI sent, or undefined when libpq would not send one (IP literal, sslsni=0). */
+  readonly servername?: string;
+  /** The server's chain as OpenSSL built it, leaf first (with the trust anchor when it came from the root file). */
+  readonly peerChain: readonly X509Certificate[];
+  /** What was checked: nothing, the chain, or the chain and the host name. */
+  readonly verified: 'none' | 'chain' | 'chain+host';
+  readonly rootSource?: string;
+  readonly crlSources: readonly string[];
+  readonly clientCertificate?: string;
+}
+
+export interface ConnectionFacts {
+  readonly host: string;
+  readonly hostaddr: string;
+  readonly address: string;
+  readonly port: number;
+  readonly method: Method;
+  /** The server's one-byte answer to SSLRequest, when one was sent. */
+  readonly sslResponse?: 'S' | 'N';
+  readonly tls?: TlsFacts;
+  /** Attempts that failed before this one, with libpq's messages (what psql would have shown had all failed). */
+  readonly fallbacks: readonly AttemptFailure[];
+  /** The libpq "connection to server … failed: " prefix for errors on this connection. */
+  readonly prefix: string;
+}
+
+export interface Negotiated {
+  readonly socket: Socket | TLSSocket;
+  readonly facts: ConnectionFacts;
+}
+
+export interface Candidate {
+  readonly target: HostTarget;
+  readonly address: string;
+  readonly family: number;
+  readonly port: number;
+  readonly prefix: string;
+  readonly path?: string;
+}
+
+const STRERROR: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'Connection refused',
+  ENOENT: 'No such file or directory',
+  ETIMEDOUT: 'Connection timed out',
+  EHOSTUNREACH: 'No route to host',
+  ENETUNREACH: 'Network is unreachable',
+  EACCES: 'Permission denied',
+  ECONNRESET: 'Connection reset by peer',
+  EADDRNOTAVAIL: 'Cannot assign requested address',
+  EPIPE: 'Broken pipe',
+};
+
+const CLOSED_UNEXPECTEDLY =
+  'server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n\tbefore or while processing the request.';
+
+/** OpenSSL reasons after which libpq adds its protocol-version hint (open_client_SSL). */
+const VERSION_REASONS = new Set([
+  'no protocols available',
+  'unsupported protocol',
+  'bad protocol version number',
+  'unknown protocol',
+  'unknown ssl version',
+  'unsupported ssl version',
+  'wrong ssl version',
+  'wrong version number',
+  'tlsv1 alert protocol version',
+  'version too high',
+  'version too low',
+]);
+
+export class AttemptError extends Error {
+  constructor(
+    message: string,
+    readonly reason?: string,
+    /**
+     * What libpq does next: `method` — the next encryption method on a new connection (CONNECTION_FAILED);
+     * `address` — the next address or host (TCP failures, timeouts); `stop` — give up (error_return).
+     */
+    readonly then: 'method' | 'address' | 'stop' = 'method',
+  ) {
+    super(message);
+  }
+}
+
+export function prefixFor(target: HostTarget, address: string, port: string, path?: string): string {
+  if (path !== undefined) return `connection to server on socket "${path}" failed: `;
+  const displayed = target.kind === 'address' ? target.hostaddr : target.host;
+  const p = port === '' ? DEFAULT_PORT : port;
+  if (target.kind !== 'address' && address !== '' && displayed !== address) {
+    return `connection to server at "${displayed}" (${address}), port ${p} failed: `;
+  }
+  return `connection to server at "${displayed}", port ${p} failed: `;
+}
+
+function once<T>(emitter: EventEmitter, ok: string, timeoutMs: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const cleanup = () => {
+      emitter.off(ok, onOk);
+      emitter.off('error', onErr);
+      if (timer) clearTimeout(timer);
+    };
+    const onOk = (v: T) => {
+      cleanup();
+      resolve(v);
+    };
+    const onErr = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    emitter.once(ok, onOk);
+    emitter.once('error', onErr);
+    if (timeoutMs > 0) {
+      timer = setTimeout(() => {
+        cleanup();
+        reject(onTimeout());
+      }, timeoutMs);
+    }
+  });
+}
+
+export function tcpConnect(c: Candidate, timeoutMs: number): Promise<Socket> {
+  const socket =
+    c.path !== undefined
+      ? netConnect({ path: c.path })
+      : netConnect({ host: c.address, port: c.port, family: c.family, noDelay: true });
+  return once<void>(socket, 'connect', timeoutMs, () => new Error('timeout expired'))
+    .then(() => socket)
+    .catch((err: NodeJS.ErrnoException) => {
+      socket.destroy();
+      if (err.message === 'timeout expired') throw new AttemptError('timeout expired', undefined, 'address');
+      const text = STRERROR[err.code ?? ''] ?? err.message;
+      const hint =
+        c.path !== undefined
+          ? '\tIs the server running locally and accepting connections on that socket?'
+          : '\tIs the server running on that host and accepting TCP/IP connections?';
+      throw new AttemptError(`${text}\n${hint}`, err.code, 'address');
+    });
+}
+
+/**
+ * Send SSLRequest and read the one-byte answer. Bytes that came with an 'S' were not encrypted (CVE-2021-23222):
+ * like libpq, we report them only once the handshake has succeeded (`extra`), so a handshake failure still wins.
+ */
+export function sslRequest(socket: Socket, timeoutMs: number): Promise<{ answer: 'S' | 'N'; extra: boolean }> {
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const done = (fn: () => void) => {
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      if (timer) clearTimeout(timer);
+      fn();
+    };
+    const onData = (chunk: Buffer) => {
+      socket.pause();
+      const c = String.fromCharCode(chunk[0]!);
+      if (c === 'S' || c === 'N') return done(() => resolve({ answer: c, extra: chunk.length > 1 }));
+      if (c === 'E')
+        return done(() =>
+          reject(new AttemptError('server sent an error response during SSL exchange', undefined, 'stop')),
+        );
+      done(() => reject(new AttemptError(`received invalid response to SSL negotiation: ${c}`, undefined, 'stop')));
+    };
+    const onError = (err: NodeJS.ErrnoException) =>
+      done(() =>
+        reject(
+          new AttemptError(
+            err.code === 'ECONNRESET' ? CLOSED_UNEXPECTEDLY : `could not send SSL negotiation packet: ${err.message}`,
+            err.code,
+            'stop',
+          ),
+        ),
+      );
+    const onClose = () => done(() => reject(new AttemptError(CLOSED_UNEXPECTEDLY, undefined, 'stop')));
+    socket.on('data', onData);
+    socket.once('error', onError);
+    socket.once('close', onClose);
+    if (timeoutMs > 0)
+      timer = setTimeout(
+        () => done(() => reject(new AttemptError('timeout expired', undefined, 'address'))),
+        timeoutMs,
+      );
+    socket.write(encodeSSLRequest());
+  });
+}
+
+function versionHint(plan: ConnectionPlan): string {
+  const min = plan.params.ssl_min_protocol_version ?? 'TLSv1';
+  const max = plan.params.ssl_max_protocol_version ?? 'TLSv1.3';
+  return `This may indicate that the server does not support any SSL protocol version between ${min} and ${max}.`;
+}
+
+/** libpq's message for a failed SSL_connect(), from the error Node reports. */
+function handshakeFailure(plan: ConnectionPlan, err: NodeJS.ErrnoException & { reason?: string }): AttemptError {
+  const reason = err.reason;
+  if (reason) {
+    const text = `SSL error: ${reason}`;
+    if (VERSION_REASONS.has(reason)) return new AttemptError(`${text}\n${versionHint(plan)}`, err.message);
+    return new AttemptError(text, err.message);
+  }
+  if (err.code === 'ECONNRESET' || /socket disconnected|socket hang up/i.test(err.message)) {
+    return new AttemptError('SSL SYSCALL error: EOF detected', err.message);
+  }
+  if (err.code && STRERROR[err.code]) return new AttemptError(`SSL SYSCALL error: ${STRERROR[err.code]}`, err.message);
+  return new AttemptError(`SSL error: ${err.message}`, err.message);
+}
+
+function chainOf(socket: TLSSocket): X509Certificate[] {
+  const chain: X509Certificate[] = [];
+  let cert: PeerCertificate & { issuerCertificate?: PeerCertificate } = socket.getPeerCertificate(true);
+  const seen = new Set<string>();
+  for (let i = 0; i < 16 && cert?.raw && !seen.has(cert.fingerprint256); i++) {
+    seen.add(cert.fingerprint256);
+    chain.push(new X509Certificate(cert.raw));
+    if (!cert.issuerCertificate || cert.issuerCertificate === cert) break;
+    cert = cert.issuerCertificate;
+  }
+  return chain;
+}
+
+export async function tlsHandshake(
+  plan: ConnectionPlan,
+  c: Candidate,
+  socket: Socket,
+  material: TlsMaterial,
+  direct: boolean,
+  timeoutMs: number,
+): Promise<{ socket: TLSSocket; tls: TlsFacts }> {
+  const host = c.target.host;
+  const servername = plan.ssl.sni && c.target.kind !== 'socket' && host && !sniSuppressed(host) ? host : undefined;
+  const minVersion = (plan.ssl.minVersion || 'TLSv1') as 'TLSv1';
+  const maxVersion = (plan.ssl.maxVersion || 'TLSv1.3') as 'TLSv1.3';
+  let tlsSocket: TLSSocket;
+  try {
+    tlsSocket = tlsConnect({
+      socket,
+      ...(servername ? { servername } : { servername: '' }),
+      ALPNProtocols: ['postgresql'],
+      minVersion,
+      maxVersion,
+      // libpq sets no cipher list: OpenSSL's DEFAULT applies (Node's own default is narrower). TLS 1.0/1.1 also
+      // need security level 0 in OpenSSL 3, which libpq's users get only by asking for those versions explicitly.
+      ciphers: minVersion === 'TLSv1' || (minVersion as string) === 'TLSv1.1' ? 'DEFAULT:@SECLEVEL=0' : 'DEFAULT',
+      rejectUnauthorized: false,
+      checkServerIdentity: () => undefined,
+      ...(material.ca ? { ca: material.ca } : {}),
+      ...(material.crl && material.crl.length > 0 ? { crl: material.crl } : {}),
+      ...(material.cert ? { cert: material.cert } : {}),
+      ...(material.key ? { key: material.key } : {}),
+    });
+  } catch (err) {
+    const e = err as Error & { reason?: string };
+    if (material.cert && /key values mismatch/i.test(e.message)) {
+      throw new AttemptError(
+        `certificate does not match private key file "${material.keyFile}": key values mismatch`,
+        e.message,
+      );
+    }
+    throw new AttemptError(`could not establish SSL connection: ${e.reason ?? e.message}`, e.message);
+  }
+  try {
+    await once<void>(tlsSocket, 'secureConnect', timeoutMs, () => new Error('timeout expired'));
+  } catch (err) {
+    tlsSocket.destroy();
+    if ((err as Error).message === 'timeout expired') throw new AttemptError('timeout expired', undefined, 'address');
+    throw handshakeFailure(plan, err as NodeJS.ErrnoException);
+  }
+  const fail = (e: AttemptError) => {
+    tlsSocket.destroy();
+    return e;
+  };
+  const chain = chainOf(tlsSocket);
+  let verified: TlsFacts['verified'] = 'none';
+  if (material.verify) {
+    // CRL checking on with no CRL loaded (an empty sslcrldir): OpenSSL fails every certificate.
+    const crlMissing = material.crl !== undefined && material.crl.length === 0;
+    if (!tlsSocket.authorized || crlMissing) {
+      const why = crlMissing ? 'unable to get certificate CRL' : String(tlsSocket.authorizationError ?? 'unknown');
+      throw fail(new AttemptError('SSL error: certificate verify failed', describeVerifyError(why)));
+    }
+    // OpenSSL 1.1 (libpq's) also applies the ssl_server purpose to a leaf that is itself a trust anchor; Node's
+    // OpenSSL 3 does not. A leaf whose keyUsage allows no TLS use is refused, as libpq refuses it.
+    const leaf = chain[0];
+    if (leaf && !keyUsageAllowsTls(leaf.raw)) {
+      throw fail(new AttemptError('SSL error: certificate verify failed', 'unsupported certificate purpose'));
+    }
+    verified = 'chain';
+  }
+  const peer = chain[0];
+  if (!peer) throw fail(new AttemptError('certificate could not be obtained: no peer certificate'));
+  if (plan.ssl.mode === 'verify-full') {
+    const r = verifyHostName(peer, host);
+    if (!r.ok) throw fail(new AttemptError(r.message, `certificate names: ${r.names.join(', ') || '(none)'}`));
+    verified = 'chain+host';
+  }
+  const alpn = tlsSocket.alpnProtocol ?? false;
+  if (direct) {
+    if (!alpn)
+      throw fail(new AttemptError('direct SSL connection was established without ALPN protocol negotiation extension'));
+    if (alpn !== 'postgresql')
+      throw fail(new AttemptError('SSL connection was established with unexpected ALPN protocol'));
+  }
+  return {
+    socket: tlsSocket,
+    tls: Object.freeze({
+      protocol: tlsSocket.getProtocol(),
+      cipher: tlsSocket.getCipher().standardName ?? tlsSocket.getCipher().name,
+      alpn,
+      ...(servername ? { servername } : {}),
+      peerChain: Object.freeze(chain),
+      verified,
+      ...(material.rootSource ? { rootSource: material.rootSource } : {}),
+      crlSources: material.crlSources,
+      ...(material.certFile ? { clientCertificate: material.certFile } : {}),
+    }),
+  };
+}
+
+/** Node's verify error code → OpenSSL's text (X509_verify_cert_error_string), the reason libpq does not show. */
+function describeVerifyError(code: string): string {
+  const texts: Record<string, string> = {
+    CERT_HAS_EXPIRED: 'certificate has expired',
+    CERT_NOT_YET_VALID: 'certificate is not yet valid',
+    DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed certificate',
+    SELF_SIGNED_CERT_IN_CHAIN: 'self-signed certificate in certificate chain',
+    UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'unable to get local issuer certificate',
+    UNABLE_TO_GET_ISSUER_CERT: 'unable to get issuer certificate',
+    UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'unable to verify the first certificate',
+    CERT_REVOKED: 'certificate revoked',
+    UNABLE_TO_GET_CRL: 'unable to get certificate CRL',
+    CRL_HAS_EXPIRED: 'CRL has expired',
+    CERT_SIGNATURE_FAILURE: 'certificate signature failure',
+    INVALID_CA: 'invalid CA certificate',
+    INVALID_PURPOSE: 'unsupported certificate purpose',
+    PATH_LENGTH_EXCEEDED: 'path length constraint exceeded',
+  };
+  return texts[code] ? `${texts[code]} (${code})` : code;
+}
