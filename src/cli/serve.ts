@@ -5,9 +5,9 @@ import { type ConfigInput, loadConfig } from '../config/load.js';
 import { SCHEMA } from '../config/schema.js';
 import { errorMessage, isPgtlsError } from '../errors.js';
 import { type EmbeddedPostgres, startEmbedded } from '../gateway/embedded-mode.js';
-import { Gateway } from '../gateway/gateway.js';
+import { type CheckReport, Gateway, checkConfiguration } from '../gateway/gateway.js';
 import type { ConnectionRecord } from '../gateway/runtime.js';
-import { type Command, EXIT, type ParsedArgs, parseCommandArgs, str, strs } from './command.js';
+import { type Command, EXIT, type ParsedArgs, flag, parseCommandArgs, str, strs } from './command.js';
 
 const keyFlags = Object.keys(SCHEMA).map((k) => k.replace(/_/g, '-'));
 
@@ -19,6 +19,9 @@ under data_directory and the psql command that connects is printed.
 
 Options:
   --config FILE            configuration file (postgresql.conf syntax; paths in it are relative to it)
+  --check                  load and check everything (config, hba, ident, certificate, key, CA, CRL), print what
+                           would be served, and exit: 0 if a start would succeed (add --json for data)
+  --json                   with --check: the report as JSON
   -c, --set NAME=VALUE     set any parameter (repeatable)
   --<parameter> VALUE      set a parameter, e.g. --port 6432 --ssl-min-protocol-version TLSv1.3
   -h, --help               show this help
@@ -58,15 +61,60 @@ function describeError(err: unknown): string {
   return text;
 }
 
+async function check(input: ConfigInput, json: boolean): Promise<number> {
+  let r: CheckReport;
+  try {
+    r = await checkConfiguration(input);
+  } catch (err) {
+    if (json)
+      process.stdout.write(
+        `${JSON.stringify({ ok: false, error: errorMessage(err), code: isPgtlsError(err) ? err.code : undefined })}\n`,
+      );
+    else process.stderr.write(`${describeError(err)}\n`);
+    return EXIT.failure;
+  }
+  if (json) {
+    const { config, ...rest } = r;
+    process.stdout.write(`${JSON.stringify({ ok: true, ...rest, sources: config.sources }, null, 2)}\n`);
+    return EXIT.ok;
+  }
+  const c = r.config;
+  const lines = [
+    'configuration OK',
+    `  listen        ${c.listen_addresses}:${c.port}`,
+    c.ssl
+      ? `  TLS           ${c.ssl_min_protocol_version}${c.ssl_max_protocol_version ? `–${c.ssl_max_protocol_version}` : '+'}, ciphers '${c.ssl_ciphers}', groups '${c.ssl_groups}'`
+      : '  TLS           off',
+    ...(r.certificate
+      ? [
+          `  certificate   ${r.certificate.subject} (issuer ${r.certificate.issuer}; chain of ${r.certificate.chainLength}; expires ${r.certificate.validTo}, ${r.certificate.daysLeft} days left)`,
+        ]
+      : []),
+    `  client certs  ${c.ssl_ca_file ? `verified against ${c.ssl_ca_file}${c.ssl_crl_file || c.ssl_crl_dir ? ' with CRLs' : ''}` : 'not requested (no ssl_ca_file)'}`,
+    `  pg_hba.conf   ${c.hba_file || '(built in)'}: ${r.hbaLines} line(s)${c.ident_file ? `; pg_ident.conf ${r.identLines} line(s)` : ''}`,
+    `  upstream      ${c.upstream === '' ? 'embedded PostgreSQL' : r.upstream}`,
+    ...r.warnings.map((w) => `warning: ${w}`),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return EXIT.ok;
+}
+
 export const command: Command = async (argv) => {
   const options = Object.fromEntries(keyFlags.map((k) => [k, { type: 'string' as const }]));
   const args = parseCommandArgs(
     argv,
-    { ...options, config: { type: 'string' }, set: { type: 'string', short: 'c', multiple: true } },
+    {
+      ...options,
+      config: { type: 'string' },
+      set: { type: 'string', short: 'c', multiple: true },
+      check: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
     HELP,
   );
   if (!args) return EXIT.ok;
   const input = configInput(args);
+  if (flag(args, 'check')) return check(input, flag(args, 'json'));
   const preview = loadConfig(input); // fails fast, before PostgreSQL is started, on any config error
   let embedded: EmbeddedPostgres | undefined;
   const progress = (msg: string) => process.stderr.write(`pgtls: ${msg}\n`);
@@ -124,6 +172,7 @@ export const command: Command = async (argv) => {
     }
   }
   log({ level: 'info', msg: 'ready', listen: where, upstream: embedded ? 'embedded' : c.upstream, pid: process.pid });
+  for (const w of gw.report().warnings) log({ level: 'warn', msg: w });
 
   return new Promise<number>((done) => {
     let stopping = false;

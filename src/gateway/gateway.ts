@@ -88,6 +88,59 @@ async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: S
   return { config, hba, ident, material, upstream };
 }
 
+/** What a configuration check found: the facts an operator wants to see before starting (or after a reload). */
+export interface CheckReport {
+  readonly config: GatewayConfig;
+  readonly hbaLines: number;
+  readonly identLines: number;
+  readonly certificate?: { subject: string; issuer: string; validTo: string; daysLeft: number; chainLength: number };
+  readonly upstream: string;
+  readonly warnings: readonly string[];
+}
+
+/** Certificates expiring within this many days are reported at start and at every reload. */
+const EXPIRY_WARNING_DAYS = 30;
+
+function report(state: State): CheckReport {
+  const warnings: string[] = [];
+  let certificate: CheckReport['certificate'];
+  if (state.material) {
+    const leaf = state.material.leaf;
+    const daysLeft = Math.floor((Date.parse(leaf.validTo) - Date.now()) / 86_400_000);
+    certificate = {
+      subject: leaf.subject.replace(/\n/g, ', '),
+      issuer: leaf.issuer.replace(/\n/g, ', '),
+      validTo: new Date(leaf.validTo).toISOString(),
+      daysLeft,
+      chainLength: state.material.chainLength,
+    };
+    if (daysLeft < 0) warnings.push(`the server certificate in ${state.config.ssl_cert_file} has expired`);
+    else if (daysLeft <= EXPIRY_WARNING_DAYS) {
+      warnings.push(`the server certificate in ${state.config.ssl_cert_file} expires in ${daysLeft} days`);
+    }
+  }
+  if (!state.config.ssl) warnings.push('ssl = off: every session is plaintext (development only)');
+  else if (!state.config.require_secure_transport)
+    warnings.push('require_secure_transport = off: plaintext sessions are allowed');
+  const u = state.upstream;
+  return {
+    config: state.config,
+    hbaLines: state.hba.length,
+    identLines: state.ident.length,
+    ...(certificate ? { certificate } : {}),
+    upstream: `${u.host}:${u.port} (upstream_sslmode=${u.sslmode})`,
+    warnings,
+  };
+}
+
+/**
+ * Load and check everything a start would (config, hba, ident, certificate, key, CA, CRL) without listening:
+ * `pgtls serve --check`. Throws the same errors a start would.
+ */
+export async function checkConfiguration(input: ConfigInput, opts: GatewayOptions = {}): Promise<CheckReport> {
+  return report(await buildState(input, { defaultUpstream: { host: '(embedded)', port: 0 }, ...opts }));
+}
+
 export class Gateway extends EventEmitter implements GatewayRuntime {
   #state: State;
   #tls: TlsStore;
@@ -143,6 +196,11 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     });
   }
 
+  /** The facts and warnings about the configuration in force (certificate expiry, plaintext allowed, …). */
+  report(): CheckReport {
+    return report(this.#state);
+  }
+
   get port(): number {
     return this.addresses()[0]?.port ?? 0;
   }
@@ -187,6 +245,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
       const kept = Object.fromEntries(RESTART_ONLY.map((k) => [k, this.#state.config[k]]));
       this.#state = { ...next, config: Object.freeze({ ...next.config, ...kept }) };
       if (next.material) this.#tls.swap(next.material);
+      warnings.push(...report(this.#state).warnings);
       this.emit('reload', { ok: true, warnings });
       return { ok: true, warnings };
     } catch (error) {

@@ -122,6 +122,34 @@ describe('pgtls serve (zero configuration)', () => {
     );
   });
 
+  test('--check loads everything without listening, and reports what would be served', async () => {
+    const conf = join(work, 'check.conf');
+    const tls = join(work, 'pgtls-data/tls');
+    writeFileSync(
+      conf,
+      `ssl_cert_file = '${tls}/server.crt'\nssl_key_file = '${tls}/server.key'\nupstream = 'postgres://127.0.0.1:5432'\n`,
+    );
+    const ok = await run(process.execPath, [MAIN, 'serve', '--config', conf, '--check', '--json'], { env: cleanEnv() });
+    assert.equal(ok.code, 0, ok.stderr);
+    const report = JSON.parse(ok.stdout) as {
+      ok: boolean;
+      certificate: { subject: string; daysLeft: number };
+      hbaLines: number;
+    };
+    assert.equal(report.ok, true);
+    assert.equal(report.certificate.subject, 'CN=localhost');
+    assert.ok(report.certificate.daysLeft > 300);
+    const bad = await run(
+      process.execPath,
+      [MAIN, 'serve', '--config', conf, '--check', '--ssl-key-file', join(tls, 'ca.key')],
+      {
+        env: cleanEnv(),
+      },
+    );
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /could not load private key file ".*ca\.key": key values mismatch/);
+  });
+
   test('--help lists every parameter; unknown options are usage errors', async () => {
     const h = await run(process.execPath, [MAIN, 'serve', '--help']);
     assert.equal(h.code, 0);
