@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
-  type Outcome,
   type Pki,
   type SslCluster,
   makePki,
@@ -710,5 +709,3 @@ test('pgtls/client reaches the same outcome as libpq 18 (psql) for every connect
   assert.deepEqual(unexpected, [], `cases whose libpq outcome is not what the case claims:\n${unexpected.join('\n')}`);
   assert.equal(mismatches.length, 0, report);
 });
-
-export type { Outcome };
