@@ -157,7 +157,8 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
         sendFatal(unsupportedProtocolError(code));
         return;
       }
-      reader.detach();
+      // Whatever the client sent right behind its StartupMessage goes to the backend after it, untouched.
+      const pipelined = reader.detach();
       const parsed = parseStartupMessage(p.code, p.body);
       if (!parsed.ok) {
         sendFatal(parsed.error, undefined, p.code >>> 16);
@@ -211,6 +212,7 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
       }
       backend.on('error', () => undefined);
       backend.write(p.raw);
+      if (pipelined.length > 0) backend.write(pipelined);
       const auth = await relayAuthentication(stream, backend);
       if (!auth.ok) {
         record.outcome = 'refused';
