@@ -224,13 +224,13 @@ export class ConnectionAttempts {
       const m = loadTlsMaterial(plan);
       if (!m.ok) {
         // libpq connects first, then fails initialising SSL.
-        const s = await tcpConnect(c, timeoutMs);
+        const s = await tcpConnect(c, timeoutMs, plan);
         s.destroy();
         throw new AttemptError(m.message, m.reason);
       }
       material = m.value;
     }
-    const socket = await tcpConnect(c, timeoutMs);
+    const socket = await tcpConnect(c, timeoutMs, plan);
     const base = {
       host: c.target.host,
       hostaddr: c.target.hostaddr,

@@ -17,4 +17,6 @@ export type { SslCertMode, SslMode, SslNegotiation, TlsVersion, ValueSource } fr
 export { DEFAULT_SOCKET_DIR, resolve } from './resolve.js';
 export type { ConnectionInput, ConnectionPlan, Environment, HostTarget, ResolveOptions, SslPlan } from './resolve.js';
 export { PgtlsSocket, formatServerError } from './stream.js';
+export { loadTlsMaterial } from './tls-files.js';
+export type { MaterialResult, TlsMaterial } from './tls-files.js';
 export { verifyHostName } from '../pki/hostname.js';

@@ -6,6 +6,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
+import { appendFileSync } from 'node:fs';
 import { type Socket, connect as netConnect } from 'node:net';
 import { type PeerCertificate, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { keyUsageAllowsTls, verifyHostName } from '../pki/hostname.js';
@@ -141,13 +142,20 @@ function once<T>(emitter: EventEmitter, ok: string, timeoutMs: number, onTimeout
   });
 }
 
-export function tcpConnect(c: Candidate, timeoutMs: number): Promise<Socket> {
+export function tcpConnect(c: Candidate, timeoutMs: number, plan?: ConnectionPlan): Promise<Socket> {
   const socket =
     c.path !== undefined
       ? netConnect({ path: c.path })
       : netConnect({ host: c.address, port: c.port, family: c.family, noDelay: true });
   return once<void>(socket, 'connect', timeoutMs, () => new Error('timeout expired'))
-    .then(() => socket)
+    .then(() => {
+      // libpq turns TCP keepalives on unless keepalives=0; keepalives_idle is the delay in seconds.
+      if (c.path === undefined && plan && plan.params.keepalives !== '0') {
+        const idle = Number(plan.params.keepalives_idle ?? '0');
+        socket.setKeepAlive(true, Number.isFinite(idle) && idle > 0 ? idle * 1000 : 0);
+      }
+      return socket;
+    })
     .catch((err: NodeJS.ErrnoException) => {
       socket.destroy();
       if (err.message === 'timeout expired') throw new AttemptError('timeout expired', undefined, 'address');
@@ -280,6 +288,17 @@ export async function tlsHandshake(
       );
     }
     throw new AttemptError(`could not establish SSL connection: ${e.reason ?? e.message}`, e.message);
+  }
+  if (plan.ssl.keyLogFile) {
+    // sslkeylogfile (libpq 18): NSS key log lines for Wireshark; failures to write are ignored, as libpq only warns.
+    const file = plan.ssl.keyLogFile;
+    tlsSocket.on('keylog', (line: Buffer) => {
+      try {
+        appendFileSync(file, line, { mode: 0o600 });
+      } catch {
+        // unwritable key log: the connection goes on
+      }
+    });
   }
   try {
     await once<void>(tlsSocket, 'secureConnect', timeoutMs, () => new Error('timeout expired'));

@@ -3,7 +3,7 @@
  * defaults (root.crt, root.crl, postgresql.crt, postgresql.key) read from a temporary HOME.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -140,12 +140,12 @@ test('connect(): facts for SSLRequest refused (N → plaintext), direct TLS with
   assert.equal(a.facts.tls, undefined);
   assert.ok(plainPlan.steps.some((s) => s.startsWith('sslmode=prefer')));
 
-  const direct = resolve(
-    `host=localhost port=${tls13.port} sslmode=verify-full sslnegotiation=direct sslrootcert=${pki.files['root.crt']}`,
-    env,
-  );
-  const b = await connect(direct);
+  const directConninfo = `host=localhost port=${tls13.port} sslmode=verify-full sslnegotiation=direct sslrootcert=${pki.files['root.crt']}`;
+  const direct = resolve(directConninfo, env);
+  const keylog = join(mkdtempSync(join(tmpdir(), 'pgtls-keylog-')), 'keys.log');
+  const b = await connect(resolve(`${directConninfo} sslkeylogfile=${keylog}`, env));
   b.socket.destroy();
+  assert.match(readFileSync(keylog, 'utf8'), /^CLIENT_HANDSHAKE_TRAFFIC_SECRET /m);
   assert.equal(b.facts.method, 'direct');
   assert.equal(b.facts.sslResponse, undefined);
   assert.equal(b.facts.tls?.alpn, 'postgresql');
