@@ -6,6 +6,7 @@ import { readFileSync, readdirSync } from 'node:fs';
  */
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
+import { pgRegExp } from './regex.js';
 import { type Token, type TokenLine, hbaError, readAuthFile, strerror, tokenizeAuthText } from './tokenize.js';
 
 export type ConnType = 'local' | 'host' | 'hostssl' | 'hostnossl' | 'hostgssenc' | 'hostnogssenc';
@@ -225,11 +226,11 @@ function parseHbaLine(l: TokenLine): HbaLine {
     }
   }
   // PostgreSQL compiles the /regex tokens of both lists when it loads the file and refuses a line whose expression
-  // does not compile (the reason text is JavaScript's, PostgreSQL's regex engine words it differently).
+  // does not compile (ARE is translated by regex.ts; the reason text is JavaScript's, PostgreSQL words it otherwise).
   for (const t of [...databases, ...users]) {
     if (t.quoted || !t.text.startsWith('/')) continue;
     try {
-      new RegExp(t.text.slice(1), 'u');
+      pgRegExp(t.text.slice(1));
     } catch (e) {
       throw hbaError(`invalid regular expression "${t.text.slice(1)}": ${(e as Error).message}`, l.file, l.line);
     }

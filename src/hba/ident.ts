@@ -1,9 +1,10 @@
+import { expandIncludes } from './hba.js';
 /**
  * pg_ident.conf: MAPNAME SYSTEM-USERNAME DATABASE-USERNAME, as check_usermap()/check_ident_usermap() in hba.c.
  * A system user starting with '/' is a regular expression; \1 in the database user is replaced by its first
  * capture group. Since PostgreSQL 16 the database user may be `all` or a '/'-regular expression too.
  */
-import { expandIncludes } from './hba.js';
+import { pgRegExp } from './regex.js';
 import { type Token, hbaError, readAuthFile, tokenizeAuthText } from './tokenize.js';
 
 export interface IdentLine {
@@ -29,7 +30,7 @@ export function readIdentFile(file: string): IdentLine[] {
     let systemRegex: RegExp | undefined;
     if (!system.quoted && system.text.startsWith('/')) {
       try {
-        systemRegex = new RegExp(system.text.slice(1), 'u');
+        systemRegex = pgRegExp(system.text.slice(1));
       } catch (e) {
         throw hbaError(`invalid regular expression "${system.text.slice(1)}": ${(e as Error).message}`, l.file, l.line);
       }
@@ -37,7 +38,7 @@ export function readIdentFile(file: string): IdentLine[] {
     // PostgreSQL 16+ compiles a /regex database user when it loads the file as well.
     if (!database.quoted && database.text.startsWith('/')) {
       try {
-        new RegExp(database.text.slice(1), 'u');
+        pgRegExp(database.text.slice(1));
       } catch (e) {
         throw hbaError(
           `invalid regular expression "${database.text.slice(1)}": ${(e as Error).message}`,
@@ -105,7 +106,7 @@ export function checkUsermap(
     if (!l.database.quoted && expected === 'all') return { ok: true, line: l };
     if (!l.database.quoted && expected.startsWith('/')) {
       try {
-        if (new RegExp(expected.slice(1), 'u').test(pgUser)) return { ok: true, line: l };
+        if (pgRegExp(expected.slice(1)).test(pgUser)) return { ok: true, line: l };
       } catch {
         /* an invalid expression matches nothing, as in PostgreSQL */
       }

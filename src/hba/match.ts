@@ -6,6 +6,7 @@ import { lookup, lookupService } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { type Address, type HbaLine, ipBytes } from './hba.js';
+import { pgRegExp } from './regex.js';
 import type { Token } from './tokenize.js';
 
 export interface ConnectionFacts {
@@ -45,7 +46,7 @@ export async function matchHba(lines: readonly HbaLine[], facts: ConnectionFacts
 function regexOf(t: Token): RegExp | undefined {
   if (t.quoted || !t.text.startsWith('/')) return undefined;
   try {
-    return new RegExp(t.text.slice(1), 'u');
+    return pgRegExp(t.text.slice(1));
   } catch {
     return undefined;
   }

@@ -280,6 +280,11 @@ const MATCH_RULES = [
   'host replication repl 127.0.0.1/32 trust',
   'host "replication" repl2 127.0.0.1/32 trust',
   'host replication repl2 127.0.0.1/32 reject',
+  // ARE constructs (src/hba/regex.ts)
+  'host /^app\\-[[:digit:]]+$ rx 127.0.0.1/32 trust',
+  'host all /(?i)^rxadm 127.0.0.1/32 trust',
+  'host /^[]a]+$ rx2 127.0.0.1/32 trust',
+  'host /\\mdb\\M rx3 127.0.0.1/32 trust',
 ];
 
 const MATCH_CASES: Case[] = [
@@ -312,6 +317,13 @@ const MATCH_CASES: Case[] = [
   { user: 'repl', database: 'x', ssl: true, replication: 'logical' },
   { user: 'repl2', database: 'replication', ssl: true },
   { user: 'repl2', database: 'replication', ssl: true, replication: 'physical' },
+  { user: 'rx', database: 'app-12', ssl: true },
+  { user: 'rx', database: 'app-x', ssl: true },
+  { user: 'RXADMIN', database: 'x', ssl: true },
+  { user: 'rx2', database: ']a]', ssl: true },
+  { user: 'rx2', database: 'b', ssl: true },
+  { user: 'rx3', database: 'my db x', ssl: true },
+  { user: 'rx3', database: 'mydbx', ssl: true },
 ];
 
 test('which line wins: the same for every (user, database, TLS) case as check_hba() in PostgreSQL 18', async () => {
@@ -345,6 +357,10 @@ test('which line wins: the same for every (user, database, TLS) case as check_hb
     '20',
     '21',
     '23',
+    '25',
+    '26',
+    '27',
+    '28',
   ])
     assert.ok(seen.has(k), k);
 });
@@ -394,6 +410,7 @@ test('certificate maps: cert + map= lets the same (CN, user) pairs in as Postgre
     'm /^ops-(.*)$ /^adm_',
     'm /^nocap$ \\1',
     'm /^nocap$ all',
+    'm /^(.*)\\@corp\\.example$ \\1',
   ].join('\n');
   await applyRules(ref, { hba: 'hostssl all all 127.0.0.1/32 cert map=m', ident });
   await ref.cluster.install('probe-ident.conf', `${ident}\n`);
@@ -409,6 +426,8 @@ test('certificate maps: cert + map= lets the same (CN, user) pairs in as Postgre
     ['ops-x', 'adm_1'],
     ['ops-x', 'user'],
     ['nocap', 'x'],
+    ['carol@corp.example', 'carol'],
+    ['carol@corpXexample', 'carol'],
   ];
   for (const [cn, user] of cases) {
     if (!certs.has(cn)) certs.set(cn, await clientCert(ref, cn));
