@@ -169,6 +169,10 @@ function crlDirEntries(dir: string): { files: string[]; stamp: string } {
   try {
     names = readdirSync(dir).sort();
   } catch (cause) {
+    // PostgreSQL hands the directory to X509_LOOKUP_add_dir(), which does not look at it: a missing directory is
+    // accepted and holds no CRLs, so every client certificate fails ("unable to get certificate CRL") until it
+    // appears (checked against PostgreSQL 18). The stamp makes a later appearance trigger a rebuild.
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT') return { files: [], stamp: 'missing' };
     throw fail(
       `could not load SSL certificate revocation list directory "${dir}": ${(cause as Error).message}`,
       { file: dir },

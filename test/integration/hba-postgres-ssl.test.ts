@@ -140,6 +140,8 @@ test('accepted by both: good files, a DH parameter file, TLS 1.3 only, other gro
   await same({ ssl_groups: 'prime256v1' });
   await same({ ssl_ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256', ssl_tls13_ciphers: 'TLS_AES_128_GCM_SHA256' });
   await same({ ssl_ca_file: 'root.crt' });
+  // a CRL directory that does not exist (yet) is accepted; it holds no CRLs
+  await same({ ssl_ca_file: 'root.crt', ssl_crl_dir: join(pgDir, 'no-such-crl-dir') });
 });
 
 test('refused by both with the same message: certificate, key, CA and DH files', async () => {

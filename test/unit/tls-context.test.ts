@@ -82,6 +82,12 @@ test('good files load: whole chain served, client certificates requested only wi
   assert.equal(loadTlsMaterial({ ...base, ssl_ca_file: caFile }).requestCert, true);
 });
 
+test('a missing ssl_crl_dir is accepted as PostgreSQL does (no CRLs until it appears)', () => {
+  const m = loadTlsMaterial({ ...base, ssl_ca_file: caFile, ssl_crl_dir: join(dir, 'no-such-crl-dir') });
+  assert.equal(m.requestCert, true);
+  assert.equal(m.crlDirStamp, 'missing');
+});
+
 test('a missing or unreadable certificate file names the file', () => {
   const missing = join(dir, 'none.crt');
   const e = refused(
