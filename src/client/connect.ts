@@ -219,6 +219,7 @@ export class ConnectionAttempts {
   ): Promise<Negotiated> {
     const plan = this.plan;
     let material: TlsMaterial | undefined;
+    if (plan.deferredError) throw new AttemptError(plan.deferredError, undefined, 'stop');
     if (method === 'direct') {
       // Direct TLS: the files are read before anything is sent.
       const m = loadTlsMaterial(plan);

@@ -72,6 +72,8 @@ export interface ConnectionPlan {
   /** Encryption methods tried for each address, in order (libpq's init_allowed_encryption_methods). */
   readonly methods: readonly ('plain' | 'ssl' | 'direct')[];
   readonly connectTimeoutSeconds: number;
+  /** An error libpq reports only when the first connection attempt starts (an invalid connect_timeout). */
+  readonly deferredError?: string;
   readonly targetSessionAttrs: string;
   /** Human-readable steps: what libpq would do, and why. */
   readonly steps: readonly string[];
@@ -357,8 +359,15 @@ export function resolve(
   const lbh = values.load_balance_hosts ?? 'disable';
   if (lbh !== 'disable' && lbh !== 'random') invalidValue('load_balance_hosts', lbh);
   let connectTimeoutSeconds = 0;
+  let deferredError: string | undefined;
   if (values.connect_timeout !== undefined && values.connect_timeout !== '') {
-    connectTimeoutSeconds = parseIntParam(values.connect_timeout, 'connect_timeout');
+    try {
+      connectTimeoutSeconds = parseIntParam(values.connect_timeout, 'connect_timeout');
+    } catch (err) {
+      // libpq parses connect_timeout only once the first connection has been started, so the message carries that
+      // connection's "connection to server at … failed: " prefix.
+      deferredError = (err as Error).message;
+    }
     // libpq: values 1 and below 0 behave as 2 seconds ("at least 2 seconds"), 0 means wait forever.
     if (connectTimeoutSeconds > 0 && connectTimeoutSeconds < 2) connectTimeoutSeconds = 2;
     if (connectTimeoutSeconds < 0) connectTimeoutSeconds = 0;
@@ -431,6 +440,7 @@ export function resolve(
     ssl,
     methods: Object.freeze(methods),
     connectTimeoutSeconds,
+    ...(deferredError === undefined ? {} : { deferredError }),
     targetSessionAttrs: tsa,
     steps: Object.freeze(steps),
     warnings: Object.freeze(warnings),

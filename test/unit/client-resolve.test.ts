@@ -110,7 +110,11 @@ test('value checks carry libpq text', () => {
   refuses('gssencmode=require', 'gssencmode value "require" invalid when GSSAPI support is not compiled in');
   refuses('host=a,b port=1,2,3', 'could not match 3 port numbers to 2 hosts');
   refuses('host=a,b hostaddr=127.0.0.1', 'could not match 2 host names to 1 hostaddr values');
-  refuses('connect_timeout=abc', 'invalid integer value "abc" for connection option "connect_timeout"');
+  // reported by libpq only when the first connection starts (with its prefix): connect() does the same
+  assert.equal(
+    resolve('connect_timeout=abc', env(), opts).deferredError,
+    'invalid integer value "abc" for connection option "connect_timeout"',
+  );
   refuses('service=nope', 'definition of service "nope" not found');
   assert.equal(resolve('ssl_min_protocol_version=tlsv1.3', env(), opts).ssl.minVersion, 'TLSv1.3');
 });
