@@ -281,11 +281,11 @@ export function loadTlsMaterial(
         createSecureContext({ crl });
       } catch (cause) {
         const file = i === 0 && s.ssl_crl_file !== '' ? s.ssl_crl_file : s.ssl_crl_dir;
-        throw fail(
-          `could not load SSL certificate revocation list file "${file}": ${(cause as Error).message}`,
-          { file },
-          cause,
-        );
+        // X509_load_cert_crl_file()'s reason for a file with no PEM CRL (or certificate) in it, as PostgreSQL prints it
+        const reason = /-----BEGIN (X509 CRL|CERTIFICATE)-----/.test(crl)
+          ? (cause as Error).message
+          : 'no certificate or crl found';
+        throw fail(`could not load SSL certificate revocation list file "${file}": ${reason}`, { file }, cause);
       }
     }
     options.crl = [...crls, CRL_CHECK_ENABLER];

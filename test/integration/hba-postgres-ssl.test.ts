@@ -100,7 +100,7 @@ async function both(
   settings: Record<string, string>,
   opts: { isReload?: boolean } = {},
 ): Promise<{ pg: string[]; ours: PgtlsError | undefined }> {
-  const files = ['ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'ssl_dh_params_file'];
+  const files = ['ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'ssl_dh_params_file', 'ssl_crl_file'];
   const pgSettings: Record<string, string> = {
     ssl_cert_file: join(pgDir, 'server.crt'),
     ssl_key_file: join(pgDir, 'server.key'),
@@ -152,6 +152,8 @@ test('refused by both with the same message: certificate, key, CA and DH files',
   await same({ ssl_ca_file: 'junk.pem' });
   await same({ ssl_dh_params_file: 'none.pem' });
   await same({ ssl_dh_params_file: 'junk.pem' });
+  await same({ ssl_ca_file: 'root.crt', ssl_crl_file: 'none.crl' });
+  await same({ ssl_ca_file: 'root.crt', ssl_crl_file: 'junk.pem' });
 });
 
 test('refused by both with the same message (and detail): protocol range, TLS 1.3 suites, groups', async () => {

@@ -101,6 +101,15 @@ test('a missing or unreadable certificate file names the file', () => {
   refused({ ssl_ca_file: missingCa }, `could not load root certificate file "${missingCa}": No such file or directory`);
   // X509_load_cert_crl_file()'s reason for a CA file without certificates
   refused({ ssl_ca_file: junk }, `could not load root certificate file "${junk}": no certificate or crl found`);
+  const missingCrl = join(dir, 'none.crl');
+  refused(
+    { ssl_ca_file: caFile, ssl_crl_file: missingCrl },
+    `could not load SSL certificate revocation list file "${missingCrl}": No such file or directory`,
+  );
+  refused(
+    { ssl_ca_file: caFile, ssl_crl_file: junk },
+    `could not load SSL certificate revocation list file "${junk}": no certificate or crl found`,
+  );
 });
 
 test('ssl_dh_params_file: a PEM DH parameter file loads; missing or junk files get load_dh_file() texts', () => {
