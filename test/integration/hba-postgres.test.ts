@@ -239,12 +239,13 @@ interface Case {
   database: string;
   ssl: boolean;
   replication?: 'none' | 'physical' | 'logical';
+  host?: string;
 }
 
 /** Our verdict for a connection from 127.0.0.1, in the reference's terms. */
 async function ourVerdict(rules: readonly HbaLine[], c: Case): Promise<Verdict> {
   const l = await matchHba(rules, {
-    address: '127.0.0.1',
+    address: c.host ?? '127.0.0.1',
     ssl: c.ssl,
     user: c.user,
     database: c.database,
@@ -363,6 +364,38 @@ test('which line wins: the same for every (user, database, TLS) case as check_hb
     '28',
   ])
     assert.ok(seen.has(k), k);
+});
+
+test('which line wins for IPv6 clients (::1): CIDR, netmask, samehost, samenet, families apart', async () => {
+  const hba = [
+    'host all v6a 127.0.0.1/32 trust',
+    'host all v6a ::/0 trust',
+    'host all v6b samehost trust',
+    'host all v6c ::1 ffff:ffff:ffff:ffff:: trust',
+    'host all v6d 0.0.0.0/0 trust',
+    'host all v6e samenet trust',
+    'hostnossl all v6f ::1/128 reject',
+    'host all v6f ::1/128 trust',
+  ].join('\n');
+  await applyRules(ref, { hba });
+  const rules = parseHba(expandIncludes(tokenizeAuthText(hba, hbaPath()), 0));
+  const cases: Case[] = [
+    { user: 'v6a', database: 'x', ssl: true, host: '::1' },
+    { user: 'v6a', database: 'x', ssl: true },
+    { user: 'v6b', database: 'x', ssl: false, host: '::1' },
+    { user: 'v6c', database: 'x', ssl: true, host: '::1' },
+    { user: 'v6d', database: 'x', ssl: true, host: '::1' },
+    { user: 'v6e', database: 'x', ssl: true, host: '::1' },
+    { user: 'v6f', database: 'x', ssl: false, host: '::1' },
+    { user: 'v6f', database: 'x', ssl: true, host: '::1' },
+  ];
+  const seen: string[] = [];
+  for (const c of cases) {
+    const theirs = await connectVerdict(ref, c);
+    assert.deepEqual(await ourVerdict(rules, c), theirs, JSON.stringify(c));
+    seen.push(theirs.kind === 'line' ? String(theirs.line) : theirs.kind);
+  }
+  assert.deepEqual(seen, ['2', '1', '3', '4', 'none', '6', 'reject', '8']);
 });
 
 test('pg_ident.conf: the same lines are accepted or refused with the same text', async () => {

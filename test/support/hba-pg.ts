@@ -27,6 +27,7 @@ export async function startReference(): Promise<HbaReference> {
   const cluster = await startTestCluster({
     hba: ['local all all trust'],
     settings: {
+      listen_addresses: '127.0.0.1,::1',
       ssl: 'on',
       ssl_cert_file: 'server.crt',
       ssl_key_file: 'server.key',
@@ -143,11 +144,13 @@ export async function connectVerdict(
     ssl: boolean;
     cert?: { cert: string; key: string };
     replication?: 'none' | 'physical' | 'logical';
+    /** 127.0.0.1 unless given (the server listens on ::1 too). */
+    host?: string;
   },
 ): Promise<Verdict> {
   const q = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
   const conninfo = [
-    'host=127.0.0.1',
+    `host=${c.host ?? '127.0.0.1'}`,
     `port=${ref.cluster.port}`,
     `user=${q(c.user)}`,
     `dbname=${q(c.database)}`,
