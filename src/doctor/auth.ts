@@ -4,12 +4,14 @@
  * which server message it would not. Like libpq, SCRAM-SHA-256-PLUS (tls-server-end-point) is used over TLS when the
  * server offers it (channel_binding=prefer, the default, or require), and require_auth is enforced.
  *
- * LOCAL: pgtls/client negotiates the socket but does not authenticate (drivers do). If it gains an authenticate()
- * step, this file should go.
+ * Password messages come from pgtls/client (client/auth.ts). LOCAL: the exchange itself and SCRAM with channel binding
+ * (client/auth.ts has SCRAM without it, for PgtlsSocket's replays); if pgtls/client gains an authenticate() step,
+ * this file should shrink to a call to it.
  */
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { md5PasswordMessage, passwordMessage } from '../client/auth.js';
 import { toArrayBuffer } from '../pki/pem.js';
 import { x509 } from '../pki/x509.js';
 import {
@@ -58,7 +60,7 @@ function scramClient(password: string, gs2: string, cbind?: Buffer) {
       if (!r.startsWith(nonce)) throw new Error('invalid SCRAM response (nonce mismatch)');
       const salt = Buffer.from(attrs.s ?? '', 'base64');
       const iterations = Number(attrs.i);
-      const salted = pbkdf2Sync(password, salt, iterations, 32, 'sha256');
+      const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
       const clientKey = createHmac('sha256', salted).update('Client Key').digest();
       const storedKey = createHash('sha256').update(clientKey).digest();
       const c = Buffer.concat([Buffer.from(gs2), cbind ?? Buffer.alloc(0)]).toString('base64');
@@ -193,17 +195,11 @@ export function authenticate(
         if (code === AUTH.CleartextPassword || code === AUTH.MD5Password) {
           method = code === AUTH.CleartextPassword ? 'password' : 'md5';
           if (opts.password === undefined) return noPassword();
-          let pw = opts.password;
-          if (code === AUTH.MD5Password) {
-            const salt = m.body.subarray(4, 8);
-            const inner = createHash('md5')
-              .update(pw + opts.user)
-              .digest('hex');
-            pw = `md5${createHash('md5')
-              .update(Buffer.concat([Buffer.from(inner), salt]))
-              .digest('hex')}`;
-          }
-          socket.write(frame('p', cstr(pw)));
+          socket.write(
+            code === AUTH.MD5Password
+              ? md5PasswordMessage(opts.user, opts.password, m.body.subarray(4, 8))
+              : passwordMessage(opts.password),
+          );
         } else if (code === AUTH.SASL) {
           const mechs = m.body.subarray(4).toString('utf8').split('\0').filter(Boolean);
           const cbind = opts.channelBinding === 'disable' ? undefined : serverEndPoint(socket);

@@ -179,10 +179,24 @@ function clientCertCN(plan: ConnectionPlan): { cn?: string; file: string; exists
 }
 
 /** Verification failed: use the store and the chain to say which of the usual suspects it is. */
-function certificateProblem(plan: ConnectionPlan, o: Observed, message: string): Diagnosis {
+function certificateProblem(plan: ConnectionPlan, o: Observed, message: string, reason?: string): Diagnosis {
   const v = o.storeVerdict;
   const chain = o.chain;
-  const code = v?.error?.code?.replace(/^X509_V_ERR_/, '');
+  // pki/verify explains the path; OpenSSL's own verdict (pgtls/client reports it as "text (CODE)") is used when pki
+  // found nothing wrong, and always for security-level refusals (weak keys and digests), which pki does not model.
+  const opensslCode = reason ? /\(([A-Z0-9_]{6,})\)\s*$/.exec(reason)?.[1] : undefined;
+  const weak =
+    opensslCode === 'EE_KEY_TOO_SMALL' || opensslCode === 'CA_KEY_TOO_SMALL' || opensslCode === 'CA_MD_TOO_WEAK';
+  const code = weak ? opensslCode : (v?.error?.code?.replace(/^X509_V_ERR_/, '') ?? opensslCode);
+  if (code === 'EE_KEY_TOO_SMALL' || code === 'CA_KEY_TOO_SMALL' || code === 'CA_MD_TOO_WEAK') {
+    return d(
+      'weak-certificate',
+      'chain',
+      `OpenSSL refuses the server's chain as too weak (${reason ?? code}): ${code === 'CA_MD_TOO_WEAK' ? 'a signature uses MD5 or SHA-1' : 'an RSA key is shorter than 2048 bits'}`,
+      'reissue the certificate(s) with RSA 2048+ or ECDSA keys and SHA-256 signatures',
+      [`chain sent: ${chain?.certificates.map((c) => c.subject).join(' ← ') ?? ''}`],
+    );
+  }
   const rootLabel =
     plan.ssl.rootCert === 'system' ? 'the system store (sslrootcert=system)' : `sslrootcert "${plan.ssl.rootCert}"`;
   const subjects = chain?.certificates.map((c) => c.subject) ?? [];
@@ -425,7 +439,7 @@ export async function explain(input: ExplainInput): Promise<Diagnosis> {
       'check the path and that this user may read the file',
     );
   }
-  if (/certificate verify failed/.test(m) && o) return certificateProblem(plan, o, m);
+  if (/certificate verify failed/.test(m) && o) return certificateProblem(plan, o, m, input.reason);
   if (/does not match host name|could not get server's host name|host name must be specified/.test(m)) {
     const names = o?.hostname?.names ?? [];
     return d(

@@ -207,7 +207,7 @@ export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<
     if (s.stage === 'done') closeTls(s.socket);
     result.directTls = {
       supported: main.stage === 'done' && main.alpn === 'postgresql',
-      detail: main.stage === 'done' ? 'used for this probe' : 'failed',
+      detail: main.stage === 'done' ? 'supported (used for this probe)' : 'failed',
     };
   }
 

@@ -38,6 +38,17 @@ describe('doctor: more failure modes', () => {
     assert.equal(none.ok, true);
   });
 
+  test('cleartext password method: doctor logs in like libpq; require_auth=scram-sha-256 refuses it', async () => {
+    const pg = await startServer(pki, { hba: ['local all all trust', 'hostssl all all 127.0.0.1/32 password'] });
+    servers.push(pg);
+    const ok = await diagnose(conn(pg.port, 'sslmode=require'), PW);
+    assert.equal(ok.ok, true);
+    assert.match(ok.steps.at(-1)!.summary, /password/);
+    const j = await diagnose(conn(pg.port, 'sslmode=require require_auth=scram-sha-256'), PW);
+    assert.equal(j.ok, false);
+    assert.match(j.libpqMessage ?? '', /server requested a cleartext password/);
+  });
+
   test('server accepting only obsolete suites (SEED): no-shared-cipher names the suite; HIGH passes', async () => {
     const rsa = await makePki({ keyType: 'rsa-2048' });
     const pg = await startServer(rsa, {
