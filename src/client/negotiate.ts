@@ -11,6 +11,7 @@ import { type Socket, connect as netConnect } from 'node:net';
 import { type PeerCertificate, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { keyUsageAllowsTls, verifyHostName } from '../pki/hostname.js';
 import { encodeSSLRequest } from '../protocol/startup.js';
+import { CertificateRequestTap } from './cert-request.js';
 import type { AttemptFailure } from './errors.js';
 import { type ConnectionPlan, DEFAULT_PORT, type HostTarget, sniSuppressed } from './resolve.js';
 import type { TlsMaterial } from './tls-files.js';
@@ -30,6 +31,8 @@ export interface TlsFacts {
   readonly rootSource?: string;
   readonly crlSources: readonly string[];
   readonly clientCertificate?: string;
+  /** Whether the server sent a CertificateRequest (known only with sslcertmode=require, where libpq needs it). */
+  readonly certificateRequested?: boolean;
 }
 
 export interface ConnectionFacts {
@@ -262,9 +265,11 @@ export async function tlsHandshake(
   const minVersion = (plan.ssl.minVersion || 'TLSv1') as 'TLSv1';
   const maxVersion = (plan.ssl.maxVersion || 'TLSv1.3') as 'TLSv1.3';
   let tlsSocket: TLSSocket;
+  // sslcertmode=require needs to know whether the server asked for a certificate: read its handshake flight.
+  const tap = plan.ssl.certMode === 'require' ? new CertificateRequestTap(socket) : undefined;
   try {
     tlsSocket = tlsConnect({
-      socket,
+      socket: tap ?? socket,
       ...(servername ? { servername } : { servername: '' }),
       ALPNProtocols: ['postgresql'],
       minVersion,
@@ -289,6 +294,7 @@ export async function tlsHandshake(
     }
     throw new AttemptError(`could not establish SSL connection: ${e.reason ?? e.message}`, e.message);
   }
+  if (tap) tlsSocket.on('keylog', (line: Buffer) => tap.keylog(line));
   if (plan.ssl.keyLogFile) {
     // sslkeylogfile (libpq 18): NSS key log lines for Wireshark; failures to write are ignored, as libpq only warns.
     const file = plan.ssl.keyLogFile;
@@ -342,9 +348,12 @@ export async function tlsHandshake(
     if (alpn !== 'postgresql')
       throw fail(new AttemptError('SSL connection was established with unexpected ALPN protocol'));
   }
+  const requested = tap?.certificateRequested(tlsSocket.getProtocol(), tlsSocket.getCipher().standardName);
+  tap?.release();
   return {
     socket: tlsSocket,
     tls: Object.freeze({
+      ...(requested === undefined ? {} : { certificateRequested: requested }),
       protocol: tlsSocket.getProtocol(),
       cipher: tlsSocket.getCipher().standardName ?? tlsSocket.getCipher().name,
       alpn,

@@ -407,14 +407,14 @@ export class PgtlsSocket extends Duplex {
   }
 
   /**
-   * sslcertmode=require at AuthenticationOk (fe-auth.c): no TLS → the server cannot have asked for a certificate;
-   * TLS without a client certificate → it was accepted without one. (libpq also knows whether the server sent a
-   * CertificateRequest; Node does not expose that, so a loaded certificate counts as sent.)
+   * sslcertmode=require at AuthenticationOk (fe-auth.c): no CertificateRequest from the server (or no TLS) → "did not
+   * request"; requested but we had no certificate → "accepted … without". (Whether the server asked is read from its
+   * handshake flight by CertificateRequestTap.)
    */
   private certModeRefusal(): string | undefined {
     if (this.plan.ssl.certMode !== 'require') return undefined;
     const tls = this.facts?.tls;
-    if (!tls) return 'server did not request an SSL certificate';
+    if (!tls || tls.certificateRequested === false) return 'server did not request an SSL certificate';
     if (!tls.clientCertificate) return 'server accepted connection without a valid SSL certificate';
     return undefined;
   }

@@ -180,3 +180,33 @@ test('connect(): facts for SSLRequest refused (N → plaintext), direct TLS with
     await tls13.use('good');
   }
 });
+
+test('sslcertmode=require: whether the server asked for a certificate is read from its handshake (TLS 1.2 and 1.3)', async () => {
+  const srv = await startSslCluster(pki);
+  try {
+    const base = `host=localhost port=${srv.port} dbname=postgres sslmode=require sslcertmode=require`;
+    const withCert = `${base} user=postgres sslcert=${pki.files['client.crt']} sslkey=${pki.files['client.key']}`;
+    const problems: string[] = [];
+    const check = async (c: string, e: string) => {
+      const p = await same(c, {}, e);
+      if (p) problems.push(p);
+    };
+    // ssl_ca_file set: the server asks
+    for (const v of ['', ' ssl_max_protocol_version=TLSv1.2']) {
+      await check(`${withCert}${v}`, 'tls');
+      await check(`${base} user=postgres${v}`, 'refused');
+    }
+    // no ssl_ca_file: the server never asks, and libpq refuses even with a certificate configured
+    await srv.sql("alter system set ssl_ca_file = ''");
+    await srv.sql('select pg_reload_conf()');
+    await new Promise((r) => setTimeout(r, 300));
+    for (const v of ['', ' ssl_max_protocol_version=TLSv1.2']) {
+      await check(`${withCert}${v}`, 'refused');
+      await check(`${base} user=postgres${v}`, 'refused');
+      await check(`${withCert.replace('sslcertmode=require', 'sslcertmode=allow')}${v}`, 'tls');
+    }
+    assert.deepEqual(problems, []);
+  } finally {
+    await srv.destroy();
+  }
+});
