@@ -284,11 +284,15 @@ function parseHbaLine(l: TokenLine): HbaLine {
   if (method === 'cert' && type !== 'hostssl')
     throw hbaError('cert authentication is only supported on hostssl connections', l.file, l.line);
   const options: Record<string, string> = {};
+  let clientcert: HbaLine['clientcert'] = 'off';
+  let clientname: HbaLine['clientname'] = 'CN';
+  // parse_hba_auth_opt() checks each option where it stands, so the first bad one is the one reported.
   for (const f of l.fields.slice(next + 1)) {
     for (const t of f) {
       const eq = t.text.indexOf('=');
       if (eq < 0) throw hbaError(`authentication option not in name=value format: ${t.text}`, l.file, l.line);
       const name = t.text.slice(0, eq);
+      const v = t.text.slice(eq + 1);
       if (!KNOWN_OPTIONS.has(name))
         throw hbaError(`unrecognized authentication option name: "${name}"`, l.file, l.line);
       const valid = OPTION_METHODS[name];
@@ -298,30 +302,29 @@ function parseHbaLine(l: TokenLine): HbaLine {
           l.file,
           l.line,
         );
-      options[name] = t.text.slice(eq + 1);
+      if (name === 'clientcert') {
+        if (type !== 'hostssl') throw hbaError('clientcert can only be configured for "hostssl" rows', l.file, l.line);
+        if (v === 'verify-full') clientcert = 'verify-full';
+        else if (v === 'verify-ca') {
+          if (method === 'cert')
+            throw hbaError('clientcert only accepts "verify-full" when using "cert" authentication', l.file, l.line);
+          clientcert = 'verify-ca';
+        } else throw hbaError(`invalid value for clientcert: "${v}"`, l.file, l.line);
+      }
+      if (name === 'clientname') {
+        if (type !== 'hostssl') throw hbaError('clientname can only be configured for "hostssl" rows', l.file, l.line);
+        if (v === 'DN' || v === 'CN') clientname = v;
+        else throw hbaError(`invalid value for clientname: "${v}"`, l.file, l.line);
+      }
+      options[name] = v;
     }
   }
   for (const arg of MANDATORY[method] ?? []) {
     if (options[arg] === undefined)
       throw hbaError(`authentication method "${method}" requires argument "${arg}" to be set`, l.file, l.line);
   }
-  let clientcert: HbaLine['clientcert'] = method === 'cert' ? 'verify-full' : 'off';
-  if (options.clientcert !== undefined) {
-    if (type !== 'hostssl') throw hbaError('clientcert can only be configured for "hostssl" rows', l.file, l.line);
-    const v = options.clientcert;
-    if (v === 'verify-full') clientcert = 'verify-full';
-    else if (v === 'verify-ca') {
-      if (method === 'cert')
-        throw hbaError('clientcert only accepts "verify-full" when using "cert" authentication', l.file, l.line);
-      clientcert = 'verify-ca';
-    } else throw hbaError(`invalid value for clientcert: "${v}"`, l.file, l.line);
-  }
-  let clientname: HbaLine['clientname'] = 'CN';
-  if (options.clientname !== undefined) {
-    if (type !== 'hostssl') throw hbaError('clientname can only be configured for "hostssl" rows', l.file, l.line);
-    if (options.clientname === 'DN' || options.clientname === 'CN') clientname = options.clientname;
-    else throw hbaError(`invalid value for clientname: "${options.clientname}"`, l.file, l.line);
-  }
+  // cert implies clientcert=verify-full
+  if (method === 'cert') clientcert = 'verify-full';
   return Object.freeze({
     file: l.file,
     line: l.line,

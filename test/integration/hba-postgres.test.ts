@@ -122,6 +122,8 @@ const HBA_LINES = [
   'host all @users.txt all trust',
   'hostssl all all all trust clientcert=verify-ca clientcert=verify-full',
   'hostssl all all all cert map=',
+  'host all all all trust clientcert=verify-full map=x',
+  'host all all all trust map=x clientcert=verify-full',
   'local all all trust',
 ];
 

@@ -214,6 +214,12 @@ test('clientcert and clientname', () => {
   refused('hostssl all all all trust clientcert=no-verify', 'invalid value for clientcert: "no-verify"');
   refused('hostssl all all all trust clientcert=', 'invalid value for clientcert: ""');
   refused('hostssl all all all trust clientname=cn', 'invalid value for clientname: "cn"');
+  // each option is checked where it stands: the first bad one is reported, a later good one does not hide it
+  refused('hostssl all all all trust clientcert=1 clientcert=verify-full', 'invalid value for clientcert: "1"');
+  refused(
+    'host all all all trust clientcert=verify-full map=x',
+    'clientcert can only be configured for "hostssl" rows',
+  );
 });
 
 test('database and user lists: keywords, quoted names, regular expressions checked at load', () => {
