@@ -107,7 +107,16 @@ function printHuman(r: ProbeResult): void {
         t.certificateRequested ? 'requested by the server (ssl_ca_file is set)' : s.dim('not requested'),
       );
   } else if (t) {
-    row('TLS', s.bad(`${MARK.bad} handshake failed: ${t.alert ? `server alert "${t.alert}"` : t.error}`));
+    row(
+      'TLS',
+      s.bad(`${MARK.bad} handshake with libpq's defaults failed: ${t.alert ? `server alert "${t.alert}"` : t.error}`),
+    );
+    if (r.legacyTls) {
+      row(
+        '',
+        s.warn(`${MARK.warn} it succeeds only with ${r.legacyTls.protocol} / ${r.legacyTls.cipher} (legacy settings)`),
+      );
+    }
   }
   if (r.tlsSession) {
     const v = r.tlsSession;

@@ -17,9 +17,13 @@ import {
   systemStorePath,
   verifyAgainstStore,
 } from './chain.js';
-import { suiteBits } from './cipher-suites.js';
+import { suiteBits, suitesFor } from './cipher-suites.js';
 import { type SslmodeVerdict, type StartupVerdict, judgeStartup, sslmodeVerdicts, verifyReason } from './facts.js';
 import { type Endpoint, type SslAnswer, closeTls, negotiate, openTcp, startupReply } from './wire.js';
+
+const TLS13_SUITES = suitesFor('TLSv1.3')
+  .map((x) => x.openssl)
+  .join(':');
 
 export interface ProbeOptions {
   /** sslrootcert to judge verify-ca/verify-full with (default: ~/.postgresql/root.crt, as libpq). */
@@ -71,6 +75,8 @@ export interface ProbeResult {
   readonly plaintext?: StartupVerdict | undefined;
   readonly directTls?: { readonly supported: boolean; readonly detail: string } | undefined;
   readonly tls?: TlsFacts | undefined;
+  /** When libpq's defaults fail: what a handshake with every version and suite OpenSSL has negotiated. */
+  readonly legacyTls?: { readonly protocol: string; readonly cipher: string } | undefined;
   readonly tlsSession?: StartupVerdict | undefined;
   readonly chain?: ChainReport | undefined;
   readonly hostname?: HostNameResult | undefined;
@@ -155,6 +161,28 @@ export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<
   let chainDer: readonly Buffer[] = [];
   if (main.stage === 'tls') {
     result.tls = { ok: false, error: main.message, code: main.code, alert: main.alert };
+    // libpq's defaults failed; try everything OpenSSL can (TLS 1.0+, security level 0) to still show the server.
+    const legacy = await negotiate(
+      target,
+      {
+        ...base,
+        capture: true,
+        minVersion: 'TLSv1',
+        ciphers: `ALL:COMPLEMENTOFALL:@SECLEVEL=0:${TLS13_SUITES}`,
+      },
+      timeoutMs,
+    );
+    if (legacy.stage === 'done') {
+      closeTls(legacy.socket);
+      result.legacyTls = { protocol: legacy.protocol, cipher: legacy.cipher.name };
+      chainDer = legacy.peerCertificates;
+      result.chain = await inspectChain(chainDer);
+      if (chainDer[0]) result.hostname = verifyHostName(chainDer[0], target.host);
+      result.tls = {
+        ...result.tls,
+        error: `${main.message}; the server only completes a handshake with settings libpq does not use by default (${legacy.protocol}, ${legacy.cipher.name})`,
+      };
+    }
   } else if (main.stage === 'done') {
     const bits = suiteBits(main.cipher.standardName) ?? suiteBits(main.cipher.name);
     result.tls = {

@@ -170,6 +170,36 @@ describe('probe', () => {
     assert.match(closed.stdout, /cannot connect: ECONNREFUSED/);
   });
 
+  test('legacy-only server (TLS 1.0–1.1): libpq defaults fail; probe still shows the chain; doctor explains the window', async () => {
+    const rsa = await makePki({ keyType: 'rsa-2048' });
+    const pg = await startServer(rsa, {
+      settings: {
+        ssl_min_protocol_version: 'TLSv1',
+        ssl_max_protocol_version: 'TLSv1.1',
+        ssl_ciphers: 'HIGH:!aNULL:@SECLEVEL=0',
+      },
+    });
+    servers.push(pg);
+    const { json } = await pgtlsJson<ProbeJson & { legacyTls?: { protocol: string } }>([
+      'probe',
+      `localhost:${pg.port}`,
+      '--rootcert',
+      `${rsa.dir}/root.crt`,
+    ]);
+    assert.equal(json.tls?.ok, false);
+    assert.equal(json.legacyTls?.protocol, 'TLSv1.1');
+    assert.equal(json.chain?.certificates.length, 2);
+    assert.equal(mode(json, 'require').connects, false);
+    assert.equal(mode(json, 'require').connects, await psqlConnects(pg.port, 'require'));
+    assert.equal(mode(json, 'prefer').connects, true);
+    const { diagnose, assertCause } = await import('../support/doctor-run.js');
+    const j = await diagnose(`host=localhost port=${pg.port} user=postgres sslmode=require`, {
+      PGPASSWORD: SUPERUSER_PASSWORD,
+    });
+    assertCause(j, 'tls-version-mismatch', 'tls');
+    assert.match(j.diagnosis!.cause, /server accepts TLSv1 to TLSv1\.1/);
+  });
+
   test('usage: --help, bad target', async () => {
     const h = await pgtls(['probe', '--help']);
     assert.equal(h.code, 0);
