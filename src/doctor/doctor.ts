@@ -7,6 +7,7 @@
  * (the doctor's own wire module, pki/ for certificates) decides *why*. Library code: returns a report, never prints.
  */
 import { lookup } from 'node:dns/promises';
+import { existsSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { ConnectionAttempts, type Negotiated } from '../client/connect.js';
 import { ClientError } from '../client/errors.js';
@@ -405,6 +406,14 @@ function stepsFromObserved(paramStep: DoctorStep, plan: ConnectionPlan, o: Obser
       stage: 'hostname',
       status: o.hostname.ok ? 'ok' : plan.ssl.mode === 'verify-full' ? 'fail' : 'warn',
       summary: o.hostname.ok ? `"${o.host}" matches "${o.hostname.matched}"` : o.hostname.message,
+    };
+  }
+  if (o.wire?.stage === 'done') {
+    const has = plan.ssl.cert !== '' && existsSync(plan.ssl.cert);
+    seen['client-certificate'] = {
+      stage: 'client-certificate',
+      status: 'ok',
+      summary: has ? `${plan.ssl.cert} (sent when the server asks)` : `none ("${plan.ssl.cert}" does not exist)`,
     };
   }
   const failIndex = STAGES.indexOf(d.stage);
