@@ -201,6 +201,19 @@ const CASES: Case[] = [
     conninfo: `${base} sslmode=require ssl_min_protocol_version=TLSv1.3 ssl_max_protocol_version=TLSv1.2`,
     expect: 'refused',
   },
+  { variant: 'good', conninfo: `${base} sslmode=require ssl_max_protocol_version=TLSv1.1`, expect: 'refused' },
+  {
+    variant: 'good',
+    conninfo: `${base} sslmode=prefer ssl_min_protocol_version=TLSv1 ssl_max_protocol_version=TLSv1.1`,
+    expect: 'plain',
+  },
+  {
+    variant: 'good',
+    conninfo: `${base} sslmode=require ssl_min_protocol_version=TLSv1 ssl_max_protocol_version=TLSv1`,
+    expect: 'refused',
+  },
+  { variant: 'good', conninfo: `${base} sslmode=require ssl_min_protocol_version=TLSv1.1`, expect: 'tls' },
+  { variant: 'good', conninfo: `${base} sslmode=require ssl_min_protocol_version=`, expect: 'tls' },
   // direct negotiation and SNI
   { variant: 'good', conninfo: `${base} sslmode=require sslnegotiation=direct`, expect: 'tls' },
   {
