@@ -150,8 +150,10 @@ export function expandIncludes(lines: TokenLine[], depth: number): TokenLine[] {
       const arg = l.fields[1]?.[0]?.text;
       // PostgreSQL treats a malformed include line as an ordinary rule, so the first field is reported.
       if (!arg || l.fields.length !== 2) throw hbaError(`invalid connection type "${kw.text}"`, l.file, l.line);
-      if (depth > 10) throw hbaError('maximum nesting depth of included files exceeded', l.file, l.line);
       const target = isAbsolute(arg) ? arg : join(dirname(l.file), arg);
+      // open_auth_file()'s wording (CONF_FILE_MAX_DEPTH is 10)
+      if (depth >= 10)
+        throw hbaError(`could not open file "${target}": maximum nesting depth exceeded`, l.file, l.line);
       if (kw.text === 'include_dir') {
         let names: string[];
         try {

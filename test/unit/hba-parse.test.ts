@@ -305,6 +305,14 @@ test('include, include_if_exists, include_dir (PostgreSQL 16+): relative to the 
   bad('hostssl all all all trust\ninclude_dir nodir\n', `could not open directory "${join(dir, 'nodir')}"`);
   bad('hostssl all all all trust\ninclude\n', 'invalid connection type "include"');
   bad('hostssl all all all trust\ninclude a b\n', 'invalid connection type "include"');
+  writeFileSync(join(dir, 'self.conf'), 'include self.conf\n');
+  assert.throws(
+    () => readHbaFile(join(dir, 'self.conf')),
+    (e: unknown) =>
+      e instanceof PgtlsError &&
+      e.message ===
+        `could not open file "${join(dir, 'self.conf')}": maximum nesting depth exceeded (line 1 of configuration file "${join(dir, 'self.conf')}")`,
+  );
   // an error inside an included file names that file and line
   writeFileSync(join(dir, 'inc', 'a.conf'), 'host all all all bogus\n');
   writeFileSync(main, 'include inc/a.conf\n');
