@@ -119,8 +119,15 @@ function report(state: State): CheckReport {
       warnings.push(`the server certificate in ${state.config.ssl_cert_file} expires in ${daysLeft} days`);
     }
   }
-  if (!state.config.ssl) warnings.push('ssl = off: every session is plaintext (development only)');
-  else if (!state.config.require_secure_transport)
+  if (!state.config.ssl) {
+    warnings.push('ssl = off: every session is plaintext (development only)');
+    // PostgreSQL logs the same warning for each such line when it loads pg_hba.conf.
+    for (const l of state.hba.filter((h) => h.type === 'hostssl')) {
+      warnings.push(
+        `hostssl record cannot match because SSL is disabled (line ${l.line} of configuration file "${l.file}")`,
+      );
+    }
+  } else if (!state.config.require_secure_transport)
     warnings.push('require_secure_transport = off: plaintext sessions are allowed');
   const u = state.upstream;
   return {
