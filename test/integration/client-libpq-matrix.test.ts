@@ -145,6 +145,45 @@ const CASES: Case[] = [
       'host=10.0.0.1 hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
     expect: 'tls',
   },
+  // IPv6: an IP SAN compared as an address, in any spelling; DNS SANs still examined
+  {
+    variant: 'ipv6',
+    conninfo: 'host=::1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
+    expect: 'tls',
+  },
+  {
+    variant: 'ipv6',
+    conninfo:
+      'host=0:0:0:0:0:0:0:1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
+    expect: 'tls',
+  },
+  {
+    variant: 'ipv6',
+    conninfo: 'host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
+    expect: 'refused',
+  },
+  {
+    variant: 'ipv6',
+    conninfo:
+      'host=localhost hostaddr=::1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
+    expect: 'refused',
+  },
+  {
+    variant: 'ipv6',
+    conninfo:
+      'host=db.pgtls.test hostaddr=::1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
+    expect: 'tls',
+  },
+  {
+    variant: 'ipv6',
+    conninfo: 'postgresql://postgres@[::1]:{port}/postgres?sslmode=verify-full&sslrootcert={root.crt}',
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=::1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
+    expect: 'refused',
+  },
   // expired, self-signed, partial chains
   { variant: 'expired', conninfo: `${local} sslmode=verify-full sslrootcert={root.crt}`, expect: 'refused' },
   { variant: 'expired', conninfo: `${local} sslmode=require`, expect: 'tls' },
@@ -536,7 +575,7 @@ const CASES: Case[] = [
     conninfo: 'postgresql://postgres@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={root.crt}',
     expect: 'tls',
   },
-  { variant: 'good', conninfo: 'postgresql://postgres@[::1]:{port}/postgres?sslmode=disable', expect: 'refused' },
+  { variant: 'good', conninfo: 'postgresql://postgres@[::1]:{port}/postgres?sslmode=disable', expect: 'plain' },
   { variant: 'good', conninfo: `${base} requiressl=1`, expect: 'tls' },
   { variant: 'good', conninfo: `${base} sslmode=verify-full requiressl=1`, expect: 'tls' },
   { variant: 'good', conninfo: `${base} requiressl=0 sslmode=disable`, expect: 'plain' },
@@ -645,6 +684,13 @@ const CASES: Case[] = [
     expect: 'refused',
   },
   { variant: 'good', conninfo: `${local} sslrootcert=system`, env: { SSL_CERT_FILE: '{root.crt}' }, expect: 'tls' },
+  {
+    variant: 'good',
+    conninfo: `${local} sslrootcert=system`,
+    env: { SSL_CERT_FILE: '/nonexistent.pem', SSL_CERT_DIR: '{certdir}' },
+    expect: 'tls',
+  },
+
   {
     variant: 'good',
     conninfo: `${base} sslrootcert=system`,

@@ -3,6 +3,7 @@
  * certificate can be swapped (files + reload), and the side-by-side runner that connects with psql (libpq 18) and
  * with pgtls/client through node-postgres, reducing both to one comparable outcome.
  */
+import { execFileSync } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -51,6 +52,7 @@ export async function makePki(): Promise<Pki> {
   const ipOnly = await leaf(['127.0.0.1'], 'localhost');
   const dnsAndCn = await leaf(['db.pgtls.test'], 'localhost');
   const multi = await leaf(['a.example.com', 'b.example.com', '10.0.0.1'], 'x');
+  const ipv6 = await leaf(['::1', 'db.pgtls.test'], 'localhost');
   const expired = await leaf(['localhost', '127.0.0.1'], 'localhost', {
     notBefore: new Date(Date.now() - 400 * DAY),
     notAfter: new Date(Date.now() - 10 * DAY),
@@ -81,6 +83,7 @@ export async function makePki(): Promise<Pki> {
     'ip-san': { crt: chain(ipOnly), key: ipOnly.keyPem },
     'dns-san-and-cn': { crt: chain(dnsAndCn), key: dnsAndCn.keyPem },
     multi: { crt: chain(multi), key: multi.keyPem },
+    ipv6: { crt: chain(ipv6), key: ipv6.keyPem },
     expired: { crt: chain(expired), key: expired.keyPem },
     revoked: { crt: chain(revoked), key: revoked.keyPem },
     'self-signed': { crt: selfSigned.certPem, key: selfSigned.keyPem },
@@ -131,6 +134,14 @@ export async function makePki(): Promise<Pki> {
   );
   put('client-der.key', k.export({ format: 'der', type: 'pkcs8' }) as Buffer, 0o600);
   put('client-sec1.key', k.export({ format: 'pem', type: 'sec1' }) as string, 0o600);
+  // an OpenSSL hashed certificate directory (for SSL_CERT_DIR) holding the root
+  {
+    const d = join(dir, 'certdir');
+    mkdirSync(d);
+    writeFileSync(join(d, 'root.pem'), root.certPem);
+    execFileSync('openssl', ['rehash', d]);
+    files.certdir = d;
+  }
   // password and service files
   put('pgpass', 'localhost:*:*:pwuser:pw-secret\n*:*:*:*:wrong\n', 0o600);
   put('pgpass-loose', 'localhost:*:*:pwuser:pw-secret\n', 0o644);
@@ -183,6 +194,7 @@ export async function startSslCluster(pki: Pki, settings: Record<string, string>
       'ca.crt': pki.root.certPem,
     },
     settings: {
+      listen_addresses: '127.0.0.1,::1',
       ssl: 'on',
       ssl_cert_file: 'server.crt',
       ssl_key_file: 'server.key',
