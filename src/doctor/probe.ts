@@ -123,6 +123,33 @@ async function verifyAgainst(
   };
 }
 
+/** The result with its keys in reading order (JSON output follows the connection's steps). */
+function ordered(r: ProbeResult): ProbeResult {
+  const keys: (keyof ProbeResult)[] = [
+    'host',
+    'port',
+    'via',
+    'user',
+    'database',
+    'reachable',
+    'tcpError',
+    'sslRequest',
+    'plaintext',
+    'directTls',
+    'tls',
+    'legacyTls',
+    'tlsSession',
+    'chain',
+    'missingIntermediate',
+    'hostname',
+    'trust',
+    'sslmodes',
+  ];
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (r[k] !== undefined) out[k] = r[k];
+  return out as unknown as ProbeResult;
+}
+
 export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<ProbeResult> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const user = opts.user ?? process.env.PGUSER ?? userInfo().username;
@@ -153,7 +180,7 @@ export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<
   );
   if (main.stage === 'tcp') {
     result.tcpError = `${main.code}: ${main.message}`;
-    return result;
+    return ordered(result);
   }
   result.reachable = true;
   if (main.stage === 'sslrequest') result.sslRequest = main.answer;
@@ -275,5 +302,5 @@ export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<
     hostnameMatch: result.hostname?.ok === true,
     hostnameMessage: result.hostname && !result.hostname.ok ? result.hostname.message : undefined,
   });
-  return result;
+  return ordered(result);
 }
