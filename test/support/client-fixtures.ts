@@ -237,7 +237,10 @@ export type Outcome =
 
 /** psql (libpq 18): connect and ask the server whether this session uses SSL. */
 export async function psqlOutcome(conninfo: string, env: Record<string, string> = {}): Promise<Outcome> {
-  const r = await psql(conninfo, 'select ssl from pg_stat_ssl where pid = pg_backend_pid()', { libpq: 18, env });
+  // libpq 18 is the oracle; PGTLS_ORACLE_LIBPQ=15 runs the same comparisons against Debian's libpq 15, to see
+  // where older libpq differs.
+  const libpq = process.env.PGTLS_ORACLE_LIBPQ === '15' ? 15 : 18;
+  const r = await psql(conninfo, 'select ssl from pg_stat_ssl where pid = pg_backend_pid()', { libpq, env });
   if (r.code === 0) return { result: 'connected', tls: r.stdout.trim() === 't' };
   // psql prompts for a missing password on stderr before libpq's message; the prompt is psql's, not libpq's.
   return {
