@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { chmodSync, copyFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { createIntermediateCA, createRootCA } from '../../src/pki/generate.js';
+import { createIntermediateCA, createRootCA, createServerCert } from '../../src/pki/generate.js';
+import { AZURE_ROOTS, findKnownRoots, nodeRoots, systemRoots } from '../../src/pki/roots.js';
 import { assertCause, diagnose } from '../support/doctor-run.js';
 import { type Pki, clientCert, doctorEnv, makePki, pgtls, pgtlsJson, startServer } from '../support/doctor-servers.js';
 import { SUPERUSER_PASSWORD, type TestCluster } from '../support/postgres.js';
@@ -121,6 +122,33 @@ describe('doctor --rotation', () => {
     const b = await pgtlsJson<RotationJson>(['doctor', '--rotation', conn(`${pki.dir}/root.crt`), '--roots', missing]);
     assert.equal(b.code, 1);
     assert.ok(b.json.findings.some((f) => f.code === 'future-root-missing'));
+  });
+
+  test('Azure-style chain: the three roots Azure asks for are checked by fingerprint', async () => {
+    // A look-alike chain (names only) under a test root called "DigiCert Global Root G2".
+    const fakeRoot = await createRootCA({ subject: { CN: 'DigiCert Global Root G2', O: 'DigiCert Inc' } });
+    const azInter = await createIntermediateCA(fakeRoot, { subject: { CN: 'Microsoft Azure RSA TLS Issuing CA 03' } });
+    const leaf = await createServerCert(azInter, { subject: { CN: 'localhost' }, hosts: ['localhost'] });
+    const az = await startServer(pki, { chain: [leaf.certPem, azInter.certPem], key: leaf.keyPem });
+    try {
+      const rootFile = pki.file('fake-digicert.crt', fakeRoot.certPem);
+      const url = (f: string) => `host=localhost port=${az.port} user=postgres sslmode=verify-full sslrootcert=${f}`;
+      const a = await pgtlsJson<RotationJson>(['doctor', '--rotation', url(rootFile)]);
+      assert.equal(a.code, 1);
+      assert.ok(a.json.findings.some((f) => f.code === 'verifies-today'));
+      assert.equal(a.json.findings.filter((f) => f.code === 'azure-root-missing').length, 3);
+      // The real three, taken from the system store, next to today's root: ready.
+      const real = findKnownRoots(AZURE_ROOTS, [...nodeRoots(), ...(await systemRoots())]).filter((r) => r.cert);
+      if (real.length === 3) {
+        const pems = real.map((r) => r.cert!.toString('pem')).join('\n');
+        const all = pki.file('azure-roots.crt', `${fakeRoot.certPem}\n${pems}\n`);
+        const b = await pgtlsJson<RotationJson>(['doctor', '--rotation', url(all)]);
+        assert.equal(b.code, 0, JSON.stringify(b.json.findings));
+        assert.equal(b.json.findings.filter((f) => f.code === 'azure-root-present').length, 3);
+      }
+    } finally {
+      await az.destroy();
+    }
   });
 
   test('unaffected: sslmode=require without a root file does not verify', async () => {
