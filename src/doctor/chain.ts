@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { facts, likelyIssued, signatureVerifies } from '../pki/facts.js';
 import { type Finding, type Inspection, inspectCertificates, isSelfSigned } from '../pki/inspect.js';
 import { parseCertificates, toArrayBuffer } from '../pki/pem.js';
+import { SYSTEM_BUNDLES } from '../pki/roots.js';
 import { type VerifyFailure, verifyChain } from '../pki/verify.js';
 import { x509 } from '../pki/x509.js';
 
@@ -58,19 +59,12 @@ export function loadTrustStore(label: string, path: string): TrustStore {
 }
 
 /**
- * The store libpq's sslrootcert=system uses: OpenSSL's default verify file (SSL_CERT_FILE overrides it). Debian and
- * Ubuntu ship it as /etc/ssl/certs/ca-certificates.crt (the target of /usr/lib/ssl/cert.pem); Fedora/RHEL and
- * Alpine/macOS use the other paths.
+ * The store libpq's sslrootcert=system uses: OpenSSL's default verify file, SSL_CERT_FILE first, then the bundles
+ * distributions ship (pki/roots' list). pgtls/client reads the same files for sslrootcert=system when it connects.
  */
 export function systemStorePath(env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (env.SSL_CERT_FILE) return env.SSL_CERT_FILE;
-  const candidates = [
-    '/usr/lib/ssl/cert.pem',
-    '/etc/ssl/certs/ca-certificates.crt',
-    '/etc/pki/tls/certs/ca-bundle.crt',
-    '/etc/ssl/cert.pem',
-  ];
-  return candidates.find((p) => existsSync(p));
+  return SYSTEM_BUNDLES.find((p) => existsSync(p));
 }
 
 export type StoreContent =
