@@ -253,6 +253,15 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
   }
 }
 
+/**
+ * OpenSSL's reason from a Node TLS error, as PostgreSQL logs it ("wrong version number", "no shared cipher"),
+ * without the library's error-queue prefix ("80EC…:error:0A0000C6:SSL routines:ssl3_get_record:…:file.c:379:").
+ */
+function opensslReason(err: Error): string {
+  const m = /SSL routines:[^:]*:([^:]+):/.exec(err.message);
+  return m ? m[1]! : err.message.trim();
+}
+
 /** TLS handshake on the raw socket with the material in force now. Resolves undefined when it failed. */
 function startTls(socket: Socket, rt: GatewayRuntime, record: ConnectionRecord): Promise<TLSSocket | undefined> {
   const material = rt.tls.current();
@@ -268,13 +277,22 @@ function startTls(socket: Socket, rt: GatewayRuntime, record: ConnectionRecord):
     });
     const onError = (err: Error) => {
       record.outcome = 'refused';
-      record.reason = `could not accept SSL connection: ${err.message}`;
+      record.reason = `could not accept SSL connection: ${opensslReason(err)}`;
       t.destroy();
       resolve(undefined);
     };
+    // A client that goes away mid-handshake may close without any TLS error: settle on 'close' too, or this
+    // connection would never finish (and never be logged).
+    const onClose = () => {
+      record.outcome = 'refused';
+      record.reason ??= 'client closed the connection during the TLS handshake';
+      resolve(undefined);
+    };
     t.once('error', onError);
+    t.once('close', onClose);
     t.once('secure', () => {
       t.off('error', onError);
+      t.off('close', onClose);
       t.on('error', () => undefined);
       t.setNoDelay?.(true);
       record.tls_version = t.getProtocol() ?? undefined;
