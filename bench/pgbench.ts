@@ -5,7 +5,7 @@
  * the machine affects all equally; the median of the rounds is reported with the ratios.
  *
  *   npm run build && node dist/bench/pgbench.js [--seconds 10] [--rounds 3] [--clients 8] [--threads 2] [--connect]
- *                                                [--write docs/benchmarks.md]
+ *                                                [--hop unix|tcp] [--write docs/benchmarks.md]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chownSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +22,8 @@ const { values: opt } = parseArgs({
     clients: { type: 'string', default: '8' },
     threads: { type: 'string', default: '2' },
     connect: { type: 'boolean', default: false },
+    /** How the proxies reach PostgreSQL: its Unix socket (the usual set-up for a colocated proxy) or loopback TCP. */
+    hop: { type: 'string', default: 'unix' },
     write: { type: 'string' },
   },
 });
@@ -147,7 +149,9 @@ async function main() {
         `port = ${gwPort}`,
         "ssl_cert_file = 'server.crt'",
         "ssl_key_file = 'server.key'",
-        `upstream = 'postgres://127.0.0.1:${pgPort}'`,
+        opt.hop === 'unix'
+          ? `upstream = 'postgres://${encodeURIComponent(pg.socketDir)}:${pgPort}'`
+          : `upstream = 'postgres://127.0.0.1:${pgPort}'`,
         "upstream_sslmode = 'disable'",
         'log_connections = off',
         `data_directory = '${join(work, 'gw')}'`,
@@ -171,7 +175,7 @@ async function main() {
       join(work, 'pgbouncer.ini'),
       [
         '[databases]',
-        `postgres = host=127.0.0.1 port=${pgPort} dbname=postgres`,
+        `postgres = host=${opt.hop === 'unix' ? pg.socketDir : '127.0.0.1'} port=${pgPort} dbname=postgres`,
         '[pgbouncer]',
         'listen_addr = 127.0.0.1',
         `listen_port = ${bPort}`,
@@ -212,7 +216,7 @@ async function main() {
       }
     }
     const med = { direct: median(results.direct), pgtls: median(results.pgtls), pgbouncer: median(results.pgbouncer) };
-    const mode = opt.connect ? 'pgbench -S -C' : 'pgbench -S';
+    const mode = `${opt.connect ? 'pgbench -S -C' : 'pgbench -S'} (proxies reach PostgreSQL over ${opt.hop === 'unix' ? 'its Unix socket' : 'loopback TCP'})`;
     const lines = [
       `| ${mode} -c ${opt.clients} -j ${opt.threads} -T ${seconds} | median tps | runs |`,
       '|---|---|---|',
