@@ -31,6 +31,16 @@ function pemBlocks(text: string, label: string): string[] {
   return [...text.matchAll(re)].map((m) => `${m[0]}\n`);
 }
 
+/** A file's text for PEM parsing; a directory reads as empty, as OpenSSL's fopen/fread of one does on Linux. */
+function readPemText(path: string): string {
+  try {
+    return readFileSync(path, 'latin1');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EISDIR') return '';
+    throw err;
+  }
+}
+
 function errnoText(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
   return (
@@ -141,7 +151,7 @@ export function loadTlsMaterial(plan: ConnectionPlan): MaterialResult {
     if (exists) {
       let text: string;
       try {
-        text = readFileSync(ssl.rootCert, 'latin1');
+        text = readPemText(ssl.rootCert);
       } catch (err) {
         return {
           ok: false,
@@ -220,7 +230,7 @@ export function loadTlsMaterial(plan: ConnectionPlan): MaterialResult {
     if (st) {
       let text = '';
       try {
-        text = readFileSync(ssl.cert, 'latin1');
+        text = readPemText(ssl.cert);
       } catch (err) {
         return {
           ok: false,

@@ -69,6 +69,13 @@ const CASES: Case[] = [
   { variant: 'good', conninfo: `${base} sslmode=verify-ca sslrootcert={bundle.crt}`, expect: 'tls' },
   { variant: 'good', conninfo: `${base} sslmode=verify-ca sslrootcert={garbage.crt}`, expect: 'refused' },
   { variant: 'good', conninfo: `${base} sslmode=disable sslrootcert={other-root.crt}`, expect: 'plain' },
+  { variant: 'good', conninfo: `${base} sslmode=verify-ca sslrootcert={empty.crt}`, expect: 'refused' },
+  { variant: 'good', conninfo: `${base} sslmode=verify-ca sslrootcert={root.der}`, expect: 'refused' },
+  { variant: 'good', conninfo: `${base} sslmode=verify-ca sslrootcert={certdir}`, expect: 'refused' },
+  { variant: 'good', conninfo: `${base} sslmode=require sslrootcert={garbage.crt}`, expect: 'refused' },
+  { variant: 'good', conninfo: `${base} sslmode=prefer sslrootcert={garbage.crt}`, expect: 'plain' },
+  { variant: 'good', conninfo: `${base} sslmode=verify-ca sslrootcert={root.crt} sslcrl={certdir}`, expect: 'tls' },
+  { variant: 'good', conninfo: `${base} sslmode=require sslcert={certdir} sslkey={client.key}`, expect: 'refused' },
   // host names
   {
     variant: 'good',

@@ -4,7 +4,7 @@
  * with pgtls/client through node-postgres, reducing both to one comparable outcome.
  */
 import { execFileSync } from 'node:child_process';
-import { createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +114,8 @@ export async function makePki(): Promise<Pki> {
   put('other-root.crt', otherRoot.certPem);
   put('self-signed.crt', selfSigned.certPem);
   put('garbage.crt', 'this is not a certificate\n');
+  put('empty.crt', '');
+  put('root.der', new X509Certificate(root.certPem).raw);
   put('client.crt', client.certPem + intermediate.certPem);
   put('client.key', client.keyPem, 0o600);
   put('client-0644.key', client.keyPem, 0o644);
