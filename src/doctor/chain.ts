@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { facts, likelyIssued, signatureVerifies } from '../pki/facts.js';
 import { type Finding, type Inspection, inspectCertificates, isSelfSigned } from '../pki/inspect.js';
 import { parseCertificates, toArrayBuffer } from '../pki/pem.js';
-import { SYSTEM_BUNDLES } from '../pki/roots.js';
+import { SYSTEM_BUNDLES, nodeRoots, systemRoots } from '../pki/roots.js';
 import { type VerifyFailure, verifyChain } from '../pki/verify.js';
 import { x509 } from '../pki/x509.js';
 
@@ -131,4 +131,20 @@ export async function verifyAgainstStore(ders: readonly Buffer[], store: TrustSt
 /** Findings worth a line in probe's output (pki reports `info` findings too). */
 export function notableFindings(r: ChainReport): Finding[] {
   return r.findings.filter((f) => f.level !== 'info' || f.code === 'root-included');
+}
+
+/**
+ * A self-signed root, among the certificates this machine already trusts (Node's bundled roots and the system store,
+ * via pki/roots), that issued `cert`: what to tell a user to put in sslrootcert, with its fingerprint.
+ */
+export async function knownRootFor(
+  cert: x509.X509Certificate,
+): Promise<{ subject: string; sha256: string; file?: string } | undefined> {
+  const candidates = [...(await systemRoots()), ...nodeRoots()];
+  for (const c of candidates) {
+    if (likelyIssued(c.cert, cert) && (await signatureVerifies(c.cert, cert)) && (await isSelfSigned(c.cert))) {
+      return { subject: c.cert.subject, sha256: facts(c.cert).sha256, ...(c.file ? { file: c.file } : {}) };
+    }
+  }
+  return undefined;
 }

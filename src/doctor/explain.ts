@@ -9,6 +9,7 @@ import type { SecureVersion } from 'node:tls';
 import type { AttemptFailure } from '../client/errors.js';
 import type { ConnectionPlan } from '../client/resolve.js';
 import { parseCertificates } from '../pki/pem.js';
+import { knownRootFor, toX509 } from './chain.js';
 import { TLS_VERSIONS, type TlsVersion, suitesFor } from './cipher-suites.js';
 import type { Observed, Stage } from './doctor.js';
 import { LEGACY_SUITES, rawHello } from './legacy-suites.js';
@@ -179,7 +180,12 @@ function clientCertCN(plan: ConnectionPlan): { cn?: string; file: string; exists
 }
 
 /** Verification failed: use the store and the chain to say which of the usual suspects it is. */
-function certificateProblem(plan: ConnectionPlan, o: Observed, message: string, reason?: string): Diagnosis {
+async function certificateProblem(
+  plan: ConnectionPlan,
+  o: Observed,
+  message: string,
+  reason?: string,
+): Promise<Diagnosis> {
   const v = o.storeVerdict;
   const chain = o.chain;
   // pki/verify explains the path; OpenSSL's own verdict (pgtls/client reports it as "text (CODE)") is used when pki
@@ -229,6 +235,13 @@ function certificateProblem(plan: ConnectionPlan, o: Observed, message: string, 
   }
   const content = v?.content;
   if (content?.kind === 'pinned-intermediate') {
+    const pinned = o.store?.certificates.find((c) => c.subject === content.subject);
+    const known = pinned ? await knownRootFor(pinned) : undefined;
+    if (known) {
+      evidence.push(
+        `"${known.subject}" is in this machine's trust store (SHA-256 ${known.sha256})${known.file ? `, ${known.file}` : ''}: sslrootcert=system also works`,
+      );
+    }
     return d(
       'pinned-intermediate',
       'chain',
@@ -285,6 +298,13 @@ function certificateProblem(plan: ConnectionPlan, o: Observed, message: string, 
   ) {
     const top =
       chain?.topIssuer ?? chain?.certificates[chain.certificates.length - 1]?.subject ?? "the server's root CA";
+    const last = o.chainDer?.[o.chainDer.length - 1];
+    const known = last ? await knownRootFor(toX509(last)) : undefined;
+    if (known) {
+      evidence.push(
+        `"${known.subject}" is in this machine's trust store (SHA-256 ${known.sha256}): sslrootcert=system would use it`,
+      );
+    }
     return d(
       'root-not-trusted',
       'chain',
@@ -439,7 +459,7 @@ export async function explain(input: ExplainInput): Promise<Diagnosis> {
       'check the path and that this user may read the file',
     );
   }
-  if (/certificate verify failed/.test(m) && o) return certificateProblem(plan, o, m, input.reason);
+  if (/certificate verify failed/.test(m) && o) return await certificateProblem(plan, o, m, input.reason);
   if (/does not match host name|could not get server's host name|host name must be specified/.test(m)) {
     const names = o?.hostname?.names ?? [];
     return d(
