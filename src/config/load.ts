@@ -5,6 +5,7 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { PgtlsError } from '../errors.js';
+import type { TlsSettings } from '../tls/context.js';
 import { type ConfEntry, readConfFile } from './conf-file.js';
 import {
   ALIASES,
@@ -21,24 +22,11 @@ export const ERR_CONFIG_UNKNOWN_KEY = 'PGTLS_ERR_CONFIG_UNKNOWN_KEY';
 export const ERR_CONFIG_VALUE = 'PGTLS_ERR_CONFIG_VALUE';
 export const ERR_CONFIG_CONFLICT = 'PGTLS_ERR_CONFIG_CONFLICT';
 
-export interface GatewayConfig {
+/** The ssl_* settings are the TLS layer's own (src/tls/context.ts); the gateway adds the rest. */
+export interface GatewayConfig extends TlsSettings {
   readonly listen_addresses: string;
   readonly port: number;
   readonly ssl: boolean;
-  readonly ssl_cert_file: string;
-  readonly ssl_key_file: string;
-  readonly ssl_ca_file: string;
-  readonly ssl_crl_file: string;
-  readonly ssl_crl_dir: string;
-  readonly ssl_ciphers: string;
-  readonly ssl_tls13_ciphers: string;
-  readonly ssl_groups: string;
-  readonly ssl_prefer_server_ciphers: boolean;
-  readonly ssl_min_protocol_version: TlsVersionName;
-  readonly ssl_max_protocol_version: TlsVersionName | '';
-  readonly ssl_dh_params_file: string;
-  readonly ssl_passphrase_command: string;
-  readonly ssl_passphrase_command_supports_reload: boolean;
   readonly require_secure_transport: boolean;
   readonly hba_file: string;
   readonly ident_file: string;

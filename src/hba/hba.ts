@@ -56,42 +56,6 @@ export interface HbaLine {
 }
 
 /**
- * Options PostgreSQL accepts; only some mean something at the gateway, the rest are accepted and ignored here.
- * (PostgreSQL knows only the plural radiusservers/radiussecrets/radiusidentifiers/radiusports.)
- */
-const KNOWN_OPTIONS = new Set([
-  'clientcert',
-  'clientname',
-  'map',
-  'include_realm',
-  'krb_realm',
-  'compat_realm',
-  'upn_username',
-  'pamservice',
-  'pam_use_hostname',
-  'ldapurl',
-  'ldapserver',
-  'ldapport',
-  'ldapscheme',
-  'ldapbinddn',
-  'ldapbindpasswd',
-  'ldapsearchattribute',
-  'ldapsearchfilter',
-  'ldapbasedn',
-  'ldapprefix',
-  'ldapsuffix',
-  'ldaptls',
-  'radiusservers',
-  'radiussecrets',
-  'radiusidentifiers',
-  'radiusports',
-  'issuer',
-  'scope',
-  'validator',
-  'delegate_ident_mapping',
-]);
-
-/**
  * Which methods an option is valid for, with the list as parse_hba_auth_opt() prints it in
  * `authentication option "%s" is only valid for authentication methods %s` (checked against PostgreSQL 18).
  * clientcert and clientname are valid for every method (on hostssl rows).
@@ -130,6 +94,12 @@ const OPTION_METHODS: Readonly<Record<string, readonly [readonly HbaMethod[], st
     ['issuer', 'scope', 'validator', 'delegate_ident_mapping'].map((o) => [o, [['oauth'], 'oauth'] as const]),
   ),
 };
+
+/**
+ * Options PostgreSQL accepts; only clientcert, clientname and map mean something at the gateway, the rest are
+ * validated and kept. (PostgreSQL knows only the plural radiusservers/radiussecrets/radiusidentifiers/radiusports.)
+ */
+const KNOWN_OPTIONS: ReadonlySet<string> = new Set(['clientcert', 'clientname', ...Object.keys(OPTION_METHODS)]);
 
 /** Arguments a method cannot do without (MANDATORY_AUTH_ARG in parse_hba_line()), in PostgreSQL's order. */
 const MANDATORY: Partial<Record<HbaMethod, readonly string[]>> = {

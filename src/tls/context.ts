@@ -8,7 +8,7 @@ import { constants, type KeyObject, X509Certificate, createPrivateKey } from 'no
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type SecureContext, type SecureContextOptions, createSecureContext } from 'node:tls';
-import type { GatewayConfig } from '../config/load.js';
+import type { TlsVersionName } from '../config/schema.js';
 import { PgtlsError } from '../errors.js';
 import { checkServerKeyFile } from './key-file.js';
 import { runPassphraseCommand } from './passphrase.js';
@@ -44,8 +44,8 @@ export interface TlsSettings {
   readonly ssl_tls13_ciphers: string;
   readonly ssl_groups: string;
   readonly ssl_prefer_server_ciphers: boolean;
-  readonly ssl_min_protocol_version: GatewayConfig['ssl_min_protocol_version'];
-  readonly ssl_max_protocol_version: GatewayConfig['ssl_max_protocol_version'];
+  readonly ssl_min_protocol_version: TlsVersionName;
+  readonly ssl_max_protocol_version: TlsVersionName | '';
   readonly ssl_dh_params_file: string;
   readonly ssl_passphrase_command: string;
   readonly ssl_passphrase_command_supports_reload: boolean;
