@@ -201,6 +201,15 @@ async function observe(
   return obs;
 }
 
+/** libpq's sslcertmode=require refusals (PostgreSQL 17+, fe-auth.c), the same rule pgtls/client's socket applies. */
+function certModeRefusal(plan: ConnectionPlan, neg: Negotiated): string | undefined {
+  if (plan.ssl.certMode !== 'require') return undefined;
+  const tls = neg.facts.tls;
+  if (!tls || tls.certificateRequested === false) return 'server did not request an SSL certificate';
+  if (!tls.clientCertificate) return 'server accepted connection without a valid SSL certificate';
+  return undefined;
+}
+
 /** The failure that explains the outcome: the first host's encrypted attempt if there was one, else its first. */
 function primaryFailure(failures: readonly AttemptFailure[]): AttemptFailure | undefined {
   const first = failures[0];
@@ -258,11 +267,14 @@ export async function doctor(input: string, opts: DoctorOptions = {}): Promise<D
       requireAuth: plan.params.require_auth,
       timeoutMs,
     });
-    if (auth.ok) {
+    // sslcertmode=require is checked at AuthenticationOk, as libpq does (fe-auth.c), without fallback.
+    const certMode = auth.ok ? certModeRefusal(plan, neg) : undefined;
+    if (auth.ok && !certMode) {
       success = { neg, auth };
       break;
     }
-    attempts.fail(auth.message, auth.error?.C);
+    attempts.fail(certMode ?? (auth.ok ? '' : auth.message), auth.ok ? undefined : auth.error?.C);
+    if (certMode) break;
   }
 
   if (success) {

@@ -508,6 +508,22 @@ export async function explain(input: ExplainInput): Promise<Diagnosis> {
       'make the client and server TLS version ranges overlap (ssl_min_protocol_version / ssl_max_protocol_version on both sides)',
     );
   }
+  if (/server did not request an SSL certificate/.test(m)) {
+    return d(
+      'client-certificate-not-requested',
+      'client-certificate',
+      'sslcertmode=require, but the server did not ask for a client certificate (it has no ssl_ca_file)',
+      'set ssl_ca_file on the server (and clientcert= in pg_hba.conf) if certificates are meant to be used, or use sslcertmode=allow',
+    );
+  }
+  if (/server accepted connection without a valid SSL certificate/.test(m)) {
+    return d(
+      'client-certificate-not-sent',
+      'client-certificate',
+      `sslcertmode=require, but no client certificate was sent ("${plan.ssl.cert}" does not exist or was not used)`,
+      'set sslcert and sslkey to your client certificate and key',
+    );
+  }
   if (/requires a valid client certificate/.test(m)) {
     const c = clientCertCN(plan);
     return d(

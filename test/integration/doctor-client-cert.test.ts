@@ -34,6 +34,8 @@ describe('doctor: client certificates', () => {
     assert.equal(j.ok, true);
     assert.equal(j.verified, true);
     assert.match(j.steps.find((s) => s.stage === 'client-certificate')!.summary, /sent /);
+    const required = await diagnose(conn(`sslcert=${c.cert} sslkey=${c.key} sslcertmode=require`));
+    assert.equal(required.ok, true);
   });
 
   test('fail: no client certificate → required', async () => {

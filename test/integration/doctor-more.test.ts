@@ -38,6 +38,11 @@ describe('doctor: more failure modes', () => {
     assert.equal(none.ok, true);
   });
 
+  test('sslcertmode=require against a server that never asks for a certificate: told so (psql agrees)', async () => {
+    const j = await diagnose(conn(good.port, 'sslmode=require sslcertmode=require'), PW);
+    assertCause(j, 'client-certificate-not-requested', 'client-certificate');
+  });
+
   test('cleartext password method: doctor logs in like libpq; require_auth=scram-sha-256 refuses it', async () => {
     const pg = await startServer(pki, { hba: ['local all all trust', 'hostssl all all 127.0.0.1/32 password'] });
     servers.push(pg);
