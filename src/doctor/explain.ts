@@ -309,7 +309,9 @@ async function certificateProblem(
       'root-not-trusted',
       'chain',
       `${rootLabel} does not contain the root CA the server's chain leads to ("${top}")`,
-      `add the root certificate "${top}" to sslrootcert (for Azure: DigiCert Global Root G2, Microsoft RSA Root Certificate Authority 2017 and DigiCert Global Root CA), or use sslrootcert=system if it is a public CA`,
+      plan.ssl.rootCert === 'system'
+        ? `"${top}" is not a public CA in the system store: point sslrootcert at a file holding that root instead of "system"`
+        : `add the root certificate "${top}" to sslrootcert (for Azure: DigiCert Global Root G2, Microsoft RSA Root Certificate Authority 2017 and DigiCert Global Root CA), or use sslrootcert=system if it is a public CA`,
       evidence,
     );
   }

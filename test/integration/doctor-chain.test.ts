@@ -62,6 +62,12 @@ describe('doctor: chains and trust', () => {
     assert.match(j.diagnosis!.cause, /pgtls Test Root CA/);
   });
 
+  test('fail: sslrootcert=system with a private CA → point sslrootcert at the root file', async () => {
+    const j = await diagnose(conn(good.port, 'sslmode=verify-full sslrootcert=system'), PW);
+    assertCause(j, 'root-not-trusted', 'chain');
+    assert.match(j.diagnosis!.fix, /not a public CA/);
+  });
+
   test('fail: sslrootcert file does not exist', async () => {
     const j = await diagnose(conn(good.port, `sslmode=verify-full sslrootcert=${pki.dir}/nope.crt`), PW);
     assertCause(j, 'root-certificate-missing');
