@@ -117,8 +117,16 @@ function loadKey(data: Buffer, passphrase: string | undefined): string {
   throw first;
 }
 
-function opensslReason(err: unknown): string {
+function opensslReason(err: unknown, havePassword: boolean): string {
   const e = err as { reason?: string; message?: string; code?: string };
+  // An encrypted key and no sslpassword: libpq leaves OpenSSL's default passphrase prompt in place, which fails
+  // without a terminal; libpq 18 (OpenSSL 1.1) then reports "processing error".
+  if (
+    !havePassword &&
+    /passphrase|interrupted or cancelled|problems getting password/i.test(`${e.reason ?? ''} ${e.message ?? ''}`)
+  ) {
+    return 'processing error';
+  }
   if (e.reason) return e.reason;
   const msg = e.message ?? String(err);
   if (/bad decrypt/i.test(msg)) return 'bad decrypt';
@@ -281,7 +289,7 @@ export function loadTlsMaterial(plan: ConnectionPlan): MaterialResult {
     } catch (err) {
       return {
         ok: false,
-        message: `could not load private key file "${ssl.key}": ${opensslReason(err)}`,
+        message: `could not load private key file "${ssl.key}": ${opensslReason(err, Boolean(params.sslpassword))}`,
         reason: (err as Error).message,
       };
     }
@@ -299,7 +307,7 @@ export function loadTlsMaterial(plan: ConnectionPlan): MaterialResult {
     } catch (err) {
       return {
         ok: false,
-        message: `could not load private key file "${ssl.key}": ${opensslReason(err)}`,
+        message: `could not load private key file "${ssl.key}": ${opensslReason(err, Boolean(params.sslpassword))}`,
         reason: (err as Error).message,
       };
     }

@@ -491,6 +491,24 @@ const CASES: Case[] = [
       'host=localhost port={port} user=postgres dbname=postgres sslmode=require sslcert={client.crt} sslkey={client.key}',
     expect: 'tls',
   },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full sslrootcert={root.crt} sslcert={client.crt} sslkey={client-enc.key}',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full sslrootcert={root.crt} sslcert={client-combined.pem} sslkey={client-combined.pem}',
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo:
+      'host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full sslrootcert={root.crt} sslcert={client-combined.pem} sslkey={client.key}',
+    expect: 'refused',
+  },
   // CRL directories
   {
     variant: 'revoked',

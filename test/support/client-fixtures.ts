@@ -136,6 +136,7 @@ export async function makePki(): Promise<Pki> {
   );
   put('client-der.key', k.export({ format: 'der', type: 'pkcs8' }) as Buffer, 0o600);
   put('client-sec1.key', k.export({ format: 'pem', type: 'sec1' }) as string, 0o600);
+  put('client-combined.pem', client.certPem + client.keyPem, 0o600);
   // an OpenSSL hashed certificate directory (for SSL_CERT_DIR) holding the root
   {
     const d = join(dir, 'certdir');
@@ -247,7 +248,11 @@ export async function psqlOutcome(conninfo: string, env: Record<string, string> 
   // psql prompts for a missing password on stderr before libpq's message; the prompt is psql's, not libpq's.
   return {
     result: 'refused',
-    message: r.stderr.replace(/^Password for user .*: \n/, '').replace(/^psql: error: /, ''),
+    // (OpenSSL prompts for a key's pass phrase the same way)
+    message: r.stderr
+      .replace(/^Password for user .*: \n/, '')
+      .replace(/^Enter PEM pass phrase:\n?/, '')
+      .replace(/^psql: error: /, ''),
   };
 }
 
