@@ -248,7 +248,10 @@ export async function doctor(input: string, opts: DoctorOptions = {}): Promise<D
   };
 
   // 1. The libpq-exact connection, with authentication.
-  const attempts = new ConnectionAttempts(plan);
+  // libpq waits forever without connect_timeout; the doctor must answer, so it bounds each wait (default 10 s).
+  const bounded: ConnectionPlan =
+    plan.connectTimeoutSeconds > 0 ? plan : { ...plan, connectTimeoutSeconds: Math.ceil(timeoutMs / 1000) };
+  const attempts = new ConnectionAttempts(bounded);
   let success: { neg: Negotiated; auth: AuthOutcome } | undefined;
   for (let guard = 0; guard < 64; guard++) {
     let neg: Negotiated;

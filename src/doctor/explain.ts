@@ -380,6 +380,14 @@ export async function explain(input: ExplainInput): Promise<Diagnosis> {
       'check host and port, that PostgreSQL runs and listens there (listen_addresses, port), and firewalls',
     );
   }
+  if (/timeout expired|timed out/.test(m) && o?.wire?.stage === 'sslrequest' && o.wire.answer.answer === 'timeout') {
+    return d(
+      'no-answer',
+      'sslrequest',
+      `${o.endpoint.host}:${o.endpoint.port} accepts TCP connections but never answers SSLRequest: it is not PostgreSQL, or the server or a proxy in front of it hangs`,
+      'check what listens on that port (a load balancer or firewall holding connections?) and the server log',
+    );
+  }
   if (/timeout expired|timed out|No route to host|Network is unreachable/.test(m)) {
     return d(
       'tcp-timeout',

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createCRL } from '../../src/pki/generate.js';
-import { assertCause, diagnose } from '../support/doctor-run.js';
-import { type Pki, makePki, startServer } from '../support/doctor-servers.js';
+import { type DoctorJson, assertCause, diagnose } from '../support/doctor-run.js';
+import { type Pki, makePki, pgtlsJson, startServer } from '../support/doctor-servers.js';
 import { SUPERUSER_PASSWORD, type TestCluster, startTestCluster } from '../support/postgres.js';
 
 const PW = { PGPASSWORD: SUPERUSER_PASSWORD };
@@ -97,6 +97,25 @@ describe('doctor: more failure modes', () => {
     const j = await diagnose(conn(pg15.port, 'sslmode=require sslnegotiation=direct'), PW);
     assertCause(j, 'direct-tls-unsupported', 'tls');
     assert.equal((await diagnose(conn(pg15.port, 'sslmode=require'), PW)).ok, true);
+  });
+
+  test('a port that accepts TCP and never answers: doctor returns (bounded wait) and says so', async () => {
+    const held: import('node:net').Socket[] = [];
+    const srv = createServer((s) => {
+      held.push(s);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as { port: number }).port;
+    try {
+      const { code, json } = await pgtlsJson<DoctorJson>(['doctor', conn(port, 'sslmode=require'), '--timeout', '2']);
+      assert.equal(code, 1);
+      assert.equal(json.diagnosis?.code, 'no-answer');
+      assert.equal(json.diagnosis?.stage, 'sslrequest');
+    } finally {
+      for (const s of held) s.destroy();
+      srv.close();
+    }
   });
 
   test('not PostgreSQL: a service answering SSLRequest with something else', async () => {
