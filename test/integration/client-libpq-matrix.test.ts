@@ -191,6 +191,15 @@ const CASES: Case[] = [
     conninfo: 'host=::1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
     expect: 'refused',
   },
+  {
+    variant: 'cn-wildcard',
+    conninfo:
+      'host=db.pgtls.test hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={root.crt}',
+    expect: 'tls',
+  },
+  { variant: 'cn-wildcard', conninfo: `${local} sslmode=verify-full sslrootcert={root.crt}`, expect: 'refused' },
+  { variant: 'embedded-nul', conninfo: `${local} sslmode=verify-full sslrootcert={root.crt}`, expect: 'refused' },
+  { variant: 'embedded-nul', conninfo: `${local} sslmode=verify-ca sslrootcert={root.crt}`, expect: 'tls' },
   // expired, self-signed, partial chains
   { variant: 'expired', conninfo: `${local} sslmode=verify-full sslrootcert={root.crt}`, expect: 'refused' },
   { variant: 'expired', conninfo: `${local} sslmode=require`, expect: 'tls' },

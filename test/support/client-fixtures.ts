@@ -53,6 +53,8 @@ export async function makePki(): Promise<Pki> {
   const dnsAndCn = await leaf(['db.pgtls.test'], 'localhost');
   const multi = await leaf(['a.example.com', 'b.example.com', '10.0.0.1'], 'x');
   const ipv6 = await leaf(['::1', 'db.pgtls.test'], 'localhost');
+  const cnWildcard = await leaf([], '*.pgtls.test');
+  const nul = await leaf(['localhost\u0000.evil.test'], 'localhost');
   const expired = await leaf(['localhost', '127.0.0.1'], 'localhost', {
     notBefore: new Date(Date.now() - 400 * DAY),
     notAfter: new Date(Date.now() - 10 * DAY),
@@ -84,6 +86,8 @@ export async function makePki(): Promise<Pki> {
     'dns-san-and-cn': { crt: chain(dnsAndCn), key: dnsAndCn.keyPem },
     multi: { crt: chain(multi), key: multi.keyPem },
     ipv6: { crt: chain(ipv6), key: ipv6.keyPem },
+    'cn-wildcard': { crt: chain(cnWildcard), key: cnWildcard.keyPem },
+    'embedded-nul': { crt: chain(nul), key: nul.keyPem },
     expired: { crt: chain(expired), key: expired.keyPem },
     revoked: { crt: chain(revoked), key: revoked.keyPem },
     'self-signed': { crt: selfSigned.certPem, key: selfSigned.keyPem },

@@ -34,6 +34,7 @@ before(async () => {
   await make('ip-and-dns-ip', ['10.1.2.3', 'db.example.com'], 'x');
   await make('dns-for-ip-host', ['10.9.9.9'], '10.9.9.9');
   await make('dns-named-ip', ['db.example.com'], '10.1.2.3');
+  await make('nul', ['db.example.com\u0000.evil.test'], 'db.example.com');
 });
 
 const ok = (name: string, host: string) => {
@@ -122,6 +123,11 @@ test('no host and no names: libpq texts', () => {
   const x = new X509Certificate(certs.dns!);
   assert.equal(verifyHostName(x, 'db.example.com').ok, true);
   assert.equal(verifyHostName(x.raw, 'db.example.com').ok, true);
+});
+
+test('a name with an embedded NUL is an error, never a match (CVE-2009-4034)', () => {
+  no('nul', 'db.example.com', "SSL certificate's name contains embedded null");
+  no('nul', 'other.example.com', "SSL certificate's name contains embedded null");
 });
 
 test('address parsing and printing helpers', () => {
