@@ -14,7 +14,7 @@ export { ClientError, ClientErrorCode } from './errors.js';
 export type { AttemptFailure } from './errors.js';
 export { PARAMETERS } from './options.js';
 export type { SslCertMode, SslMode, SslNegotiation, TlsVersion, ValueSource } from './options.js';
-export { DEFAULT_SOCKET_DIR, resolve } from './resolve.js';
+export { DEFAULT_SOCKET_DIR, redactedParams, resolve } from './resolve.js';
 export type { ConnectionInput, ConnectionPlan, Environment, HostTarget, ResolveOptions, SslPlan } from './resolve.js';
 export { PgtlsSocket, formatServerError } from './stream.js';
 export { loadTlsMaterial } from './tls-files.js';

@@ -457,3 +457,11 @@ export function sniSuppressed(host: string): boolean {
 }
 
 export { isIP };
+
+/** The plan's parameters with secrets (password, sslpassword, …) replaced by "********", for display and logs. */
+export function redactedParams(plan: ConnectionPlan): Readonly<Record<string, string>> {
+  const secret = new Set(PARAMETERS.filter((p) => p.secret).map((p) => p.keyword));
+  return Object.freeze(
+    Object.fromEntries(Object.entries(plan.params).map(([k, v]) => [k, secret.has(k) && v !== '' ? '********' : v])),
+  );
+}

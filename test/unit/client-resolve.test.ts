@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ClientError } from '../../src/client/errors.js';
-import { DEFAULT_SOCKET_DIR, resolve } from '../../src/client/resolve.js';
+import { DEFAULT_SOCKET_DIR, redactedParams, resolve } from '../../src/client/resolve.js';
 import { loadTlsMaterial } from '../../src/client/tls-files.js';
 import { createClientCert, createRootCA } from '../../src/pki/generate.js';
 
@@ -203,6 +203,14 @@ test('client key permissions: libpq rule and message, passing and failing', asyn
     ok: false,
     message: `root certificate file "${join(home, '.postgresql/root.crt')}" does not exist\nEither provide the file, use the system's trusted roots with sslrootcert=system, or change sslmode to disable server certificate verification.`,
   });
+});
+
+test('redactedParams hides secrets', () => {
+  const plan = resolve('password=hunter2 sslpassword=k host=h', env(), opts);
+  const shown = redactedParams(plan);
+  assert.equal(shown.password, '********');
+  assert.equal(shown.sslpassword, '********');
+  assert.equal(shown.host, 'h');
 });
 
 test('options objects: like PQconnectdbParams (unknown keys refused, empty values ignored, dbname expanded)', () => {
