@@ -759,6 +759,55 @@ const CASES: Case[] = [
     expect: 'tls',
   },
   { variant: 'good', conninfo: 'service=missing port={port}', env: { PGSERVICEFILE: '{services}' }, expect: 'refused' },
+  // the remaining PG* variables (and: a service file beats the environment)
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port}',
+    env: { PGUSER: 'pwuser', PGPASSWORD: 'pw-secret', PGDATABASE: 'postgres', PGSSLMODE: 'require' },
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port}',
+    env: { PGUSER: 'pwuser', PGPASSWORD: 'wrong', PGDATABASE: 'postgres' },
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo: 'host=localhost port={port} user=postgres dbname=postgres sslmode=require',
+    env: { PGSSLCERTMODE: 'require' },
+    expect: 'refused',
+  },
+  {
+    variant: 'revoked',
+    conninfo: `${local} sslmode=verify-full sslrootcert={root.crt}`,
+    env: { PGSSLCRLDIR: '{crldir-revoked}' },
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo: 'dbname=postgres user=postgres',
+    env: {
+      PGHOST: '127.0.0.1',
+      PGHOSTADDR: '127.0.0.1',
+      PGPORT: '{port}',
+      PGSSLMODE: 'verify-full',
+      PGSSLROOTCERT: '{root.crt}',
+    },
+    expect: 'tls',
+  },
+  {
+    variant: 'good',
+    conninfo: 'dbname=postgres user=postgres sslmode=require',
+    env: { PGHOST: '127.0.0.1', PGPORT: '{port}', PGCONNECT_TIMEOUT: 'abc' },
+    expect: 'refused',
+  },
+  {
+    variant: 'good',
+    conninfo: 'dbname=postgres user=postgres',
+    env: { PGSERVICE: 'weak', PGSERVICEFILE: '{services}', PGPORT: '{port}', PGSSLROOTCERT: '{root.crt}' },
+    expect: 'refused',
+  },
   // option errors (no connection at all)
   { variant: 'good', conninfo: `${base} sslmode=bogus`, expect: 'refused' },
   { variant: 'good', conninfo: `${base} sslnegotiation=bogus`, expect: 'refused' },
