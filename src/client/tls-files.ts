@@ -6,6 +6,7 @@
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { crlIssuerName, namesEqual, subjectNameHash } from '../pki/names.js';
 import type { ConnectionPlan } from './resolve.js';
 
 export interface TlsMaterial {
@@ -29,6 +30,16 @@ const ROOT_HINT =
 function pemBlocks(text: string, label: string): string[] {
   const re = new RegExp(`-----BEGIN ${label}-----[\\s\\S]*?-----END ${label}-----`, 'g');
   return [...text.matchAll(re)].map((m) => `${m[0]}\n`);
+}
+
+/** The issuer name (DER) of a PEM CRL, or undefined if it does not parse. */
+function crlIssuer(pem: string): Uint8Array | undefined {
+  try {
+    const b64 = pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
+    return crlIssuerName(new Uint8Array(Buffer.from(b64, 'base64')));
+  } catch {
+    return undefined;
+  }
 }
 
 /** A file's text for PEM parsing; a directory reads as empty, as OpenSSL's fopen/fread of one does on Linux. */
@@ -198,11 +209,20 @@ export function loadTlsMaterial(plan: ConnectionPlan): MaterialResult {
         if (fileOk && crlDir) {
           // OpenSSL's hashed directory: <issuer hash>.r<n>; looked up lazily, so a missing directory just means
           // "no CRL found" for every certificate — and with CRL checking on, that fails verification.
+          // OpenSSL consults the directory only for issuers with no CRL already in the store, and finds a CRL only
+          // under its issuer's name hash: keep exactly those.
+          const known = loaded.map(crlIssuer).filter((n): n is Uint8Array => n !== undefined);
           try {
             for (const name of readdirSync(crlDir).sort()) {
-              if (!/^[0-9a-f]{8}\.r\d+$/.test(name)) continue;
+              const m = /^([0-9a-f]{8})\.r\d+$/.exec(name);
+              if (!m) continue;
               try {
-                loaded.push(...pemBlocks(readFileSync(join(crlDir, name), 'latin1'), 'X509 CRL'));
+                for (const pem of pemBlocks(readFileSync(join(crlDir, name), 'latin1'), 'X509 CRL')) {
+                  const issuer = crlIssuer(pem);
+                  if (!issuer || subjectNameHash(issuer) !== m[1]) continue;
+                  if (known.some((k) => namesEqual(k, issuer))) continue;
+                  loaded.push(pem);
+                }
               } catch {
                 // unreadable entry: skipped
               }

@@ -544,6 +544,16 @@ const CASES: Case[] = [
     conninfo: `${local} sslmode=verify-full sslrootcert={root.crt} sslcrl=/nonexistent.crl sslcrldir={crldir-revoked}`,
     expect: 'tls',
   },
+  {
+    variant: 'revoked',
+    conninfo: `${local} sslmode=verify-full sslrootcert={root.crt} sslcrldir={crldir-misnamed}`,
+    expect: 'refused',
+  },
+  {
+    variant: 'revoked',
+    conninfo: `${local} sslmode=verify-full sslrootcert={root.crt} sslcrl={crl-root-only.pem} sslcrldir={crldir-clean}`,
+    expect: 'tls',
+  },
   // Unix-domain socket: libpq never uses TLS there, whatever sslmode says
   {
     variant: 'good',

@@ -166,6 +166,14 @@ export async function makePki(): Promise<Pki> {
     await writeCrlDirectory(d, pems);
     files[name] = d;
   }
+  // the intermediate's (clean) CRL under a name that is not its issuer hash: OpenSSL never finds it
+  {
+    const d = join(dir, 'crldir-misnamed');
+    mkdirSync(d);
+    await writeCrlDirectory(d, [crlRoot]);
+    writeFileSync(join(d, '00000000.r0'), crlInterEmpty);
+    files['crldir-misnamed'] = d;
+  }
   return { dir, root, intermediate, otherRoot, files, servers };
 }
 
