@@ -5,27 +5,15 @@
  * accepts, a pinned intermediate by looking inside sslrootcert, and so on.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import type { SecureVersion } from 'node:tls';
 import type { AttemptFailure } from '../client/errors.js';
 import type { ConnectionPlan } from '../client/resolve.js';
 import { parseCertificates } from '../pki/pem.js';
-import { knownRootFor, toX509 } from './chain.js';
-import { TLS_VERSIONS, type TlsVersion, suitesFor } from './cipher-suites.js';
+import { type Diagnosis, d } from './diagnosis.js';
 import type { Observed, Stage } from './doctor.js';
-import { LEGACY_SUITES, rawHello } from './legacy-suites.js';
-import { closeTls, negotiate } from './wire.js';
+import { certificateProblem } from './explain-chain.js';
+import { noSharedCipher, versionWindow } from './explain-tls.js';
 
-export interface Diagnosis {
-  /** Stable name of the cause, for scripts and tests (e.g. `tls-version-mismatch`). */
-  readonly code: string;
-  readonly stage: Stage;
-  /** One sentence: what is wrong. */
-  readonly cause: string;
-  /** One sentence: what to do. */
-  readonly fix: string;
-  /** Supporting facts (names in the certificate, versions the server accepts, …). */
-  readonly evidence?: readonly string[];
-}
+export type { Diagnosis } from './diagnosis.js';
 
 export interface ExplainInput {
   readonly message: string;
@@ -38,14 +26,6 @@ export interface ExplainInput {
   readonly stage?: Stage;
 }
 
-const d = (code: string, stage: Stage, cause: string, fix: string, evidence?: string[]): Diagnosis => ({
-  code,
-  stage,
-  cause,
-  fix,
-  ...(evidence?.length ? { evidence } : {}),
-});
-
 const VERSION_FAILURE =
   /no protocols available|unsupported protocol|protocol version|wrong version number|version too (?:low|high)|bad protocol version|does not support any SSL protocol version/i;
 const CIPHER_FAILURE = /handshake failure|no shared cipher|insufficient security|no cipher/i;
@@ -53,120 +33,6 @@ const CLIENT_CERT_ALERT =
   /alert (?:unknown ca|bad certificate|certificate unknown|certificate required|access denied|decrypt error|unsupported certificate|certificate revoked|certificate expired)/i;
 
 /** Versions the server accepts, asked one at a time (4 handshakes at most). */
-async function serverVersions(o: Observed, timeoutMs: number): Promise<TlsVersion[]> {
-  const out: TlsVersion[] = [];
-  for (const v of TLS_VERSIONS) {
-    const r = await negotiate(
-      o.endpoint,
-      {
-        minVersion: v as SecureVersion,
-        maxVersion: v as SecureVersion,
-        ciphers:
-          v === 'TLSv1.3'
-            ? suitesFor(v)
-                .map((s) => s.openssl)
-                .join(':')
-            : 'ALL:COMPLEMENTOFALL:@SECLEVEL=0',
-        servername: o.host,
-      },
-      timeoutMs,
-    );
-    if (r.stage === 'done') {
-      closeTls(r.socket);
-      out.push(v);
-    }
-  }
-  return out;
-}
-
-function range(min: string, max: string): string {
-  return min === max ? `${min} only` : `${min} to ${max}`;
-}
-
-async function versionWindow(plan: ConnectionPlan, o: Observed, timeoutMs: number): Promise<Diagnosis | undefined> {
-  const server = await serverVersions(o, timeoutMs);
-  const cmin = (plan.ssl.minVersion || 'TLSv1.2') as TlsVersion;
-  const cmax = (plan.ssl.maxVersion || 'TLSv1.3') as TlsVersion;
-  const lo = TLS_VERSIONS.indexOf(cmin);
-  const hi = TLS_VERSIONS.indexOf(cmax);
-  const overlap = server.filter((v) => TLS_VERSIONS.indexOf(v) >= lo && TLS_VERSIONS.indexOf(v) <= hi);
-  if (server.length === 0 || overlap.length > 0) return undefined;
-  const smin = server[0]!;
-  const smax = server[server.length - 1]!;
-  const serverAbove = TLS_VERSIONS.indexOf(smin) > hi;
-  return d(
-    'tls-version-mismatch',
-    'tls',
-    `the TLS version windows do not overlap: this client allows ${range(cmin, cmax)} (ssl_min_protocol_version/ssl_max_protocol_version), the server accepts ${range(smin, smax)}`,
-    serverAbove
-      ? `raise the client's ssl_max_protocol_version to ${smax} (or remove it); the server's ssl_min_protocol_version is ${smin}`
-      : `lower the client's ssl_min_protocol_version to ${smin} only if you must, or better raise the server's ssl_max_protocol_version / ssl_min_protocol_version to TLSv1.2 or later`,
-    [`server accepts: ${server.join(', ')}`, `client allows: ${range(cmin, cmax)}`],
-  );
-}
-
-async function noSharedCipher(plan: ConnectionPlan, o: Observed, timeoutMs: number): Promise<Diagnosis | undefined> {
-  const cmin = (plan.ssl.minVersion || 'TLSv1.2') as TlsVersion;
-  const cmax = (plan.ssl.maxVersion || 'TLSv1.3') as TlsVersion;
-  const versions = TLS_VERSIONS.slice(TLS_VERSIONS.indexOf(cmin), TLS_VERSIONS.indexOf(cmax) + 1);
-  // Everything OpenSSL can do, at security level 0: if even this fails, the server has no usable suite at all.
-  for (const v of [...versions].reverse()) {
-    const r = await negotiate(
-      o.endpoint,
-      {
-        minVersion: v as SecureVersion,
-        maxVersion: v as SecureVersion,
-        ciphers:
-          v === 'TLSv1.3'
-            ? suitesFor(v)
-                .map((s) => s.openssl)
-                .join(':')
-            : 'ALL:COMPLEMENTOFALL:@SECLEVEL=0',
-        servername: o.host,
-      },
-      timeoutMs,
-    );
-    if (r.stage === 'done') {
-      closeTls(r.socket);
-      return d(
-        'no-shared-cipher',
-        'tls',
-        `no cipher suite in common: the server accepts ${r.cipher.name} at ${v}, which libpq's OpenSSL does not offer by default (weak or legacy suite)`,
-        "change the server's ssl_ciphers to modern suites (e.g. HIGH:!aNULL, or the ECDHE-…-GCM suites for its key type); libpq has no setting to offer weaker suites",
-        [`accepted only with legacy settings: ${v} ${r.cipher.name}`],
-      );
-    }
-  }
-  // Suites no OpenSSL 3 client offers at all (SEED, RC4, DES, …): the server may accept only those.
-  for (const v of [...versions].reverse()) {
-    if (v === 'TLSv1.3') continue;
-    const r = await rawHello(
-      o.endpoint,
-      v,
-      LEGACY_SUITES.map(([id]) => Number.parseInt(id, 16)),
-      o.host,
-      timeoutMs,
-    );
-    if (r.accepted) {
-      const name =
-        LEGACY_SUITES.find(([id]) => Number.parseInt(id, 16) === r.suite)?.[1] ?? `0x${r.suite.toString(16)}`;
-      return d(
-        'no-shared-cipher',
-        'tls',
-        `no cipher suite in common: the server accepts only obsolete suites such as ${name} at ${v}, which OpenSSL 3 (and so libpq) no longer offers`,
-        "set the server's ssl_ciphers to modern suites (e.g. HIGH:!aNULL) and reload",
-        [`server accepts: ${v} ${name}`],
-      );
-    }
-  }
-  return d(
-    'no-shared-cipher',
-    'tls',
-    "no cipher suite in common: the server's ssl_ciphers leaves no suite that works with its certificate's key (e.g. ECDHE-RSA suites with an EC key) at the versions this client allows",
-    "set the server's ssl_ciphers to suites matching its key type (ECDHE-ECDSA-… for EC keys, ECDHE-RSA-… for RSA keys) or back to the default HIGH:MEDIUM:+3DES:!aNULL, then reload",
-  );
-}
-
 function clientCertCN(plan: ConnectionPlan): { cn?: string; file: string; exists: boolean } {
   const file = plan.ssl.cert;
   if (!file || !existsSync(file)) return { file, exists: false };
@@ -180,168 +46,6 @@ function clientCertCN(plan: ConnectionPlan): { cn?: string; file: string; exists
 }
 
 /** Verification failed: use the store and the chain to say which of the usual suspects it is. */
-async function certificateProblem(
-  plan: ConnectionPlan,
-  o: Observed,
-  message: string,
-  reason?: string,
-): Promise<Diagnosis> {
-  const v = o.storeVerdict;
-  const chain = o.chain;
-  // pki/verify explains the path; OpenSSL's own verdict (pgtls/client reports it as "text (CODE)") is used when pki
-  // found nothing wrong, and always for security-level refusals (weak keys and digests), which pki does not model.
-  const opensslCode = reason ? /\(([A-Z0-9_]{6,})\)\s*$/.exec(reason)?.[1] : undefined;
-  const weak =
-    opensslCode === 'EE_KEY_TOO_SMALL' || opensslCode === 'CA_KEY_TOO_SMALL' || opensslCode === 'CA_MD_TOO_WEAK';
-  const code = weak ? opensslCode : (v?.error?.code?.replace(/^X509_V_ERR_/, '') ?? opensslCode);
-  if (code === 'EE_KEY_TOO_SMALL' || code === 'CA_KEY_TOO_SMALL' || code === 'CA_MD_TOO_WEAK') {
-    return d(
-      'weak-certificate',
-      'chain',
-      `OpenSSL refuses the server's chain as too weak (${reason ?? code}): ${code === 'CA_MD_TOO_WEAK' ? 'a signature uses MD5 or SHA-1' : 'an RSA key is shorter than 2048 bits'}`,
-      'reissue the certificate(s) with RSA 2048+ or ECDSA keys and SHA-256 signatures',
-      [`chain sent: ${chain?.certificates.map((c) => c.subject).join(' ← ') ?? ''}`],
-    );
-  }
-  const rootLabel =
-    plan.ssl.rootCert === 'system' ? 'the system store (sslrootcert=system)' : `sslrootcert "${plan.ssl.rootCert}"`;
-  const subjects = chain?.certificates.map((c) => c.subject) ?? [];
-  const evidence = [
-    `chain sent: ${subjects.join(' ← ') || '(none)'}`,
-    `${rootLabel}: ${o.store?.certificates.map((c) => c.subject).join('; ') || '(no certificates)'}`,
-  ];
-  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
-    const bad = chain?.certificates.find(
-      (c) => c.status === (code === 'CERT_HAS_EXPIRED' ? 'expired' : 'not-yet-valid'),
-    );
-    const who = bad
-      ? `"${bad.subject}"${bad.index === 0 ? ' (the server certificate)' : ''}`
-      : `"${v?.error?.subject ?? 'a certificate'}"`;
-    return code === 'CERT_HAS_EXPIRED'
-      ? d(
-          'certificate-expired',
-          'chain',
-          `the certificate ${who} expired on ${(bad?.notAfter ?? '').slice(0, 10) || 'an earlier date'}`,
-          'renew it on the server (ssl_cert_file) and reload PostgreSQL (SELECT pg_reload_conf())',
-          evidence,
-        )
-      : d(
-          'certificate-not-yet-valid',
-          'chain',
-          `the certificate ${who} is not valid before ${(bad?.notBefore ?? '').slice(0, 10)}`,
-          "check the client's and server's clocks, or reissue the certificate with a start date in the past",
-          evidence,
-        );
-  }
-  const content = v?.content;
-  if (content?.kind === 'pinned-intermediate') {
-    const pinned = o.store?.certificates.find((c) => c.subject === content.subject);
-    const known = pinned ? await knownRootFor(pinned) : undefined;
-    if (known) {
-      evidence.push(
-        `"${known.subject}" is in this machine's trust store (SHA-256 ${known.sha256})${known.file ? `, ${known.file}` : ''}: sslrootcert=system also works`,
-      );
-    }
-    return d(
-      'pinned-intermediate',
-      'chain',
-      `${rootLabel} holds the intermediate CA "${content.subject}" instead of a root (certificate pinning): OpenSSL needs the self-signed root at the top`,
-      `put the root CA "${content.issuer}" (the issuer of "${content.subject}") in sslrootcert instead`,
-      evidence,
-    );
-  }
-  if (content?.kind === 'pinned-leaf') {
-    const issuer = chain?.certificates[0]?.issuer ?? 'its issuer';
-    return d(
-      'pinned-server-certificate',
-      'chain',
-      `${rootLabel} holds the server's own certificate "${content.subject}" (certificate pinning), not the root CA that issued it`,
-      `put the root CA at the top of the server's chain (above "${issuer}") in sslrootcert instead; pinned server certificates break at every renewal`,
-      evidence,
-    );
-  }
-  if (code === 'DEPTH_ZERO_SELF_SIGNED_CERT') {
-    return d(
-      'self-signed-server-certificate',
-      'chain',
-      `the server's certificate "${subjects[0] ?? ''}" is self-signed and is not in ${rootLabel}`,
-      'issue the server certificate from a CA and give clients that CA in sslrootcert (or, for a test server, put this certificate in sslrootcert)',
-      evidence,
-    );
-  }
-  if (chain?.endsAtLeaf && content?.kind !== 'has-root' && (o.store?.certificates.length ?? 0) > 0) {
-    return d(
-      'missing-intermediate',
-      'chain',
-      `the server sends only its own certificate, whose issuer "${chain.topIssuer ?? ''}" is not in ${rootLabel}: the server is not sending its intermediate CA`,
-      `on the server, append the intermediate certificate "${chain.topIssuer ?? ''}" to ssl_cert_file after the server certificate and reload (if "${chain.topIssuer ?? ''}" is in fact your root, put it in sslrootcert instead)`,
-      evidence,
-    );
-  }
-  if (
-    content?.kind === 'has-root' &&
-    (code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' || code === 'UNABLE_TO_GET_ISSUER_CERT')
-  ) {
-    return d(
-      'missing-intermediate',
-      'chain',
-      `${rootLabel} has the root, but the server does not send the intermediate between it and "${subjects[subjects.length - 1] ?? ''}"`,
-      'on the server, append the missing intermediate certificate(s) to ssl_cert_file (leaf first, then each issuer) and reload',
-      evidence,
-    );
-  }
-  if (
-    code === 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' ||
-    code === 'UNABLE_TO_GET_ISSUER_CERT' ||
-    code === 'SELF_SIGNED_CERT_IN_CHAIN' ||
-    code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'
-  ) {
-    const top =
-      chain?.topIssuer ?? chain?.certificates[chain.certificates.length - 1]?.subject ?? "the server's root CA";
-    const last = o.chainDer?.[o.chainDer.length - 1];
-    const known = last ? await knownRootFor(toX509(last)) : undefined;
-    if (known) {
-      evidence.push(
-        `"${known.subject}" is in this machine's trust store (SHA-256 ${known.sha256}): sslrootcert=system would use it`,
-      );
-    }
-    return d(
-      'root-not-trusted',
-      'chain',
-      `${rootLabel} does not contain the root CA the server's chain leads to ("${top}")`,
-      plan.ssl.rootCert === 'system'
-        ? `"${top}" is not a public CA in the system store: point sslrootcert at a file holding that root instead of "system"`
-        : `add the root certificate "${top}" to sslrootcert (for Azure: DigiCert Global Root G2, Microsoft RSA Root Certificate Authority 2017 and DigiCert Global Root CA), or use sslrootcert=system if it is a public CA`,
-      evidence,
-    );
-  }
-  if (code === 'CERT_REVOKED') {
-    return d(
-      'certificate-revoked',
-      'chain',
-      `a certificate in the server's chain is revoked (${v?.error?.subject ?? ''})`,
-      'issue a new server certificate; remove stale CRLs only if the revocation was a mistake',
-      evidence,
-    );
-  }
-  if (code === 'INVALID_PURPOSE') {
-    return d(
-      'certificate-purpose',
-      'chain',
-      `the server certificate "${subjects[0] ?? ''}" is not for TLS servers (extendedKeyUsage lacks serverAuth)`,
-      'reissue it with extendedKeyUsage serverAuth',
-      evidence,
-    );
-  }
-  return d(
-    'certificate-verify-failed',
-    'chain',
-    `the server's chain does not verify against ${rootLabel}: ${v?.error?.reason ?? message}`,
-    'check the chain with `pgtls probe HOST --rootcert FILE`, which shows each certificate and trust store',
-    evidence,
-  );
-}
-
 function fileMode(file: string): string | undefined {
   try {
     return (statSync(file).mode & 0o777).toString(8).padStart(4, '0');
