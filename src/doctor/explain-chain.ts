@@ -37,6 +37,11 @@ export async function certificateProblem(
     `chain sent: ${subjects.join(' ← ') || '(none)'}`,
     `${rootLabel}: ${o.store?.certificates.map((c) => c.subject).join('; ') || '(no certificates)'}`,
   ];
+  if (plan.ssl.rootCertDefault && ['allow', 'prefer', 'require'].includes(plan.ssl.mode)) {
+    evidence.push(
+      `sslmode=${plan.ssl.mode} verifies the chain only because the default root file "${plan.ssl.rootCert}" exists (libpq then behaves as verify-ca)`,
+    );
+  }
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
     const bad = chain?.certificates.find(
       (c) => c.status === (code === 'CERT_HAS_EXPIRED' ? 'expired' : 'not-yet-valid'),
@@ -148,6 +153,20 @@ export async function certificateProblem(
       'chain',
       `a certificate in the server's chain is revoked (${v?.error?.subject ?? ''})`,
       'issue a new server certificate; remove stale CRLs only if the revocation was a mistake',
+      evidence,
+    );
+  }
+  if (code === 'INVALID_CA' || code === 'PATH_LENGTH_EXCEEDED') {
+    const who = v?.error?.subject ?? 'a certificate of the chain';
+    return d(
+      code === 'INVALID_CA' ? 'issuer-not-ca' : 'path-length-exceeded',
+      'chain',
+      code === 'INVALID_CA'
+        ? `"${who}" signs part of the chain but is not a CA certificate (basicConstraints CA:FALSE, or keyUsage without keyCertSign)`
+        : `the chain is longer than "${who}" allows (basicConstraints pathlen)`,
+      code === 'INVALID_CA'
+        ? 'reissue that intermediate as a CA (basicConstraints CA:TRUE, keyUsage keyCertSign) and the certificates under it'
+        : 'reissue the intermediate with a larger pathlen, or shorten the chain',
       evidence,
     );
   }

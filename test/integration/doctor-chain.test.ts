@@ -3,8 +3,11 @@
  * servers, and psql (libpq 18) must agree on whether the connection works.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createRootCA, createServerCert } from '../../src/pki/generate.js';
+import { createClientCert, createRootCA, createServerCert } from '../../src/pki/generate.js';
 import { assertCause, diagnose } from '../support/doctor-run.js';
 import { type Pki, makePki, startServer } from '../support/doctor-servers.js';
 import { SUPERUSER_PASSWORD, type TestCluster } from '../support/postgres.js';
@@ -66,6 +69,36 @@ describe('doctor: chains and trust', () => {
     const j = await diagnose(conn(good.port, 'sslmode=verify-full sslrootcert=system'), PW);
     assertCause(j, 'root-not-trusted', 'chain');
     assert.match(j.diagnosis!.fix, /not a public CA/);
+  });
+
+  test('fail: sslmode=require verifies because ~/.postgresql/root.crt exists, and it holds another root', async () => {
+    const other = await createRootCA({ subject: { CN: 'Stale Root In Home' } });
+    const home = mkdtempSync(join(tmpdir(), 'pgtls-doctor-home-'));
+    mkdirSync(join(home, '.postgresql'));
+    writeFileSync(join(home, '.postgresql', 'root.crt'), other.certPem);
+    const j = await diagnose(conn(good.port, 'sslmode=require'), { ...PW, HOME: home });
+    assertCause(j, 'root-not-trusted', 'chain');
+    assert.ok(j.diagnosis!.evidence?.some((e) => /verifies the chain only because the default root file/.test(e)));
+    writeFileSync(join(home, '.postgresql', 'root.crt'), pki.root.certPem);
+    assert.equal((await diagnose(conn(good.port, 'sslmode=require'), { ...PW, HOME: home })).ok, true);
+  });
+
+  test('fail: server certificate without serverAuth (a client certificate) and an intermediate that is not a CA', async () => {
+    const clientOnly = await createClientCert(pki.inter, { subject: { CN: 'localhost' } });
+    const a = await startServer(pki, { chain: [clientOnly.certPem, pki.inter.certPem], key: clientOnly.keyPem });
+    servers.push(a);
+    assertCause(
+      await diagnose(conn(a.port, `sslmode=verify-full sslrootcert=${pki.dir}/root.crt`), PW),
+      'certificate-purpose',
+      'chain',
+    );
+    const notCa = await createClientCert(pki.root, { subject: { CN: 'Not A CA' } });
+    const leaf = await createServerCert(notCa, { subject: { CN: 'localhost' }, hosts: ['localhost'] });
+    const b = await startServer(pki, { chain: [leaf.certPem, notCa.certPem], key: leaf.keyPem });
+    servers.push(b);
+    const j = await diagnose(conn(b.port, `sslmode=verify-full sslrootcert=${pki.dir}/root.crt`), PW);
+    assertCause(j, 'issuer-not-ca', 'chain');
+    assert.match(j.diagnosis!.cause, /Not A CA/);
   });
 
   test('fail: sslrootcert file does not exist', async () => {
