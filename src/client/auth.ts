@@ -125,3 +125,105 @@ export function parseSaslInitial(body: Buffer): { mechanism: string; clientFirst
   if (second < 0) return undefined;
   return { mechanism, clientFirstBare: data.slice(second + 1) };
 }
+
+/**
+ * What a driver did in its authentication exchange, followed message by message, so a fallback connection can
+ * complete the same exchange for it.
+ */
+export class DriverExchange {
+  /** What the driver waits for from the server next. */
+  awaiting: 'first' | 'ok' | 'sasl-continue' | 'sasl-final' = 'first';
+  cleartext: string | undefined;
+  clientFirstBare: string | undefined;
+  serverFirst: string | undefined;
+  clientFinalWithoutProof: string | undefined;
+  private lastRequest = -1;
+
+  /** An authentication request ('R', code ≠ 0) forwarded to the driver. */
+  serverRequest(code: number, body: Buffer): void {
+    this.lastRequest = code;
+    if (code === 11) this.serverFirst = body.toString('utf8', 4);
+    if (code === 12) this.awaiting = 'ok';
+  }
+
+  /** Bytes the driver wrote after its StartupMessage: its answers ('p' messages). */
+  clientBytes(chunk: Buffer): void {
+    for (let at = 0; at + 5 <= chunk.length; ) {
+      const type = chunk[at]!;
+      const len = chunk.readInt32BE(at + 1);
+      const body = chunk.subarray(at + 5, at + 1 + len);
+      at += 1 + len;
+      if (type !== 0x70) continue;
+      if (this.lastRequest === 3) {
+        this.cleartext = body.toString('utf8').replace(/\0$/, '');
+        this.awaiting = 'ok';
+      } else if (this.lastRequest === 5) {
+        this.awaiting = 'ok';
+      } else if (this.lastRequest === 10) {
+        const init = parseSaslInitial(body);
+        if (init) this.clientFirstBare = init.clientFirstBare;
+        this.awaiting = 'sasl-continue';
+      } else if (this.lastRequest === 11) {
+        const text = body.toString('utf8');
+        const p = text.lastIndexOf(',p=');
+        this.clientFinalWithoutProof = p >= 0 ? text.slice(0, p) : text;
+        this.awaiting = 'sasl-final';
+      } else {
+        // an authentication method pgtls cannot redo (GSS, SSPI, OAuth …): no replay
+        this.awaiting = 'sasl-continue';
+      }
+    }
+  }
+
+  /** The SASLFinal the driver waits for, computed for its own exchange (undefined if it waits for something else). */
+  serverFinalFor(password: string | undefined): Buffer | undefined {
+    if (this.awaiting !== 'sasl-final' || password === undefined) return undefined;
+    if (!this.clientFirstBare || !this.serverFirst || !this.clientFinalWithoutProof) return undefined;
+    return scramServerFinalFor(password, this.clientFirstBare, this.serverFirst, this.clientFinalWithoutProof);
+  }
+}
+
+/** pgtls answering the server's authentication requests itself, on a fallback connection. */
+export class SelfAuthentication {
+  private scram: ScramClient | undefined;
+
+  constructor(
+    private readonly user: string,
+    private readonly password: string | undefined,
+  ) {}
+
+  /** The message to send for request `code`, nothing (SASLFinal), or libpq's message when it cannot answer. */
+  answer(code: number, body: Buffer): Buffer | undefined | { readonly refusal: string } {
+    const password = this.password;
+    if ((code === 3 || code === 5 || code === 10) && (password === undefined || password === '')) {
+      return { refusal: 'fe_sendauth: no password supplied' };
+    }
+    switch (code) {
+      case 3:
+        return passwordMessage(password!);
+      case 5:
+        return md5PasswordMessage(this.user, password!, body.subarray(4, 8));
+      case 10:
+        this.scram = scramStart();
+        return this.scram.initial;
+      case 11: {
+        const final = this.scram ? scramFinal(this.scram, password ?? '', body.toString('utf8', 4)) : undefined;
+        return final ?? { refusal: 'invalid SCRAM response (nonce mismatch)' };
+      }
+      case 12:
+        return undefined;
+      default:
+        return {
+          refusal: `authentication method requested by server is not supported by pgtls on a fallback connection (${code})`,
+        };
+    }
+  }
+}
+
+/** The `user` parameter of a StartupMessage. */
+export function startupUser(packet: Buffer | undefined): string {
+  if (!packet) return '';
+  const parts = packet.toString('utf8', 8).split('\0');
+  for (let i = 0; i + 1 < parts.length; i += 2) if (parts[i] === 'user') return parts[i + 1]!;
+  return '';
+}

@@ -16,26 +16,11 @@ import { Duplex } from 'node:stream';
 import { ErrorField } from '../protocol/constants.js';
 import { decodeErrorFields } from '../protocol/error-response.js';
 import { MessageReader } from '../protocol/framing.js';
-import {
-  type ScramClient,
-  md5PasswordMessage,
-  parseSaslInitial,
-  passwordMessage,
-  scramFinal,
-  scramServerFinalFor,
-  scramStart,
-} from './auth.js';
+import { DriverExchange, SelfAuthentication, startupUser } from './auth.js';
 import { ConnectionAttempts, type ConnectionFacts, type Negotiated } from './connect.js';
 import { ClientError, connectError } from './errors.js';
+import { certModeRefusal, formatServerError, targetRejection } from './login-rules.js';
 import type { ConnectionPlan } from './resolve.js';
-
-/** libpq's rendering of a server error during connection (default verbosity): "FATAL:  msg", DETAIL, HINT lines. */
-export function formatServerError(fields: Readonly<Record<string, string>>): string {
-  const lines = [`${fields[ErrorField.Severity] ?? 'FATAL'}:  ${fields[ErrorField.Message] ?? ''}`];
-  if (fields[ErrorField.Detail]) lines.push(`DETAIL:  ${fields[ErrorField.Detail]}`);
-  if (fields[ErrorField.Hint]) lines.push(`HINT:  ${fields[ErrorField.Hint]}`);
-  return lines.join('\n');
-}
 
 export interface PgtlsSocketEvents {
   /** A connection was negotiated (also after each fallback). */
@@ -63,19 +48,11 @@ export class PgtlsSocket extends Duplex {
   private authOk = false;
   /** Any authentication request seen on the connection in use. */
   private authSeen = false;
-  /** The last authentication request the driver saw (3 cleartext, 5 MD5, 10/11/12 SASL). */
-  private lastAuthRequest = -1;
-  /** What the driver did in its authentication exchange, so a fallback connection can complete it for the driver. */
-  private exchange: {
-    awaiting: 'first' | 'ok' | 'sasl-continue' | 'sasl-final';
-    cleartext?: string;
-    clientFirstBare?: string;
-    serverFirst?: string;
-    clientFinalWithoutProof?: string;
-  } = { awaiting: 'first' };
+  /** What the driver did in its authentication exchange (replayed for it on a fallback connection). */
+  private exchange = new DriverExchange();
   /** On a fallback connection: authenticate ourselves until AuthenticationOk. */
   private selfAuth = false;
-  private scram: ScramClient | undefined;
+  private selfAuthenticator: SelfAuthentication | undefined;
   /**
    * False when the driver has no password to answer with (set by the adapters): a password request then ends the
    * login with libpq's `fe_sendauth: no password supplied` instead of the driver's own complaint.
@@ -227,15 +204,8 @@ export class PgtlsSocket extends Duplex {
           }
           if (this.selfAuth) {
             this.selfAuth = false;
-            const ex = this.exchange;
-            if (ex.awaiting === 'sasl-final') {
-              const password = this.password();
-              const final =
-                password !== undefined && ex.clientFirstBare && ex.serverFirst && ex.clientFinalWithoutProof
-                  ? scramServerFinalFor(password, ex.clientFirstBare, ex.serverFirst, ex.clientFinalWithoutProof)
-                  : undefined;
-              if (final) forward.push(final);
-            }
+            const final = this.exchange.serverFinalFor(this.password());
+            if (final) forward.push(final);
           }
           this.authOk = true;
           // target_session_attrs: hold what follows AuthenticationOk until ReadyForQuery, then decide (libpq's
@@ -253,9 +223,7 @@ export class PgtlsSocket extends Duplex {
               return;
             }
           }
-          this.lastAuthRequest = code;
-          if (code === 11) this.exchange.serverFirst = msg.body.toString('utf8', 4);
-          if (code === 12) this.exchange.awaiting = 'ok';
+          this.exchange.serverRequest(code, msg.body);
         }
       }
       if (this.selfAuth) continue; // notices etc. of the fallback connection before its AuthenticationOk
@@ -293,22 +261,7 @@ export class PgtlsSocket extends Duplex {
 
   /** libpq's verdict on the session for target_session_attrs (from the ParameterStatus the server reported). */
   private targetRejection(): string | undefined {
-    const mode = this.attempts.targetCheck();
-    const standby = this.reported.in_hot_standby === 'on';
-    const readOnly = this.reported.default_transaction_read_only === 'on' || standby;
-    switch (mode) {
-      case 'read-write':
-        return readOnly ? 'session is read-only' : undefined;
-      case 'read-only':
-        return readOnly ? undefined : 'session is not read-only';
-      case 'primary':
-        return standby ? 'server is in hot standby mode' : undefined;
-      case 'standby':
-      case 'prefer-standby':
-        return standby ? undefined : 'server is not in hot standby mode';
-      default:
-        return undefined;
-    }
+    return targetRejection(this.attempts.targetCheck(), this.reported);
   }
 
   /** Close the session politely (Terminate) and go on with the next host, as libpq does. */
@@ -323,6 +276,7 @@ export class PgtlsSocket extends Duplex {
       (n) => {
         this.attach(n);
         this.authOk = false;
+        this.selfAuthenticator = undefined;
         this.selfAuth = this.exchange.awaiting !== 'first';
         this.inner!.write(startup);
       },
@@ -340,40 +294,14 @@ export class PgtlsSocket extends Duplex {
 
   /** Answer an authentication request on a fallback connection. Returns libpq's message if we cannot. */
   private answerAuth(sock: Socket, code: number, body: Buffer): string | undefined {
-    const password = this.password();
-    const needsPassword = code === 3 || code === 5 || code === 10;
-    if (needsPassword && (password === undefined || password === '')) return 'fe_sendauth: no password supplied';
-    switch (code) {
-      case 3:
-        sock.write(passwordMessage(password!));
-        return undefined;
-      case 5:
-        sock.write(md5PasswordMessage(this.startupUser(), password!, body.subarray(4, 8)));
-        return undefined;
-      case 10: {
-        this.scram = scramStart();
-        sock.write(this.scram.initial);
-        return undefined;
-      }
-      case 11: {
-        const final = this.scram ? scramFinal(this.scram, password ?? '', body.toString('utf8', 4)) : undefined;
-        if (!final) return 'invalid SCRAM response (nonce mismatch)';
-        sock.write(final);
-        return undefined;
-      }
-      case 12:
-        return undefined;
-      default:
-        return `authentication method requested by server is not supported by pgtls on a fallback connection (${code})`;
+    this.selfAuthenticator ??= new SelfAuthentication(startupUser(this.startupPacket), this.password());
+    const reply = this.selfAuthenticator.answer(code, body);
+    if (reply === undefined) return undefined;
+    if (Buffer.isBuffer(reply)) {
+      sock.write(reply);
+      return undefined;
     }
-  }
-
-  private startupUser(): string {
-    const p = this.startupPacket;
-    if (!p) return '';
-    const parts = p.toString('utf8', 8).split('\0');
-    for (let i = 0; i + 1 < parts.length; i += 2) if (parts[i] === 'user') return parts[i + 1]!;
-    return '';
+    return reply.refusal;
   }
 
   /** Can libpq's retry be reproduced? Only from states where the driver is waiting for something we can supply. */
@@ -406,17 +334,9 @@ export class PgtlsSocket extends Duplex {
     return err;
   }
 
-  /**
-   * sslcertmode=require at AuthenticationOk (fe-auth.c): no CertificateRequest from the server (or no TLS) → "did not
-   * request"; requested but we had no certificate → "accepted … without". (Whether the server asked is read from its
-   * handshake flight by CertificateRequestTap.)
-   */
+  /** sslcertmode=require, checked at AuthenticationOk (see login-rules.ts). */
   private certModeRefusal(): string | undefined {
-    if (this.plan.ssl.certMode !== 'require') return undefined;
-    const tls = this.facts?.tls;
-    if (!tls || tls.certificateRequested === false) return 'server did not request an SSL certificate';
-    if (!tls.clientCertificate) return 'server accepted connection without a valid SSL certificate';
-    return undefined;
+    return certModeRefusal(this.plan.ssl.certMode, this.facts?.tls);
   }
 
   private retryAfterLoginFailure(
@@ -436,6 +356,7 @@ export class PgtlsSocket extends Duplex {
       (n) => {
         this.attach(n);
         this.authOk = false;
+        this.selfAuthenticator = undefined;
         this.selfAuth = this.exchange.awaiting !== 'first';
         this.inner!.write(startup);
       },
@@ -515,43 +436,13 @@ export class PgtlsSocket extends Duplex {
         this.startupPacket = Buffer.from(chunk);
         // A CancelRequest is not a login: nothing to watch.
         if (chunk.length >= 8 && chunk.readUInt32BE(4) === 80877102) this.loginDone = true;
-      } else this.observeDriverAuth(chunk);
+      } else this.exchange.clientBytes(chunk);
     }
     if (!this.inner) {
       this.pendingWrites.push({ chunk, cb });
       return;
     }
     this.inner.write(chunk, cb);
-  }
-
-  /** Follow the driver's answers to authentication requests ('p' messages). */
-  private observeDriverAuth(chunk: Buffer): void {
-    for (let at = 0; at + 5 <= chunk.length; ) {
-      const type = chunk[at]!;
-      const len = chunk.readInt32BE(at + 1);
-      const body = chunk.subarray(at + 5, at + 1 + len);
-      at += 1 + len;
-      if (type !== 0x70) continue;
-      const ex = this.exchange;
-      if (this.lastAuthRequest === 3) {
-        ex.cleartext = body.toString('utf8').replace(/\0$/, '');
-        ex.awaiting = 'ok';
-      } else if (this.lastAuthRequest === 5) {
-        ex.awaiting = 'ok';
-      } else if (this.lastAuthRequest === 10) {
-        const init = parseSaslInitial(body);
-        if (init) ex.clientFirstBare = init.clientFirstBare;
-        ex.awaiting = 'sasl-continue';
-      } else if (this.lastAuthRequest === 11) {
-        const text = body.toString('utf8');
-        const p = text.lastIndexOf(',p=');
-        ex.clientFinalWithoutProof = p >= 0 ? text.slice(0, p) : text;
-        ex.awaiting = 'sasl-final';
-      } else {
-        // an authentication method pgtls cannot redo (GSS, SSPI, OAuth …): no replay
-        ex.awaiting = 'sasl-continue';
-      }
-    }
   }
 
   override _final(cb: (err?: Error | null) => void): void {
