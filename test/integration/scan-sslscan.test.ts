@@ -4,6 +4,9 @@
  * every group sslscan reports is reported by pgtls too. Policy checks pass and fail with the offending items listed.
  */
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { run } from '../support/clients.js';
 import { type Pki, makePki, pgtls, pgtlsJson, startServer } from '../support/doctor-servers.js';
@@ -12,7 +15,7 @@ import type { TestCluster } from '../support/postgres.js';
 interface ScanJson {
   sslRequest: string;
   versions: Record<string, boolean>;
-  suites: { version: string; name: string; preferred: boolean }[];
+  suites: { version: string; name: string; id: string; preferred: boolean }[];
   groups: { version: string; name: string }[];
   policy?: {
     pass: boolean;
@@ -172,6 +175,40 @@ describe('scan agrees with sslscan --starttls-psql', () => {
     assert.deepEqual(r.json.policy?.offendingVersions, ['TLSv1', 'TLSv1.1']);
     assert.ok(r.json.policy!.offendingSuites.some((s) => s.name === 'ECDHE-RSA-AES128-SHA256'));
     assertAgree(r.json, await sslscan(pg.port));
+  });
+});
+
+/** testssl.sh (Debian package testssl.sh) is a second, independent scanner; the test runs when it is installed. */
+const hasTestssl = existsSync('/usr/bin/testssl');
+
+describe('scan agrees with testssl.sh --starttls postgres', { skip: !hasTestssl && 'testssl.sh not installed' }, () => {
+  test('everything OpenSSL 1.1 offers (ALL at security level 0, TLS 1.0+): same (version, suite) pairs', async () => {
+    const rsa = await makePki({ keyType: 'rsa-2048' });
+    const pg = await startServer(rsa, {
+      settings: { ssl_min_protocol_version: 'TLSv1', ssl_ciphers: 'ALL:@SECLEVEL=0' },
+    });
+    try {
+      const { json } = await pgtlsJson<ScanJson>(['scan', `127.0.0.1:${pg.port}`]);
+      const out = join(mkdtempSync(join(tmpdir(), 'pgtls-testssl-')), 'r.json');
+      await run(
+        'testssl',
+        ['--starttls', 'postgres', '--quiet', '--color', '0', '-E', '--jsonfile', out, `127.0.0.1:${pg.port}`],
+        {
+          timeoutMs: 170_000,
+        },
+      );
+      const V: Record<string, string> = { tls1: 'TLSv1', tls1_1: 'TLSv1.1', tls1_2: 'TLSv1.2', tls1_3: 'TLSv1.3' };
+      const theirs = new Set<string>();
+      for (const e of JSON.parse(readFileSync(out, 'utf8')) as { id: string }[]) {
+        const m = /^cipher-(tls1(?:_\d)?)_x([0-9a-f]+)$/.exec(e.id);
+        if (m) theirs.add(`${V[m[1]!]} 0x${m[2]!.padStart(4, '0')}`);
+      }
+      const mine = new Set(json.suites.map((x) => `${x.version} ${x.id.toLowerCase()}`));
+      assert.ok(theirs.size > 50, `testssl found only ${theirs.size} suites`);
+      assert.deepEqual([...mine].sort(), [...theirs].sort());
+    } finally {
+      await pg.destroy();
+    }
   });
 });
 
