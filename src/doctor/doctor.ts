@@ -12,6 +12,7 @@ import { isIP } from 'node:net';
 import { ConnectionAttempts, type Negotiated } from '../client/connect.js';
 import { ClientError } from '../client/errors.js';
 import type { AttemptFailure } from '../client/errors.js';
+import { certModeRefusal } from '../client/login-rules.js';
 import { type ConnectionPlan, type Environment, resolve } from '../client/resolve.js';
 import { loadTlsMaterial } from '../client/tls-files.js';
 import { verifyHostName } from '../pki/hostname.js';
@@ -201,15 +202,6 @@ async function observe(
   return obs;
 }
 
-/** libpq's sslcertmode=require refusals (PostgreSQL 17+, fe-auth.c), the same rule pgtls/client's socket applies. */
-function certModeRefusal(plan: ConnectionPlan, neg: Negotiated): string | undefined {
-  if (plan.ssl.certMode !== 'require') return undefined;
-  const tls = neg.facts.tls;
-  if (!tls || tls.certificateRequested === false) return 'server did not request an SSL certificate';
-  if (!tls.clientCertificate) return 'server accepted connection without a valid SSL certificate';
-  return undefined;
-}
-
 /** The failure that explains the outcome: the first host's encrypted attempt if there was one, else its first. */
 function primaryFailure(failures: readonly AttemptFailure[]): AttemptFailure | undefined {
   const first = failures[0];
@@ -271,7 +263,7 @@ export async function doctor(input: string, opts: DoctorOptions = {}): Promise<D
       timeoutMs,
     });
     // sslcertmode=require is checked at AuthenticationOk, as libpq does (fe-auth.c), without fallback.
-    const certMode = auth.ok ? certModeRefusal(plan, neg) : undefined;
+    const certMode = auth.ok ? certModeRefusal(plan.ssl.certMode, neg.facts.tls) : undefined;
     if (auth.ok && !certMode) {
       success = { neg, auth };
       break;
