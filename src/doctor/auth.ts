@@ -12,6 +12,7 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { md5PasswordMessage, passwordMessage } from '../client/auth.js';
+import { formatServerError } from '../client/login-rules.js';
 import { toArrayBuffer } from '../pki/pem.js';
 import { x509 } from '../pki/x509.js';
 import {
@@ -158,7 +159,7 @@ export function authenticate(
       for (let m = reader.next(); m; m = reader.next()) {
         if (m.type === BackendMessage.ErrorResponse) {
           const error = decodeErrorFields(m.body);
-          done({ ok: false, method, error, message: `${error.S ?? 'FATAL'}:  ${error.M ?? ''}` });
+          done({ ok: false, method, error, message: formatServerError(error) });
           return;
         }
         if (m.type === BackendMessage.ReadyForQuery) {
