@@ -30,6 +30,8 @@ export type AuthOutcome =
       readonly method?: string | undefined;
       readonly error?: ServerErrorFields;
       readonly message: string;
+      /** The server had already sent AuthenticationOk: libpq gives up here instead of trying another host/method. */
+      readonly afterAuthOk?: boolean;
     };
 
 const AUTH = { Ok: 0, CleartextPassword: 3, MD5Password: 5, SASL: 10, SASLContinue: 11, SASLFinal: 12 } as const;
@@ -134,6 +136,7 @@ export function authenticate(
     const reader = new MessageReader(1 << 20);
     let method: string | undefined;
     let scram: ReturnType<typeof scramClient> | undefined;
+    let authOk = false;
     let settled = false;
     const done = (r: AuthOutcome) => {
       if (settled) return;
@@ -159,7 +162,13 @@ export function authenticate(
       for (let m = reader.next(); m; m = reader.next()) {
         if (m.type === BackendMessage.ErrorResponse) {
           const error = decodeErrorFields(m.body);
-          done({ ok: false, method, error, message: formatServerError(error) });
+          done({
+            ok: false,
+            method,
+            error,
+            message: formatServerError(error),
+            ...(authOk ? { afterAuthOk: true } : {}),
+          });
           return;
         }
         if (m.type === BackendMessage.ReadyForQuery) {
@@ -176,6 +185,7 @@ export function authenticate(
             });
           }
           method ??= 'trust';
+          authOk = true;
           continue;
         }
         const wanted =

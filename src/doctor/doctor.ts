@@ -268,8 +268,13 @@ export async function doctor(input: string, opts: DoctorOptions = {}): Promise<D
       success = { neg, auth };
       break;
     }
-    attempts.fail(certMode ?? (auth.ok ? '' : auth.message), auth.ok ? undefined : auth.error?.C);
-    if (certMode) break;
+    // After AuthenticationOk (e.g. "database … does not exist") libpq gives up at once; before it, a refused login
+    // makes libpq try the next method/address/host (prefer → plaintext, allow → TLS, …).
+    if (certMode || (!auth.ok && auth.afterAuthOk)) {
+      attempts.abort(certMode ?? (auth.ok ? '' : auth.message));
+      break;
+    }
+    attempts.fail(auth.ok ? '' : auth.message, auth.ok ? undefined : auth.error?.C);
   }
 
   if (success) {

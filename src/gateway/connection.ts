@@ -67,6 +67,7 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
     stream.destroy();
     backend?.destroy();
   }, cfg.authentication_timeout);
+  timer.unref(); // never the reason the process stays alive (e.g. after close())
   socket.on('error', () => undefined);
 
   const sendFatal = (err: WireError, reason?: string, protocolMajor = 3) => {
