@@ -61,3 +61,23 @@ export function strs(args: ParsedArgs, name: string): string[] {
 export function flag(args: ParsedArgs, name: string): boolean {
   return args.values[name] === true;
 }
+
+/** `--timeout SECONDS` as milliseconds: a positive number, or `fallback` (undefined: not given). */
+export function timeoutMs(args: ParsedArgs, fallbackSeconds?: number): number | undefined {
+  const t = str(args, 'timeout');
+  if (t === undefined) return fallbackSeconds === undefined ? undefined : fallbackSeconds * 1000;
+  const seconds = Number(t);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
+  return seconds * 1000;
+}
+
+/** The single HOST[:PORT] positional of probe/scan. */
+export function oneTarget(args: ParsedArgs, commandName: string): string {
+  const [spec, ...extra] = args.positionals;
+  if (spec === undefined || extra.length > 0) {
+    throw new PgtlsError(ERR_USAGE, 'expected exactly one HOST[:PORT]', {
+      details: { hint: `pgtls ${commandName} --help` },
+    });
+  }
+  return spec;
+}

@@ -2,7 +2,7 @@
 import { type DoctorReport, doctor } from '../doctor/doctor.js';
 import { type RotationReport, rotation } from '../doctor/rotation.js';
 import { PgtlsError } from '../errors.js';
-import { type Command, ERR_USAGE, EXIT, flag, parseCommandArgs, str } from './command.js';
+import { type Command, ERR_USAGE, EXIT, flag, oneTarget, parseCommandArgs, str, timeoutMs } from './command.js';
 import { MARK, pad, printJson, style, withUsageExit } from './doctor-format.js';
 
 const HELP = `Usage: pgtls doctor "CONNINFO or URI" [options]
@@ -51,18 +51,15 @@ export const command: Command = (argv) =>
     if (str(args, 'roots') && !flag(args, 'rotation')) {
       throw new PgtlsError(ERR_USAGE, '--roots only applies with --rotation');
     }
-    const t = str(args, 'timeout');
-    const timeoutMs = t === undefined ? undefined : Number(t) * 1000;
-    if (timeoutMs !== undefined && !(timeoutMs > 0))
-      throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
+    const timeout = timeoutMs(args);
     const json = flag(args, 'json');
     if (flag(args, 'rotation')) {
-      const r = await rotation(input, { roots: str(args, 'roots'), ...(timeoutMs ? { timeoutMs } : {}) });
+      const r = await rotation(input, { roots: str(args, 'roots'), ...(timeout ? { timeoutMs: timeout } : {}) });
       if (json) printJson(r);
       else printRotation(r);
       return r.ready ? EXIT.ok : EXIT.failure;
     }
-    const r = await doctor(input, timeoutMs ? { timeoutMs } : {});
+    const r = await doctor(input, timeout ? { timeoutMs: timeout } : {});
     if (json) printJson(r);
     else printReport(r);
     return r.ok ? EXIT.ok : EXIT.failure;

@@ -3,7 +3,7 @@ import { notableFindings } from '../doctor/chain.js';
 import { type ProbeResult, probe } from '../doctor/probe.js';
 import { parseEndpoint } from '../doctor/wire.js';
 import { PgtlsError } from '../errors.js';
-import { type Command, ERR_USAGE, EXIT, flag, parseCommandArgs, str } from './command.js';
+import { type Command, ERR_USAGE, EXIT, flag, oneTarget, parseCommandArgs, str, timeoutMs } from './command.js';
 import { MARK, pad, printJson, style, withUsageExit } from './doctor-format.js';
 
 const HELP = `Usage: pgtls probe HOST[:PORT] [options]
@@ -42,13 +42,8 @@ export const command: Command = (argv) =>
       HELP,
     );
     if (!args) return EXIT.ok;
-    const [spec, ...extra] = args.positionals;
-    if (spec === undefined || extra.length > 0) {
-      throw new PgtlsError(ERR_USAGE, 'expected exactly one HOST[:PORT]', { details: { hint: 'pgtls probe --help' } });
-    }
-    const timeout = Number(str(args, 'timeout') ?? '10');
-    if (!Number.isFinite(timeout) || timeout <= 0)
-      throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
+    const spec = oneTarget(args, 'probe');
+    const timeout = timeoutMs(args, 10)! / 1000;
     const r = await probe(parseEndpoint(spec), {
       rootcert: str(args, 'rootcert'),
       sni: str(args, 'sni'),

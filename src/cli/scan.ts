@@ -4,7 +4,7 @@ import { POLICIES, type Policy, type PolicyResult, checkPolicy, customPolicy, po
 import { type ScanResult, scan } from '../doctor/scan.js';
 import { parseEndpoint } from '../doctor/wire.js';
 import { PgtlsError } from '../errors.js';
-import { type Command, ERR_USAGE, EXIT, flag, parseCommandArgs, str } from './command.js';
+import { type Command, ERR_USAGE, EXIT, flag, oneTarget, parseCommandArgs, str, timeoutMs } from './command.js';
 import { MARK, pad, printJson, progress, style, withUsageExit } from './doctor-format.js';
 
 const HELP = `Usage: pgtls scan HOST[:PORT] [options]
@@ -48,10 +48,7 @@ export const command: Command = (argv) =>
       HELP,
     );
     if (!args) return EXIT.ok;
-    const [spec, ...extra] = args.positionals;
-    if (spec === undefined || extra.length > 0) {
-      throw new PgtlsError(ERR_USAGE, 'expected exactly one HOST[:PORT]', { details: { hint: 'pgtls scan --help' } });
-    }
+    const spec = oneTarget(args, 'scan');
     const target = parseEndpoint(spec);
     const json = flag(args, 'json');
     const policyName = str(args, 'policy');
@@ -65,9 +62,7 @@ export const command: Command = (argv) =>
     if (policyName) policy = policyByName(policyName);
     else if (custom)
       policy = customPolicy({ min: str(args, 'min'), max: str(args, 'max'), ciphers: str(args, 'ciphers') });
-    const timeout = Number(str(args, 'timeout') ?? '10');
-    if (!Number.isFinite(timeout) || timeout <= 0)
-      throw new PgtlsError(ERR_USAGE, '--timeout must be a positive number');
+    const timeout = timeoutMs(args, 10)! / 1000;
 
     const bar = progress(!json);
     const result = await scan(target, {
