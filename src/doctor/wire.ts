@@ -16,7 +16,7 @@ import {
   encodeSSLRequest,
   encodeStartupMessage,
 } from '../protocol/index.js';
-import { readServerFlight } from './server-flight.js';
+import { readServerFlight } from '../tls/server-flight.js';
 
 export const ERR_TARGET = 'PGTLS_ERR_DOCTOR_TARGET';
 

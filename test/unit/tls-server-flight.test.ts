@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
 import { test } from 'node:test';
-import { readServerFlight } from '../../src/doctor/server-flight.js';
+import { readServerFlight } from '../../src/tls/server-flight.js';
 
 const u24 = (n: number) => Buffer.from([(n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]);
 const u16 = (n: number) => Buffer.from([(n >> 8) & 0xff, n & 0xff]);
