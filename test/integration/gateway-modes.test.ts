@@ -157,3 +157,21 @@ describe('plaintext modes (development only)', () => {
     });
   });
 });
+
+describe('IPv6', () => {
+  test('listening on ::1: a CIDR rule for ::1 matches, an IPv4 rule does not (PostgreSQL text with host "::1")', async () => {
+    const hba = writeFixture(
+      fx,
+      'v6-hba.conf',
+      'hostssl all postgres ::1/128 scram-sha-256\nhostssl all all 127.0.0.1/32 trust\n',
+    );
+    const g = await gateway({ listen_addresses: '::1', hba_file: hba });
+    const ok = await psql(`host=::1 port=${g.port} user=postgres sslmode=require`, 'select 1', { env });
+    assert.equal(ok.code, 0, ok.stderr);
+    const refused = await psql(`host=::1 port=${g.port} user=alice sslmode=require`, 'select 1', { env });
+    assert.match(
+      refused.stderr,
+      /FATAL: {2}no pg_hba.conf entry for host "::1", user "alice", database "alice", SSL encryption/,
+    );
+  });
+});
