@@ -137,6 +137,7 @@ export const command: Command = async (argv) => {
   gw.on('connection', (r: ConnectionRecord) => {
     if (gw.config.log_connections) log({ level: 'info', msg: 'connection', ...r });
   });
+  gw.on('warning', (w: Record<string, unknown>) => log({ level: 'warn', ...w }));
   gw.on('reload', (e: { ok: boolean; warnings?: string[]; error?: unknown }) => {
     if (e.ok) log({ level: 'info', msg: 'configuration reloaded', warnings: e.warnings });
     else

@@ -15,6 +15,7 @@ import {
   postgresRunAs,
   reachableBy,
   startCluster,
+  stopStaleCluster,
 } from './embedded-postgres.js';
 
 export interface EmbeddedPostgres {
@@ -72,6 +73,9 @@ export async function startEmbedded(
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
     onProgress(`initialising PostgreSQL ${binaries.version} in ${dataDir} …`);
     await ensureCluster({ dataDir, password, authHost: 'scram-sha-256', authLocal: 'scram-sha-256' }, binaries);
+  }
+  if (await stopStaleCluster(dataDir, binaries)) {
+    onProgress('stopped a PostgreSQL left running by an earlier gateway that did not shut down');
   }
   const port = await freeLoopbackPort();
   onProgress(`starting PostgreSQL ${binaries.version} …`);

@@ -236,6 +236,22 @@ export async function startCluster(opts: StartOptions, binaries = embeddedBinari
   };
 }
 
+/**
+ * Stop a server still running in `dataDir` — left behind when the process that started it was killed (SIGKILL, a
+ * crashed container) — so the next start does not fail on its postmaster.pid. Returns true if one was stopped.
+ */
+export async function stopStaleCluster(dataDir: string, binaries = embeddedBinaries()): Promise<boolean> {
+  if (!existsSync(join(dataDir, 'postmaster.pid'))) return false;
+  const runAs = await postgresRunAs();
+  try {
+    await run(binaries, runAs, 'pg_ctl', ['-D', dataDir, 'status']);
+  } catch {
+    return false; // a stale pid file of a dead server: PostgreSQL itself handles that at start
+  }
+  await run(binaries, runAs, 'pg_ctl', ['-D', dataDir, '-m', 'fast', '-w', 'stop']);
+  return true;
+}
+
 /** Copy a freshly initialised cluster (much faster than another initdb). */
 export async function cloneCluster(from: string, to: string): Promise<void> {
   const runAs = await postgresRunAs();

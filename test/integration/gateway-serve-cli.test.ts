@@ -103,6 +103,20 @@ describe('pgtls serve (zero configuration)', () => {
     assert.equal(await s.exited, 0);
   });
 
+  test('after a SIGKILL, the next start stops the orphaned PostgreSQL and serves again', async () => {
+    const s = await serve([]);
+    s.child.kill('SIGKILL');
+    await s.exited;
+    const again = await serve([]);
+    assert.match(again.stderr(), /stopped a PostgreSQL left running by an earlier gateway/);
+    const line = /psql "([^"]+)"/.exec(again.stderr())![1]!;
+    const password = readFileSync(join(work, 'pgtls-data/postgres-password'), 'utf8').trim();
+    const r = await psql(line, 'select 1', { env: { PGPASSWORD: password } });
+    assert.equal(r.code, 0, r.stderr);
+    again.child.kill('SIGTERM');
+    assert.equal(await again.exited, 0);
+  });
+
   test('a bad configuration file names the file, line and key, and nothing starts', async () => {
     const conf = join(work, 'bad.conf');
     writeFileSync(conf, "port = 0\nssl_min_protocol_version = 'TLSv1.4'\n");
