@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { cleanEnv, psql, run } from '../support/clients.js';
-import { type GatewayFixtures, makeFixtures } from '../support/gateway-fixtures.js';
+import { type GatewayFixtures, makeFixtures, sslClusterOptions } from '../support/gateway-fixtures.js';
 import { type TestGateway, startTestGateway } from '../support/gateway.js';
 import { SUPERUSER_PASSWORD, type TestCluster, startTestCluster } from '../support/postgres.js';
 import { directTls, errorIn, exchange, negotiatedTls, rawConnect, readAll, startupPacket } from '../support/raw.js';
@@ -18,10 +18,7 @@ const env = { PGPASSWORD: SUPERUSER_PASSWORD };
 
 before(async () => {
   fx = await makeFixtures();
-  pg = await startTestCluster({
-    files: { 'server.crt': readFileSync(fx.server.cert), 'server.key': readFileSync(fx.server.key) },
-    settings: { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key' },
-  });
+  pg = await startTestCluster(sslClusterOptions(fx));
   gw = await startTestGateway(fx, pg, { authentication_timeout: '2s' });
 });
 after(async () => {

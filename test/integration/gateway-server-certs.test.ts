@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { type RunResult, psql } from '../support/clients.js';
-import { type GatewayFixtures, type Pair, makeFixtures } from '../support/gateway-fixtures.js';
+import { type GatewayFixtures, type Pair, makeFixtures, sslClusterOptions } from '../support/gateway-fixtures.js';
 import { type TestGateway, startTestGateway } from '../support/gateway.js';
 import { SUPERUSER_PASSWORD, type TestCluster, startTestCluster } from '../support/postgres.js';
 
@@ -16,10 +16,7 @@ const env = { PGPASSWORD: SUPERUSER_PASSWORD };
 
 before(async () => {
   fx = await makeFixtures();
-  pg = await startTestCluster({
-    files: { 'server.crt': readFileSync(fx.server.cert), 'server.key': readFileSync(fx.server.key) },
-    settings: { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key' },
-  });
+  pg = await startTestCluster(sslClusterOptions(fx));
 });
 after(async () => {
   await pg?.destroy();

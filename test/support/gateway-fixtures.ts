@@ -3,7 +3,7 @@
  * root → intermediate → server chain (localhost, 127.0.0.1, ::1), a wrong-host, an expired and a self-signed
  * server, a client CA with client certificates by CN (one revoked, with its CRL) and one from an unrelated CA.
  */
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -99,6 +99,14 @@ export async function extraClient(fx: GatewayFixtures, name: string, subject: Re
   return {
     cert: writeFixture(fx, `${name}.crt`, c.certPem),
     key: writeFixture(fx, `${name}.key`, c.keyPem, 0o600),
+  };
+}
+
+/** startTestCluster options for a PostgreSQL with ssl = on serving the fixtures' good chain (server.crt/server.key). */
+export function sslClusterOptions(fx: GatewayFixtures) {
+  return {
+    files: { 'server.crt': readFileSync(fx.server.cert), 'server.key': readFileSync(fx.server.key) },
+    settings: { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key' },
   };
 }
 
