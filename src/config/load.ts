@@ -26,6 +26,7 @@ export const ERR_CONFIG_CONFLICT = 'PGTLS_ERR_CONFIG_CONFLICT';
 export interface GatewayConfig extends TlsSettings {
   readonly listen_addresses: string;
   readonly port: number;
+  readonly unix_socket_directories: string;
   readonly ssl: boolean;
   readonly require_secure_transport: boolean;
   readonly hba_file: string;

@@ -27,6 +27,11 @@ interface KeySpec {
 export const SCHEMA = {
   listen_addresses: { kind: { type: 'string' }, default: 'localhost', help: "addresses to listen on ('*' = all)" },
   port: { kind: { type: 'int', min: 0, max: 65535 }, default: '6432', help: 'TCP port (0: any free port)' },
+  unix_socket_directories: {
+    kind: { type: 'string' },
+    default: '',
+    help: 'directories for a Unix socket .s.PGSQL.<port> (empty: none); `local` hba lines match it',
+  },
   ssl: { kind: { type: 'bool' }, default: 'on', help: 'offer TLS (off only for development)' },
   ssl_cert_file: { kind: { type: 'path' }, default: '', help: 'server chain: leaf first, then intermediates' },
   ssl_key_file: { kind: { type: 'path' }, default: '', help: 'private key (0600, or 0640 owned by root)' },

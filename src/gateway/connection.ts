@@ -50,8 +50,10 @@ function peerSubjects(cert: X509Certificate): { cn: string; dn: string } {
 
 export async function handleConnection(socket: Socket, rt: GatewayRuntime): Promise<void> {
   const started = Date.now();
+  // A Unix-socket client has no address: PostgreSQL calls it "[local]" and only `local` hba lines match it.
+  const local = socket.remoteAddress === undefined;
   const record: ConnectionRecord = {
-    client: normalizeAddress(socket.remoteAddress ?? ''),
+    client: local ? '[local]' : normalizeAddress(socket.remoteAddress ?? ''),
     client_port: socket.remotePort ?? 0,
     negotiation: 'plaintext',
     outcome: 'closed',
@@ -78,7 +80,8 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
   };
 
   try {
-    let reader = new InitialReader(stream, cfg.ssl);
+    // No TLS on a Unix socket, as PostgreSQL: SSLRequest gets 'N' and a ClientHello is not a startup packet.
+    let reader = new InitialReader(stream, cfg.ssl && !local);
     let sslDone = false;
     let gssDone = false;
     for (;;) {
@@ -121,8 +124,8 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
       }
       if (p.kind === 'SSLRequest' && !sslDone) {
         sslDone = true;
-        if (!cfg.ssl || tlsSocket) {
-          // 'N' when TLS is off, or after direct TLS (the session is already encrypted).
+        if (!cfg.ssl || tlsSocket || local) {
+          // 'N' when TLS is off, on a Unix socket, or after direct TLS (the session is already encrypted).
           stream.write(SSL_REFUSE);
           continue;
         }
@@ -181,12 +184,13 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
         sendFatal(refuse.shuttingDown());
         return;
       }
-      if (cfg.require_secure_transport && !tlsSocket) {
+      // A Unix socket never leaves the host, so it counts as secure transport (as MySQL's require_secure_transport).
+      if (cfg.require_secure_transport && !tlsSocket && !local) {
         sendFatal(refuse.plaintextRefused(who, cfg.error_style), 'require_secure_transport');
         return;
       }
       const line = await matchHba(rt.hba, {
-        address: record.client,
+        ...(local ? {} : { address: record.client }),
         ssl: who.ssl,
         user: who.user,
         database: who.database,

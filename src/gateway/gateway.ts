@@ -5,7 +5,9 @@ import { lookup } from 'node:dns/promises';
  * stays in force. Established sessions are never touched by a reload: each connection read the state it needed.
  */
 import { EventEmitter } from 'node:events';
+import { rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
+import { join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { type ConfigInput, type GatewayConfig, loadConfig } from '../config/load.js';
 import { PgtlsError } from '../errors.js';
@@ -30,7 +32,7 @@ interface State {
 }
 
 /** Settings that need a restart, as PostgreSQL's PGC_POSTMASTER parameters do. */
-const RESTART_ONLY = ['listen_addresses', 'port', 'data_directory', 'ssl'] as const;
+const RESTART_ONLY = ['listen_addresses', 'port', 'unix_socket_directories', 'data_directory', 'ssl'] as const;
 
 export interface GatewayOptions {
   /** The upstream to use when the config has none (the embedded cluster). */
@@ -39,7 +41,8 @@ export interface GatewayOptions {
 
 /** Built-in rules when no hba_file is given: TLS for everyone (or anything, when TLS is not required). */
 function builtinHba(config: GatewayConfig): HbaLine[] {
-  const text = config.require_secure_transport ? 'hostssl all all all trust\n' : 'host all all all trust\n';
+  // `local` matches only the optional Unix socket; `trust` at the gateway means the backend authenticates.
+  const text = `local all all trust\n${config.require_secure_transport ? 'hostssl' : 'host'} all all all trust\n`;
   return parseHba(tokenizeAuthText(text, '(built-in pg_hba.conf)'));
 }
 
@@ -62,6 +65,15 @@ async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: S
     : undefined;
   const hba = config.hba_file ? readHbaFile(config.hba_file) : builtinHba(config);
   for (const line of hba) {
+    if (line.method === 'peer' || (line.method === 'ident' && line.type === 'local')) {
+      // PostgreSQL asks the kernel who the socket's peer is; the backend would see the gateway, not the client.
+      throw hbaError(
+        "peer authentication needs the client's operating-system user, which the gateway cannot pass on to the backend",
+        line.file,
+        line.line,
+        'Use trust (the backend then authenticates), a password method or cert on this line.',
+      );
+    }
     if (line.clientcert !== 'off' && !material?.requestCert) {
       throw hbaError(
         'client certificates can only be checked if a root certificate store is available',
@@ -152,6 +164,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #state: State;
   #tls: TlsStore;
   #servers: Server[] = [];
+  #unixSockets: string[] = [];
   #sockets = new Set<Socket>();
   #sessions = new Set<{ client: Duplex; backend: Duplex }>();
   #cancelKeys = new Map<string, number>();
@@ -197,10 +210,12 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
 
   /** Addresses actually listened on (port resolved when 0 was configured). */
   addresses(): { host: string; port: number }[] {
-    return this.#servers.map((s) => {
-      const a = s.address() as { address: string; port: number };
-      return { host: a.address, port: a.port };
-    });
+    return this.#servers
+      .filter((s) => typeof s.address() !== 'string')
+      .map((s) => {
+        const a = s.address() as { address: string; port: number };
+        return { host: a.address, port: a.port };
+      });
   }
 
   /** The facts and warnings about the configuration in force (certificate expiry, plaintext allowed, …). */
@@ -228,6 +243,28 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
       port = (server.address() as { port: number }).port;
       this.#servers.push(server);
     }
+    // Unix sockets, named as PostgreSQL names them so libpq's host=/dir finds them.
+    for (const dir of c.unix_socket_directories
+      .split(',')
+      .map((d) => d.trim())
+      .filter(Boolean)) {
+      const path = join(resolve(dir), `.s.PGSQL.${port}`);
+      rmSync(path, { force: true }); // a socket file left by a gateway that was killed
+      const server = createServer((sock) => this.#accept(sock));
+      await new Promise<void>((done, reject) => {
+        server.once('error', (err) =>
+          reject(new PgtlsError(ERR_LISTEN, `could not create Unix socket "${path}": ${err.message}`, { cause: err })),
+        );
+        server.listen({ path }, () => done());
+      });
+      this.#unixSockets.push(path);
+      this.#servers.push(server);
+    }
+  }
+
+  /** Unix socket files the gateway listens on. */
+  get unixSockets(): readonly string[] {
+    return this.#unixSockets;
   }
 
   #accept(sock: Socket): void {
