@@ -95,6 +95,15 @@ export const OUTPUT_OPTIONS = {
   json: { type: 'boolean' },
 } as const;
 
+/** Options of every command that creates a certificate: its subject, key and validity. */
+export const SUBJECT_OPTIONS = {
+  cn: { type: 'string' },
+  subject: { type: 'string' },
+  'key-type': { type: 'string' },
+  days: { type: 'string' },
+  'not-before': { type: 'string' },
+} as const;
+
 export const SIGNER_OPTIONS = {
   ca: { type: 'string' },
   'ca-key': { type: 'string' },
