@@ -10,28 +10,35 @@ import type { Observed } from './doctor.js';
 import { LEGACY_SUITES, rawHello } from './legacy-suites.js';
 import { closeTls, negotiate } from './wire.js';
 
+/**
+ * Does the server complete a handshake at exactly version `v`, offered every suite OpenSSL has (security level 0)?
+ * Returns the suite it chose, or undefined.
+ */
+async function acceptsVersion(o: Observed, v: TlsVersion, timeoutMs: number): Promise<string | undefined> {
+  const r = await negotiate(
+    o.endpoint,
+    {
+      minVersion: v as SecureVersion,
+      maxVersion: v as SecureVersion,
+      ciphers:
+        v === 'TLSv1.3'
+          ? suitesFor(v)
+              .map((s) => s.openssl)
+              .join(':')
+          : 'ALL:COMPLEMENTOFALL:@SECLEVEL=0',
+      servername: o.host,
+    },
+    timeoutMs,
+  );
+  if (r.stage !== 'done') return undefined;
+  closeTls(r.socket);
+  return r.cipher.name;
+}
+
 async function serverVersions(o: Observed, timeoutMs: number): Promise<TlsVersion[]> {
   const out: TlsVersion[] = [];
   for (const v of TLS_VERSIONS) {
-    const r = await negotiate(
-      o.endpoint,
-      {
-        minVersion: v as SecureVersion,
-        maxVersion: v as SecureVersion,
-        ciphers:
-          v === 'TLSv1.3'
-            ? suitesFor(v)
-                .map((s) => s.openssl)
-                .join(':')
-            : 'ALL:COMPLEMENTOFALL:@SECLEVEL=0',
-        servername: o.host,
-      },
-      timeoutMs,
-    );
-    if (r.stage === 'done') {
-      closeTls(r.socket);
-      out.push(v);
-    }
+    if (await acceptsVersion(o, v, timeoutMs)) out.push(v);
   }
   return out;
 }
@@ -76,29 +83,14 @@ export async function noSharedCipher(
   const versions = TLS_VERSIONS.slice(TLS_VERSIONS.indexOf(cmin), TLS_VERSIONS.indexOf(cmax) + 1);
   // Everything OpenSSL can do, at security level 0: if even this fails, the server has no usable suite at all.
   for (const v of [...versions].reverse()) {
-    const r = await negotiate(
-      o.endpoint,
-      {
-        minVersion: v as SecureVersion,
-        maxVersion: v as SecureVersion,
-        ciphers:
-          v === 'TLSv1.3'
-            ? suitesFor(v)
-                .map((s) => s.openssl)
-                .join(':')
-            : 'ALL:COMPLEMENTOFALL:@SECLEVEL=0',
-        servername: o.host,
-      },
-      timeoutMs,
-    );
-    if (r.stage === 'done') {
-      closeTls(r.socket);
+    const cipher = await acceptsVersion(o, v, timeoutMs);
+    if (cipher) {
       return d(
         'no-shared-cipher',
         'tls',
-        `no cipher suite in common: the server accepts ${r.cipher.name} at ${v}, which libpq's OpenSSL does not offer by default (weak or legacy suite)`,
+        `no cipher suite in common: the server accepts ${cipher} at ${v}, which libpq's OpenSSL does not offer by default (weak or legacy suite)`,
         "change the server's ssl_ciphers to modern suites (e.g. HIGH:!aNULL, or the ECDHE-…-GCM suites for its key type); libpq has no setting to offer weaker suites",
-        [`accepted only with legacy settings: ${v} ${r.cipher.name}`],
+        [`accepted only with legacy settings: ${v} ${cipher}`],
       );
     }
   }
