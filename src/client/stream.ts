@@ -273,13 +273,7 @@ export class PgtlsSocket extends Duplex {
     this.emit('fallback', { message, facts: this.facts! });
     const startup = this.startupPacket!;
     this.attempts.next().then(
-      (n) => {
-        this.attach(n);
-        this.authOk = false;
-        this.selfAuthenticator = undefined;
-        this.selfAuth = this.exchange.awaiting !== 'first';
-        this.inner!.write(startup);
-      },
+      (n) => this.continueOn(n, startup),
       (err: unknown) => this.fatal(err),
     );
   }
@@ -339,6 +333,18 @@ export class PgtlsSocket extends Duplex {
     return certModeRefusal(this.plan.ssl.certMode, this.facts?.tls);
   }
 
+  /**
+   * Continue on the next attempt libpq would make: replay the driver's StartupMessage there; if the driver had already
+   * answered an authentication request, the stream answers the new server's requests itself.
+   */
+  private continueOn(n: Negotiated, startup: Buffer): void {
+    this.attach(n);
+    this.authOk = false;
+    this.selfAuthenticator = undefined;
+    this.selfAuth = this.exchange.awaiting !== 'first';
+    this.inner!.write(startup);
+  }
+
   private retryAfterLoginFailure(
     sock: Socket,
     text: string,
@@ -353,13 +359,7 @@ export class PgtlsSocket extends Duplex {
     const startup = this.startupPacket!;
     // libpq goes on to the next method / address / host; if none is left its message lists every attempt.
     this.attempts.next().then(
-      (n) => {
-        this.attach(n);
-        this.authOk = false;
-        this.selfAuthenticator = undefined;
-        this.selfAuth = this.exchange.awaiting !== 'first';
-        this.inner!.write(startup);
-      },
+      (n) => this.continueOn(n, startup),
       (err: unknown) => {
         if (err instanceof ClientError) {
           this.failure = err;
