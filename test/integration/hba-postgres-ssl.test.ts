@@ -10,6 +10,7 @@ import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { loadConfig } from '../../src/config/load.js';
 import { PgtlsError } from '../../src/errors.js';
 import { postgresRunAs } from '../../src/gateway/embedded-postgres.js';
 import { createRootCA, createServerCert } from '../../src/pki/generate.js';
@@ -72,21 +73,11 @@ before(async () => {
   put('root.crt', root.certPem, 0o644);
   put('junk.pem', 'junk\n', 0o644);
   put('dh.pem', DH, 0o644);
+  // The ssl_* defaults of the configuration contract (PostgreSQL 18's), with this test's certificate and key.
   base = {
+    ...loadConfig({ env: {} }),
     ssl_cert_file: join(ourDir, 'server.crt'),
     ssl_key_file: join(ourDir, 'server.key'),
-    ssl_ca_file: '',
-    ssl_crl_file: '',
-    ssl_crl_dir: '',
-    ssl_ciphers: 'HIGH:MEDIUM:+3DES:!aNULL',
-    ssl_tls13_ciphers: '',
-    ssl_groups: 'X25519:prime256v1',
-    ssl_prefer_server_ciphers: true,
-    ssl_min_protocol_version: 'TLSv1.2',
-    ssl_max_protocol_version: '',
-    ssl_dh_params_file: '',
-    ssl_passphrase_command: '',
-    ssl_passphrase_command_supports_reload: false,
   };
 });
 after(async () => {

@@ -8,6 +8,7 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
+import { loadConfig } from '../../src/config/load.js';
 import { PgtlsError } from '../../src/errors.js';
 import { createRootCA, createServerCert } from '../../src/pki/generate.js';
 import { ERR_TLS_CONFIG, type TlsSettings, loadTlsMaterial } from '../../src/tls/context.js';
@@ -41,21 +42,11 @@ before(async () => {
       passphrase: 'secret',
     }) as string,
   );
+  // The ssl_* defaults of the configuration contract (PostgreSQL 18's), with this test's certificate and key.
   base = {
+    ...loadConfig({ env: {} }),
     ssl_cert_file: put('server.crt', server.certPem + root.certPem, 0o644),
     ssl_key_file: put('server.key', server.keyPem),
-    ssl_ca_file: '',
-    ssl_crl_file: '',
-    ssl_crl_dir: '',
-    ssl_ciphers: 'HIGH:MEDIUM:+3DES:!aNULL',
-    ssl_tls13_ciphers: '',
-    ssl_groups: 'X25519:prime256v1',
-    ssl_prefer_server_ciphers: true,
-    ssl_min_protocol_version: 'TLSv1.2',
-    ssl_max_protocol_version: '',
-    ssl_dh_params_file: '',
-    ssl_passphrase_command: '',
-    ssl_passphrase_command_supports_reload: false,
   };
 });
 
