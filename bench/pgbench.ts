@@ -1,7 +1,9 @@
 /**
  * Throughput benchmark, in one run: direct PostgreSQL (ssl = on) vs through pgtls vs through PgBouncer (session
- * pooling, client TLS), all with the same certificate and TLS on the client side, `pgbench -S` with persistent
- * connections (and optionally -C, a new connection per transaction). Runs alternate between targets so drift in
+ * pooling, client TLS) vs a bare Node.js TLS relay (bench/bare-relay.ts, the floor for a Node relay), all with the
+ * same certificate and TLS on the client side: `pgbench -S` with persistent connections (and optionally -C, a new
+ * connection per transaction). For each relay it also reads the process's CPU time (/proc) and reports µs per
+ * transaction, which is what decides throughput when relay, PostgreSQL and pgbench share two cores. Runs alternate between targets so drift in
  * the machine affects all equally; the median of the rounds is reported with the ratios.
  *
  *   npm run build && node dist/bench/pgbench.js [--seconds 10] [--rounds 3] [--clients 8] [--threads 2] [--connect]
@@ -57,7 +59,12 @@ async function waitPort(port: number): Promise<void> {
   throw new Error(`nothing listens on port ${port}`);
 }
 
-function pgbench(port: number, extra: string[]): number {
+interface Run {
+  readonly tps: number;
+  readonly transactions: number;
+}
+
+function pgbench(port: number, extra: string[]): Run {
   const args = [
     '-h',
     '127.0.0.1',
@@ -84,8 +91,18 @@ function pgbench(port: number, extra: string[]): number {
   const m =
     /tps = ([\d.]+) \((?:without initial connection time|excluding connections establishing)\)/.exec(out) ??
     /tps = ([\d.]+)/.exec(out);
-  if (!m) throw new Error(`no tps in pgbench output:\n${out}`);
-  return Number(m[1]);
+  const n = /number of transactions actually processed: (\d+)/.exec(out);
+  if (!m || !n) throw new Error(`no tps in pgbench output:\n${out}`);
+  return { tps: Number(m[1]), transactions: Number(n[1]) };
+}
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+/** CPU a process has used so far, in µs: user and system time from /proc/PID/stat (fields 14 and 15). */
+function cpuOf(pid: number): { user: number; sys: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: (Number(fields[11]) * 1e6) / CLK_TCK, sys: (Number(fields[12]) * 1e6) / CLK_TCK };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -203,19 +220,60 @@ async function main() {
     children.push(bouncer);
     await waitPort(bPort);
 
-    const targets = { direct: pgPort, pgtls: gwPort, pgbouncer: bPort } as const;
+    process.stderr.write('bench: bare Node relay (the floor of any Node.js relay) …\n');
+    const rPort = await freePort();
+    const bare = spawn(
+      process.execPath,
+      [
+        new URL('./bare-relay.js', import.meta.url).pathname,
+        String(rPort),
+        join(work, 'server.crt'),
+        join(work, 'server.key'),
+        opt.hop === 'unix' ? join(pg.socketDir, `.s.PGSQL.${pgPort}`) : `127.0.0.1:${pgPort}`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    children.push(bare);
+    await waitPort(rPort);
+
+    const targets = { direct: pgPort, pgtls: gwPort, pgbouncer: bPort, 'bare relay': rPort } as const;
+    type Target = keyof typeof targets;
+    const proxyPid: Partial<Record<Target, number>> = {
+      pgtls: gw.pid!,
+      pgbouncer: bouncer.pid!,
+      'bare relay': bare.pid!,
+    };
     const extra = opt.connect ? ['-C'] : [];
-    const results: Record<keyof typeof targets, number[]> = { direct: [], pgtls: [], pgbouncer: [] };
+    const results: Record<Target, number[]> = { direct: [], pgtls: [], pgbouncer: [], 'bare relay': [] };
+    const cpu: Record<Target, { user: number; sys: number; tx: number }> = {
+      direct: { user: 0, sys: 0, tx: 0 },
+      pgtls: { user: 0, sys: 0, tx: 0 },
+      pgbouncer: { user: 0, sys: 0, tx: 0 },
+      'bare relay': { user: 0, sys: 0, tx: 0 },
+    };
     // Warm-up (TLS session setup, caches), not counted.
     for (const port of Object.values(targets)) pgbench(port, ['-T', '2', ...extra].slice(0));
     for (let r = 0; r < rounds; r++) {
-      for (const [name, port] of Object.entries(targets) as [keyof typeof targets, number][]) {
-        const tps = pgbench(port, extra);
-        results[name].push(tps);
-        process.stderr.write(`bench: round ${r + 1}/${rounds} ${name.padEnd(9)} ${tps.toFixed(0)} tps\n`);
+      for (const [name, port] of Object.entries(targets) as [Target, number][]) {
+        const pid = proxyPid[name];
+        const before = pid ? cpuOf(pid) : undefined;
+        const run = pgbench(port, extra);
+        if (pid && before) {
+          const after = cpuOf(pid);
+          cpu[name].user += after.user - before.user;
+          cpu[name].sys += after.sys - before.sys;
+          cpu[name].tx += run.transactions;
+        }
+        results[name].push(run.tps);
+        process.stderr.write(`bench: round ${r + 1}/${rounds} ${name.padEnd(10)} ${run.tps.toFixed(0)} tps\n`);
       }
     }
-    const med = { direct: median(results.direct), pgtls: median(results.pgtls), pgbouncer: median(results.pgbouncer) };
+    const med = {
+      direct: median(results.direct),
+      pgtls: median(results.pgtls),
+      pgbouncer: median(results.pgbouncer),
+      'bare relay': median(results['bare relay']),
+    };
     const mode = `${opt.connect ? 'pgbench -S -C' : 'pgbench -S'} (proxies reach PostgreSQL over ${opt.hop === 'unix' ? 'its Unix socket' : 'loopback TCP'})`;
     const lines = [
       `| ${mode} -c ${opt.clients} -j ${opt.threads} -T ${seconds} | median tps | runs |`,
@@ -225,6 +283,13 @@ async function main() {
       ),
       '',
       `pgtls / direct = **${(med.pgtls / med.direct).toFixed(2)}** (target ≥ 0.80), pgtls / PgBouncer = **${(med.pgtls / med.pgbouncer).toFixed(2)}** (target ≥ 1.2), PgBouncer / direct = ${(med.pgbouncer / med.direct).toFixed(2)}`,
+      '',
+      '| relay process CPU per transaction (all rounds) | user µs | sys µs |',
+      '|---|---|---|',
+      ...(['pgtls', 'pgbouncer', 'bare relay'] as const).map((k) => {
+        const c = cpu[k];
+        return `| ${k} | ${(c.user / c.tx).toFixed(1)} | ${(c.sys / c.tx).toFixed(1)} |`;
+      }),
     ];
     const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${execFileSync('pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]}, PostgreSQL ${pg.binaries.version}`;
     const report = `### ${new Date().toISOString().slice(0, 10)} — ${mode}\n\nMachine: ${machine}\n\n${lines.join('\n')}\n`;
