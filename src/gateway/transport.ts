@@ -1,0 +1,60 @@
+/**
+ * The transport seam (../shared/design.md): what the connection phases need from a client connection, whoever
+ * moves its bytes. Two implementations: Node's `tls` (always available, the reference) and the native addon
+ * (native/, when it built and `native_data_plane = on`). Everything above this interface — negotiation, startup,
+ * hba, client-certificate rules, authentication, logging — is the same for both.
+ */
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TlsMaterial } from '../tls/context.js';
+
+/** What the TLS handshake established, as the log, the admin console, metrics and hba checks see it. */
+export interface TlsFacts {
+  /** OpenSSL's protocol name: 'TLSv1.2', 'TLSv1.3'. */
+  readonly version: string;
+  /** OpenSSL's cipher name: 'TLS_AES_256_GCM_SHA384', 'ECDHE-ECDSA-AES256-GCM-SHA384'. */
+  readonly cipher: string;
+  /** Symmetric key bits, as pg_stat_ssl.bits. */
+  readonly bits: number;
+  /** The key-exchange group, when known ('X25519', 'prime256v1'). */
+  readonly group?: string;
+  readonly sni?: string;
+  readonly alpn?: string;
+  /** The client's certificate (DER), when it sent one. */
+  readonly peerCertificate?: Buffer;
+  /** OpenSSL's verification text when a presented client certificate did not verify (undefined when it did). */
+  readonly peerVerifyError?: string;
+}
+
+/** Byte counters of a relayed session. */
+export interface RelayStats {
+  bytesFromClient: number;
+  bytesFromBackend: number;
+}
+
+/** A client connection after a successful server handshake. */
+export interface TlsSession {
+  readonly facts: TlsFacts;
+  /** Decrypted bytes for the phases that speak the protocol (startup, authentication). */
+  readonly stream: Duplex;
+  /**
+   * Relay natively between this session and a plain backend socket until either side closes, when the
+   * transport can (the native one); undefined means the caller uses the JavaScript relay on `stream`.
+   */
+  readonly splice?: (backend: Socket, stats: RelayStats) => Promise<void>;
+}
+
+export type HandshakeResult =
+  | { readonly ok: true; readonly session: TlsSession }
+  /** `reason` is OpenSSL's text as PostgreSQL logs it ("no shared cipher", "wrong version number"). */
+  | { readonly ok: false; readonly reason: string };
+
+export interface ClientTransport {
+  readonly name: 'node' | 'native';
+  /**
+   * Perform the server TLS handshake on `socket` (paused, plaintext so far) with `material`. `initial` holds bytes
+   * already read from the socket that belong to the handshake (direct TLS: the ClientHello). ALPN 'postgresql' is
+   * offered on every handshake; the caller decides what a missing ALPN means.
+   */
+  accept(socket: Socket, material: TlsMaterial, initial: Buffer | undefined): Promise<HandshakeResult>;
+}
