@@ -43,6 +43,7 @@ export interface GatewayConfig extends TlsSettings {
   readonly shutdown_timeout: number;
   readonly data_directory: string;
   readonly log_connections: boolean;
+  readonly max_client_conn: number;
   /** Where each value came from ("pgtls.conf:12", "--port", "PGTLS_PORT", "default"). */
   readonly sources: Readonly<Record<ConfigKey, string>>;
   /** The config file, if one was given (reload re-reads it). */

@@ -80,6 +80,11 @@ export const SCHEMA = {
   },
   data_directory: { kind: { type: 'path' }, default: './pgtls-data', help: 'generated CA/certs, embedded cluster' },
   log_connections: { kind: { type: 'bool' }, default: 'on', help: 'one JSON line per connection' },
+  max_client_conn: {
+    kind: { type: 'int', min: 0, max: 1_000_000 },
+    default: '0',
+    help: "client connections at once (PgBouncer's name; 0: no limit); beyond it: FATAL 53300",
+  },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof SCHEMA;

@@ -169,6 +169,8 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #sessions = new Set<{ client: Duplex; backend: Duplex }>();
   #cancelKeys = new Map<string, number>();
   #shuttingDown = false;
+  #nextId = 1;
+  #acceptErrors = { count: 0, last: 0 };
   readonly #input: ConfigInput;
   readonly #opts: GatewayOptions;
 
@@ -207,6 +209,12 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   get shuttingDown(): boolean {
     return this.#shuttingDown;
   }
+  get clientCount(): number {
+    return this.#sockets.size;
+  }
+  nextConnectionId(): number {
+    return this.#nextId++;
+  }
 
   /** Addresses actually listened on (port resolved when 0 was configured). */
   addresses(): { host: string; port: number }[] {
@@ -239,6 +247,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
         );
         server.listen({ host, port, ipv6Only: host.includes(':') }, () => resolve());
       });
+      this.#onAcceptError(server);
       // With port 0 every address shares the port the first one got.
       port = (server.address() as { port: number }).port;
       this.#servers.push(server);
@@ -257,6 +266,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
         );
         server.listen({ path }, () => done());
       });
+      this.#onAcceptError(server);
       this.#unixSockets.push(path);
       this.#servers.push(server);
     }
@@ -265,6 +275,33 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   /** Unix socket files the gateway listens on. */
   get unixSockets(): readonly string[] {
     return this.#unixSockets;
+  }
+
+  /**
+   * accept() can fail after listening started — above all EMFILE, when every file descriptor is in use: libuv then
+   * drops the connection it could not accept. The listener keeps going; the log says what happened, at most once a
+   * second with a count, as PostgreSQL logs "could not accept new connection".
+   */
+  #onAcceptError(server: Server): void {
+    server.removeAllListeners('error');
+    server.on('error', (err: NodeJS.ErrnoException) => {
+      const e = this.#acceptErrors;
+      e.count++;
+      const now = Date.now();
+      if (now - e.last < 1000) return;
+      e.last = now;
+      const hint =
+        err.code === 'EMFILE' || err.code === 'ENFILE'
+          ? 'the gateway is out of file descriptors: raise its open-files limit (ulimit -n) or set max_client_conn'
+          : undefined;
+      this.emit('warning', {
+        msg: `could not accept new connection: ${err.message}`,
+        code: err.code,
+        dropped: e.count,
+        ...(hint ? { hint } : {}),
+      });
+      e.count = 0;
+    });
   }
 
   #accept(sock: Socket): void {

@@ -4,17 +4,23 @@ import type { GatewayConfig } from '../config/load.js';
 import type { HbaLine } from '../hba/hba.js';
 import type { IdentLine } from '../hba/ident.js';
 import type { TlsStore } from '../tls/context.js';
+import type { ClientTransport } from './transport.js';
 import type { UpstreamTarget } from './upstream.js';
 
 /** One structured log record per connection. Never holds keys, passwords or message contents. */
 export interface ConnectionRecord {
+  /** The gateway's own id for the connection (unique per process; the admin console's KILL CLIENT takes it). */
+  id: number;
   client: string;
   client_port: number;
   negotiation: 'plaintext' | 'sslrequest' | 'direct';
   sni?: string;
+  alpn?: string;
   tls_version?: string | undefined;
   cipher?: string | undefined;
-  client_cert?: { subject: string; serial: string; issuer: string };
+  /** Key-exchange group, when the transport can tell (the native one). */
+  group?: string;
+  client_cert?: { subject: string; serial: string; issuer: string; not_after: string };
   /** OpenSSL's reason when a presented client certificate did not verify. */
   client_cert_error?: string;
   user?: string;
@@ -27,6 +33,8 @@ export interface ConnectionRecord {
   reason?: string;
   sqlstate?: string;
   upstream_error?: string;
+  /** The backend process the session is relayed to (from BackendKeyData). */
+  backend_pid?: number;
   bytes_from_client?: number;
   bytes_from_backend?: number;
   duration_ms?: number;
@@ -39,6 +47,11 @@ export interface GatewayRuntime {
   readonly tls: TlsStore;
   readonly upstream: UpstreamTarget;
   readonly shuttingDown: boolean;
+  /** The TLS transport for client handshakes (undefined: Node's). */
+  readonly transport?: ClientTransport | undefined;
+  /** Client connections open now (for max_client_conn). */
+  readonly clientCount: number;
+  nextConnectionId(): number;
   cancel(pid: number, key: Buffer, record: ConnectionRecord): Promise<void>;
   /** Remember a session's cancel key; returns the function that forgets it. */
   registerCancelKey(pid: number, key: Buffer): () => void;

@@ -3,7 +3,7 @@
  * keeping what arrives beyond the current packet so that it can be checked (buffer stuffing) or handed on.
  */
 import type { Duplex } from 'node:stream';
-import { type InitialDecode, decodeInitialPacket } from '../protocol/startup.js';
+import { type InitialDecode, decodeInitialPacket } from '../../protocol/startup.js';
 
 export type ReadResult =
   | InitialDecode
