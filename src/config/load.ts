@@ -1,7 +1,8 @@
 /**
  * Build the gateway's configuration once, loudly, then freeze it (conventions §6).
  * Precedence: command-line flag > config file > environment (PGTLS_<KEY>) > default.
- * Paths in the file are relative to the file; paths from flags/env/defaults are relative to the working directory.
+ * Paths in the file, and default paths when there is a file, are relative to the file; paths from flags and env (and
+ * defaults when there is no file) are relative to the working directory.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { PgtlsError } from '../errors.js';
@@ -84,6 +85,9 @@ export function loadConfig(input: ConfigInput): GatewayConfig {
   }
   const configFile = input.file ? resolve(cwd, input.file) : '';
   if (configFile) {
+    // Defaults that are paths (data_directory) live beside the config file, like every path written in it: a gateway
+    // started with --config from any directory, and `pgtls reload --config` run from any other, find the same place.
+    for (const [key, r] of raw) if (r.source === 'default') r.baseDir = dirname(configFile);
     const entries: ConfEntry[] = readConfFile(configFile);
     for (const e of entries) {
       const key = canonical(e.name);
