@@ -16,6 +16,7 @@ import { parseHba } from '../hba/hba.js';
 import { type IdentLine, readIdentFile } from '../hba/ident.js';
 import { hbaError, tokenizeAuthText } from '../hba/tokenize.js';
 import { type TlsMaterial, TlsStore, loadTlsMaterial } from '../tls/context.js';
+import { assertHandshakePossible } from '../tls/self-check.js';
 import { handleConnection } from './connection.js';
 import { ensureLocalCa } from './local-ca.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
@@ -63,6 +64,7 @@ async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: S
         ...(previous?.material ? { previous: previous.material } : {}),
       })
     : undefined;
+  if (material) await assertHandshakePossible(material);
   const hba = config.hba_file ? readHbaFile(config.hba_file) : builtinHba(config);
   for (const line of hba) {
     if (line.method === 'peer' || (line.method === 'ident' && line.type === 'local')) {
