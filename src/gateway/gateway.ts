@@ -18,6 +18,7 @@ import { hbaError, tokenizeAuthText } from '../hba/tokenize.js';
 import { type TlsMaterial, TlsStore, loadTlsMaterial } from '../tls/context.js';
 import { assertHandshakePossible } from '../tls/self-check.js';
 import { handleConnection } from './connection.js';
+import { watchFileDescriptors } from './fd-watch.js';
 import { ensureLocalCa } from './local-ca.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import { type UpstreamTarget, parseUpstreamUrl, sendCancel } from './upstream.js';
@@ -172,6 +173,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #cancelKeys = new Map<string, number>();
   #shuttingDown = false;
   #nextId = 1;
+  #stopFdWatch: () => void = () => undefined;
   #acceptErrors = { count: 0, last: 0 };
   readonly #input: ConfigInput;
   readonly #opts: GatewayOptions;
@@ -190,6 +192,17 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     const state = await buildState(input, opts);
     const gw = new Gateway(state, input, opts);
     await gw.#listen();
+    gw.#stopFdWatch = watchFileDescriptors((e) =>
+      gw.emit(
+        'warning',
+        e.atLimit
+          ? {
+              msg: `could not accept new connections: ${e.open} of ${e.limit} file descriptors in use (EMFILE); new connections are being dropped`,
+              hint: 'Raise the open-files limit (ulimit -n, LimitNOFILE=) or set max_client_conn below it.',
+            }
+          : { msg: `accepting connections again: ${e.open} of ${e.limit} file descriptors in use` },
+      ),
+    );
     return gw;
   }
 
@@ -383,6 +396,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
    */
   async close(timeoutMs = this.#state.config.shutdown_timeout): Promise<void> {
     this.#shuttingDown = true;
+    this.#stopFdWatch();
     // net.Server#close stops accepting now but calls back only once every connection has ended: do not wait here.
     const listenersClosed = Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     if (this.#sessions.size > 0 && timeoutMs > 0) {
