@@ -148,12 +148,14 @@ export const command: Command = async (argv) => {
     if (gw.config.log_connections) log({ level: 'info', msg: 'connection', ...r });
   });
   gw.on('warning', (w: Record<string, unknown>) => log({ level: 'warn', ...w }));
-  gw.on('reload', (e: { ok: boolean; warnings?: string[]; error?: unknown }) => {
-    if (e.ok) log({ level: 'info', msg: 'configuration reloaded', warnings: e.warnings });
+  gw.on('reload', (e: { ok: boolean; warnings?: string[]; error?: unknown; trigger?: string; files?: string[] }) => {
+    const why = { trigger: e.trigger, ...(e.files ? { files: e.files } : {}) };
+    if (e.ok) log({ level: 'info', msg: 'configuration reloaded', ...why, warnings: e.warnings });
     else
       log({
         level: 'error',
         msg: 'reload failed; the previous configuration stays in force',
+        ...why,
         error: errorMessage(e.error),
       });
     // The outcome for `pgtls reload`, which waits for it (written whole, then renamed into place).

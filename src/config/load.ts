@@ -45,6 +45,7 @@ export interface GatewayConfig extends TlsSettings {
   readonly data_directory: string;
   readonly log_connections: boolean;
   readonly max_client_conn: number;
+  readonly watch_files: boolean;
   /** Where each value came from ("pgtls.conf:12", "--port", "PGTLS_PORT", "default"). */
   readonly sources: Readonly<Record<ConfigKey, string>>;
   /** The config file, if one was given (reload re-reads it). */

@@ -80,6 +80,11 @@ export const SCHEMA = {
   },
   data_directory: { kind: { type: 'path' }, default: './pgtls-data', help: 'generated CA/certs, embedded cluster' },
   log_connections: { kind: { type: 'bool' }, default: 'on', help: 'one JSON line per connection' },
+  watch_files: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'reload when a certificate, key, CA, CRL, hba/ident or config file changes',
+  },
   max_client_conn: {
     kind: { type: 'int', min: 0, max: 1_000_000 },
     default: '0',

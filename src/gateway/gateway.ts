@@ -19,6 +19,7 @@ import { type TlsMaterial, TlsStore, loadTlsMaterial } from '../tls/context.js';
 import { assertHandshakePossible } from '../tls/self-check.js';
 import { handleConnection } from './connection.js';
 import { watchFileDescriptors } from './fd-watch.js';
+import { type FileWatch, watchFiles } from './file-watch.js';
 import { ensureLocalCa } from './local-ca.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import { type UpstreamTarget, parseUpstreamUrl, sendCancel } from './upstream.js';
@@ -174,6 +175,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #shuttingDown = false;
   #nextId = 1;
   #stopFdWatch: () => void = () => undefined;
+  #fileWatch: FileWatch | undefined;
   #acceptErrors = { count: 0, last: 0 };
   readonly #input: ConfigInput;
   readonly #opts: GatewayOptions;
@@ -203,7 +205,41 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
           : { msg: `accepting connections again: ${e.open} of ${e.limit} file descriptors in use` },
       ),
     );
+    gw.#armFileWatch();
     return gw;
+  }
+
+  /** The files whose change triggers a reload under watch_files. */
+  #watchedFiles(): string[] {
+    const c = this.#state.config;
+    return [
+      c.config_file,
+      c.ssl_cert_file,
+      c.ssl_key_file,
+      c.ssl_ca_file,
+      c.ssl_crl_file,
+      c.ssl_crl_dir,
+      c.ssl_dh_params_file,
+      c.hba_file,
+      c.ident_file,
+      // include/include_dir targets of pg_hba.conf and of the config file are covered by their own lines' files
+      ...new Set(this.#state.hba.map((l) => l.file).filter((f) => f.startsWith('/'))),
+    ].filter((f) => f !== '');
+  }
+
+  #armFileWatch(): void {
+    if (!this.#state.config.watch_files || this.#shuttingDown) {
+      this.#fileWatch?.close();
+      this.#fileWatch = undefined;
+      return;
+    }
+    if (this.#fileWatch) {
+      this.#fileWatch.update(this.#watchedFiles());
+      return;
+    }
+    this.#fileWatch = watchFiles(this.#watchedFiles(), (changed) => {
+      void this.reload({ trigger: 'file change', files: changed });
+    });
   }
 
   get config(): GatewayConfig {
@@ -329,7 +365,9 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   }
 
   /** Re-read config, hba, ident, certificate, key, CA and CRL. On error the old state stays in force. */
-  async reload(): Promise<{ ok: true; warnings: string[] } | { ok: false; error: PgtlsError | Error }> {
+  async reload(
+    why: { trigger: 'signal' | 'file change' | 'admin'; files?: string[] } = { trigger: 'signal' },
+  ): Promise<{ ok: true; warnings: string[] } | { ok: false; error: PgtlsError | Error }> {
     try {
       const next = await buildState(this.#input, this.#opts, this.#state);
       const warnings: string[] = [];
@@ -342,10 +380,11 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
       this.#state = { ...next, config: Object.freeze({ ...next.config, ...kept }) };
       if (next.material) this.#tls.swap(next.material);
       warnings.push(...report(this.#state).warnings);
-      this.emit('reload', { ok: true, warnings });
+      this.#armFileWatch();
+      this.emit('reload', { ok: true, warnings, ...why });
       return { ok: true, warnings };
     } catch (error) {
-      this.emit('reload', { ok: false, error });
+      this.emit('reload', { ok: false, error, ...why });
       return { ok: false, error: error as Error };
     }
   }
@@ -397,6 +436,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   async close(timeoutMs = this.#state.config.shutdown_timeout): Promise<void> {
     this.#shuttingDown = true;
     this.#stopFdWatch();
+    this.#fileWatch?.close();
     // net.Server#close stops accepting now but calls back only once every connection has ended: do not wait here.
     const listenersClosed = Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     if (this.#sessions.size > 0 && timeoutMs > 0) {
