@@ -328,6 +328,18 @@ describe('ssl_sni with pg_hosts.conf', () => {
     });
   });
 
+  test('reload: an encrypted key whose command may not run again keeps the loaded key, else the reload fails', () => {
+    const f = w('noreload.conf', 'example.net net.crt net.key "" "echo secret1" off\n');
+    const flags = { ssl_sni: 'on', hosts_file: f };
+    const settings = loadConfig({ cwd: dir, flags: { ssl_cert_file: 'main.crt', ssl_key_file: 'main.key', ...flags } });
+    const first = loadSniSelector(settings);
+    const again = loadSniSelector(settings, { isReload: true, previous: first });
+    assert.equal(again.materials()[0]!.material.key, first.materials()[0]!.material.key);
+    assert.throws(() => loadSniSelector(settings, { isReload: true }), {
+      message: `private key file "${join(dir, 'net.key')}" cannot be reloaded because it requires a passphrase`,
+    });
+  });
+
   test('a pg_hosts.conf error stops the load (PostgreSQL refuses to start)', () => {
     const f = w('dup.conf', '* main.crt main.key\n* main.crt main.key\n');
     assert.throws(() => selector({ ssl_sni: 'on', hosts_file: f }), {
