@@ -15,7 +15,10 @@ import { TLSSocket } from 'node:tls';
 import { loadConfig } from '../../src/config/load.js';
 import { PgtlsError } from '../../src/errors.js';
 import { createCRL, createClientCert, createRootCA, createServerCert } from '../../src/pki/generate.js';
+import { encodeErrorResponse } from '../../src/protocol/error-response.js';
+import { decodeInitialPacket } from '../../src/protocol/startup.js';
 import { type SniSelector, loadSniSelector } from '../../src/tls/sni.js';
+import { psql } from '../support/clients.js';
 
 let dir: string;
 const w = (name: string, content: string, mode = 0o644) => {
@@ -54,6 +57,47 @@ function peekServer(sel: SniSelector): Promise<Server> {
           ._handle;
         const verify = t.getPeerX509Certificate() ? (handle?.verifyError?.()?.code ?? 'ok') : 'none';
         t.end(`served ${r.entry ? r.entry.hostnames.join(',') : 'main'} client-cert=${verify}\n`);
+      });
+    };
+    sock.on('data', onData);
+  });
+}
+
+/**
+ * As the gateway will: answer an SSLRequest with 'S', choose from the ClientHello, and once TLS is up answer the
+ * StartupMessage with a FATAL naming the entry that served (so libpq shows which one it reached).
+ */
+function pgServer(sel: SniSelector): Promise<Server> {
+  return listen((sock) => {
+    let buf = Buffer.alloc(0);
+    let answered = false;
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (!answered) {
+        const p = decodeInitialPacket(buf);
+        if (p.status !== 'packet') return;
+        if (p.packet.kind !== 'SSLRequest') {
+          sock.destroy();
+          return;
+        }
+        answered = true;
+        buf = buf.subarray(p.consumed);
+        sock.write('S');
+      }
+      const r = sel.decide(buf);
+      if (r.status === 'need-more') return;
+      sock.off('data', onData);
+      sock.pause();
+      if (r.status === 'refused') {
+        sock.end(r.record);
+        return;
+      }
+      sock.unshift(buf);
+      const t = new TLSSocket(sock, { isServer: true, secureContext: r.material.context, rejectUnauthorized: false });
+      t.on('error', () => sock.destroy());
+      t.once('data', () => {
+        const message = `served ${r.entry ? r.entry.hostnames.join(',') : 'main'}`;
+        t.end(encodeErrorResponse({ severity: 'FATAL', code: '28000', message }));
       });
     };
     sock.on('data', onData);
@@ -279,6 +323,25 @@ describe('ssl_sni with pg_hosts.conf', () => {
       }
     });
   });
+
+  for (const libpq of [15, 18] as const) {
+    test(`libpq ${libpq} (sslsni) through SSLRequest: the messages 004_sni.pl expects`, async () => {
+      const srv = await start(pgServer(selector({ ssl_sni: 'on', hosts_file: files.strict! })));
+      const port = (srv.address() as AddressInfo).port;
+      const conn = (extra: string) =>
+        psql(`hostaddr=127.0.0.1 port=${port} user=u dbname=d sslmode=require ${extra}`, 'select 1', { libpq });
+      const ok = await conn('host=example.org sslsni=1');
+      assert.match(ok.stderr, /FATAL: {2}served example.org/, ok.stderr);
+      const upper = await conn('host=Example.ORG sslsni=1');
+      assert.match(upper.stderr, /FATAL: {2}served example.org/, upper.stderr);
+      for (const host of ['example.com', 'example']) {
+        const r = await conn(`host=${host} sslsni=1`);
+        assert.match(r.stderr, /SSL error: tlsv1 unrecognized name/, r.stderr);
+      }
+      const none = await conn('host=example.org sslsni=0');
+      assert.match(none.stderr, /SSL error: sslv3 alert handshake failure/, none.stderr);
+    });
+  }
 
   test('only /no_sni/: a client sending a name is refused with unrecognized_name', async () => {
     const srv = await start(peekServer(selector({ ssl_sni: 'on', hosts_file: files.nosniOnly! })));
