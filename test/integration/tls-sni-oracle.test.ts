@@ -53,10 +53,15 @@ const clangOk = existsSync('/usr/bin/clang') && existsSync('/usr/include/openssl
 function captureHello(servername: string | undefined): Promise<Buffer> {
   return new Promise((resolve) => {
     const srv = createServer((c) => {
-      c.once('data', (d: Buffer) => {
-        resolve(d);
-        c.destroy();
-        srv.close();
+      let buf = Buffer.alloc(0);
+      // Until one whole TLS record (the ClientHello) has arrived, framed by its header alone.
+      c.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (buf.length >= 5 && buf.length >= 5 + buf.readUInt16BE(3)) {
+          resolve(buf);
+          c.destroy();
+          srv.close();
+        }
       });
     });
     srv.listen(0, '127.0.0.1', () => {

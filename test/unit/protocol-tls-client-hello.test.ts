@@ -11,20 +11,34 @@ import { connect as tlsConnect } from 'node:tls';
 import fc from 'fast-check';
 import { decodeClientHello, encodeTlsAlert } from '../../src/protocol/tls-client-hello.js';
 
-/** Accept one connection, keep what the client sends for 300 ms (its ClientHello), then close. */
+/**
+ * Accept one connection and keep what the client sends until one whole TLS record (its ClientHello: Node and OpenSSL
+ * send it in one record) has arrived, framed by the record header alone; at most 15 s.
+ */
 async function capture(start: (port: number) => () => void): Promise<Buffer> {
-  const chunks: Buffer[] = [];
+  let resolveHello: (b: Buffer) => void = () => undefined;
+  const done = new Promise<Buffer>((r) => {
+    resolveHello = r;
+  });
   const srv = createServer((s) => {
-    s.on('data', (d: Buffer) => chunks.push(d));
+    let buf = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 5 && buf.length >= 5 + buf.readUInt16BE(3)) {
+        resolveHello(buf);
+        s.destroy();
+      }
+    });
     s.on('error', () => undefined);
-    setTimeout(() => s.destroy(), 300);
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   const stop = start((srv.address() as AddressInfo).port);
-  await new Promise((r) => setTimeout(r, 500));
+  const timer = setTimeout(() => resolveHello(Buffer.alloc(0)), 15_000);
+  const hello = await done;
+  clearTimeout(timer);
   stop();
   await new Promise((r) => srv.close(r));
-  return Buffer.concat(chunks);
+  return hello;
 }
 
 const fromNode = (servername: string | undefined) =>
