@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { isTrustedPeer, parseTrustedList } from '../../src/hba/proxy-trusted.js';
+import { encodeProxyV1, encodeProxyV2, encodeSslTlv } from '../../src/protocol/proxy-encode.js';
 import {
   PP2_CLIENT,
   PP2_SUBTYPE_SSL,
@@ -11,9 +12,6 @@ import {
   type ProxyHeader,
   crc32c,
   decodeProxyHeader,
-  encodeProxyV1,
-  encodeProxyV2,
-  encodeSslTlv,
   formatV6,
   looksLikeProxyHeader,
   parseV6,
