@@ -90,6 +90,22 @@ export const SCHEMA = {
     default: '0',
     help: "client connections at once (PgBouncer's name; 0: no limit); beyond it: FATAL 53300",
   },
+  proxy_protocol: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'expect a PROXY v1/v2 header from peers in proxy_protocol_trusted',
+  },
+  proxy_protocol_trusted: {
+    kind: { type: 'string' },
+    default: '',
+    help: 'addresses/CIDR ranges allowed to send a PROXY header (empty: nobody)',
+  },
+  ssl_sni: { kind: { type: 'bool' }, default: 'off', help: 'choose the certificate by SNI from hosts_file' },
+  hosts_file: {
+    kind: { type: 'path' },
+    default: '',
+    help: "pg_hosts.conf, PostgreSQL 19's format (empty: none, the ssl_* files serve everyone)",
+  },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof SCHEMA;
