@@ -11,6 +11,7 @@ import type { Duplex } from 'node:stream';
 import type { GatewayConfig } from '../config/load.js';
 import { normalizeAddress } from '../hba/match.js';
 import { type WireError, encodeErrorResponse, encodeErrorResponseV2 } from '../protocol/error-response.js';
+import type { TlsMaterial } from '../tls/context.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import type { TlsSession } from './transport.js';
 
@@ -28,6 +29,8 @@ export class ClientConnection {
   readonly cfg: GatewayConfig;
   stream: Duplex;
   tls: TlsSession | undefined;
+  /** The TLS material the handshake used (the main one, or a pg_hosts.conf entry's). */
+  material: TlsMaterial | undefined;
   backend: Duplex | undefined;
   #gone = false;
   #timedOut = false;

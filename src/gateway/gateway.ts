@@ -7,16 +7,18 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { type ConfigInput, type GatewayConfig, loadConfig } from '../config/load.js';
 import { PgtlsError } from '../errors.js';
 import { type HbaLine, readHbaFile } from '../hba/hba.js';
 import { parseHba } from '../hba/hba.js';
 import { type IdentLine, readIdentFile } from '../hba/ident.js';
+import { type TrustedRange, parseTrustedList } from '../hba/proxy-trusted.js';
 import { hbaError, tokenizeAuthText } from '../hba/tokenize.js';
 import { type TlsMaterial, TlsStore, loadTlsMaterial } from '../tls/context.js';
 import { assertHandshakePossible } from '../tls/self-check.js';
+import { type SniSelector, loadSniSelector } from '../tls/sni.js';
 import { handleConnection } from './connection.js';
 import { watchFileDescriptors } from './fd-watch.js';
 import { type FileWatch, watchFiles } from './file-watch.js';
@@ -31,7 +33,16 @@ interface State {
   readonly hba: readonly HbaLine[];
   readonly ident: readonly IdentLine[];
   readonly material: TlsMaterial | undefined;
+  /** ssl_sni = on with pg_hosts.conf entries; undefined otherwise (material serves everyone). */
+  readonly sni: SniSelector | undefined;
+  readonly proxyTrusted: readonly TrustedRange[];
   readonly upstream: UpstreamTarget;
+}
+
+/** hosts_file, or PostgreSQL 19's default name, pg_hosts.conf, beside the config file (else in data_directory). */
+function hostsFile(config: GatewayConfig): string {
+  if (config.hosts_file !== '') return config.hosts_file;
+  return join(config.config_file ? dirname(config.config_file) : resolve(config.data_directory), 'pg_hosts.conf');
 }
 
 /** Settings that need a restart, as PostgreSQL's PGC_POSTMASTER parameters do. */
@@ -67,6 +78,17 @@ async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: S
       })
     : undefined;
   if (material) await assertHandshakePossible(material);
+  let sni: SniSelector | undefined;
+  if (config.ssl && config.ssl_sni) {
+    const selector = loadSniSelector(
+      { ...config, hosts_file: hostsFile(config) },
+      { isReload: previous !== undefined, ...(previous?.sni ? { previous: previous.sni } : {}) },
+    );
+    // A missing or empty pg_hosts.conf: the ssl_* files serve everyone, as in PostgreSQL 19.
+    if (selector.source === 'ok') sni = selector;
+  }
+  const trusted = parseTrustedList(config.proxy_protocol_trusted);
+  const proxyTrusted = trusted.ok ? trusted.ranges : [];
   const hba = config.hba_file ? readHbaFile(config.hba_file) : builtinHba(config);
   for (const line of hba) {
     if (line.method === 'peer' || (line.method === 'ident' && line.type === 'local')) {
@@ -101,7 +123,7 @@ async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: S
     sslcert: config.upstream_sslcert,
     sslkey: config.upstream_sslkey,
   };
-  return { config, hba, ident, material, upstream };
+  return { config, hba, ident, material, sni, proxyTrusted, upstream };
 }
 
 /** What a configuration check found: the facts an operator wants to see before starting (or after a reload). */
@@ -222,6 +244,16 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
       c.ssl_dh_params_file,
       c.hba_file,
       c.ident_file,
+      ...(c.ssl_sni
+        ? [
+            hostsFile(c),
+            ...(this.#state.sni?.materials() ?? []).flatMap((m) => [
+              m.material.settings.ssl_cert_file,
+              m.material.settings.ssl_key_file,
+              m.material.settings.ssl_ca_file,
+            ]),
+          ]
+        : []),
       // include/include_dir targets of pg_hba.conf and of the config file are covered by their own lines' files
       ...new Set(this.#state.hba.map((l) => l.file).filter((f) => f.startsWith('/'))),
     ].filter((f) => f !== '');
@@ -256,6 +288,12 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   }
   get upstream(): UpstreamTarget {
     return this.#state.upstream;
+  }
+  get sni(): SniSelector | undefined {
+    return this.#state.sni;
+  }
+  get proxyTrusted(): readonly TrustedRange[] {
+    return this.#state.proxyTrusted;
   }
   get shuttingDown(): boolean {
     return this.#shuttingDown;

@@ -3,7 +3,9 @@ import type { Duplex } from 'node:stream';
 import type { GatewayConfig } from '../config/load.js';
 import type { HbaLine } from '../hba/hba.js';
 import type { IdentLine } from '../hba/ident.js';
+import type { TrustedRange } from '../hba/proxy-trusted.js';
 import type { TlsStore } from '../tls/context.js';
+import type { SniSelector } from '../tls/sni.js';
 import type { ClientTransport } from './transport.js';
 import type { UpstreamTarget } from './upstream.js';
 
@@ -33,6 +35,10 @@ export interface ConnectionRecord {
   reason?: string;
   sqlstate?: string;
   upstream_error?: string;
+  /** Set when a trusted load balancer sent a PROXY header: the peer that sent it (client/client_port are the header's). */
+  proxy?: { peer: string; peer_port: number; version: 1 | 2; command: 'LOCAL' | 'PROXY' };
+  /** file:line of the pg_hosts.conf entry whose certificate was served (ssl_sni). */
+  hosts_line?: string;
   /** The backend process the session is relayed to (from BackendKeyData). */
   backend_pid?: number;
   bytes_from_client?: number;
@@ -45,6 +51,10 @@ export interface GatewayRuntime {
   readonly hba: readonly HbaLine[];
   readonly ident: readonly IdentLine[];
   readonly tls: TlsStore;
+  /** ssl_sni with pg_hosts.conf entries: chooses the material per connection (undefined: `tls` serves everyone). */
+  readonly sni?: SniSelector | undefined;
+  /** proxy_protocol_trusted, parsed. */
+  readonly proxyTrusted: readonly TrustedRange[];
   readonly upstream: UpstreamTarget;
   readonly shuttingDown: boolean;
   /** The TLS transport for client handshakes (undefined: Node's). */

@@ -31,6 +31,8 @@ export class InitialReader {
     stream.on('data', this.onData);
     stream.once('end', this.onEnd);
     stream.once('close', this.onEnd);
+    // A 'data' listener does not restart a stream that an earlier phase paused (the PROXY header reader does).
+    stream.resume();
   }
 
   next(): Promise<ReadResult> {

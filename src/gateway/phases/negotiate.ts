@@ -4,13 +4,17 @@
  * encryption here) and CancelRequest. Mirrors ProcessSSLStartup() and the first half of ProcessStartupPacket() of
  * PostgreSQL 18. Resolves with the StartupMessage, or undefined when the connection ended here.
  */
+import { isTrustedPeer } from '../../hba/proxy-trusted.js';
 import { ALPN_POSTGRESQL, SSL_ACCEPT, SSL_REFUSE } from '../../protocol/constants.js';
+import { looksLikeProxyHeader } from '../../protocol/proxy.js';
 import { type InitialPacket, unsupportedProtocolError } from '../../protocol/startup.js';
 import { issuerDn, peerSubjects } from '../client-cert.js';
 import type { ClientConnection } from '../client-connection.js';
 import * as refuse from '../refusals.js';
 import { nodeTransport, peerCertificate } from '../transport-node.js';
 import { InitialReader } from './initial-reader.js';
+import { readProxyHeader } from './proxy-header.js';
+import { chooseBySni } from './sni-select.js';
 
 export type StartupPacket = Extract<InitialPacket, { kind: 'StartupMessage' }>;
 
@@ -23,11 +27,22 @@ export interface Negotiated {
 export async function negotiate(c: ClientConnection): Promise<Negotiated | undefined> {
   const { record, rt, cfg } = c;
   // No TLS on a Unix socket, as PostgreSQL: SSLRequest gets 'N' and a ClientHello is not a startup packet.
+  if (cfg.proxy_protocol && !c.local && isTrustedPeer(rt.proxyTrusted, c.socket.remoteAddress)) {
+    if (!(await readProxyHeader(c))) return undefined;
+  }
   let reader = new InitialReader(c.stream, cfg.ssl && !c.local);
   let sslDone = false;
   let gssDone = false;
   const handshake = async (initial: Buffer | undefined): Promise<boolean> => {
-    const r = await (rt.transport ?? nodeTransport).accept(c.socket, rt.tls.current(), initial);
+    let material = rt.tls.current();
+    if (rt.sni) {
+      const chosen = await chooseBySni(c, rt.sni, initial);
+      if (!chosen) return false;
+      material = chosen.material;
+      initial = chosen.bytes;
+    }
+    c.material = material;
+    const r = await (rt.transport ?? nodeTransport).accept(c.socket, material, initial);
     if (!r.ok) {
       record.outcome = c.gone && !record.reason ? 'closed' : 'refused';
       record.reason = r.reason.startsWith('client closed') ? r.reason : `could not accept SSL connection: ${r.reason}`;
@@ -60,6 +75,13 @@ export async function negotiate(c: ClientConnection): Promise<Negotiated | undef
       return undefined;
     }
     if (r.status === 'invalid') {
+      if (cfg.proxy_protocol && !record.proxy && looksLikeProxyHeader(reader.leftover())) {
+        // A PROXY header from a peer not in proxy_protocol_trusted: never believed, closed without an answer.
+        record.outcome = 'refused';
+        record.reason = `PROXY protocol header from ${record.client}, which is not in proxy_protocol_trusted`;
+        c.destroy();
+        return undefined;
+      }
       c.fatal(r.error, r.reason);
       return undefined;
     }

@@ -91,7 +91,7 @@ export async function startup(c: ClientConnection, packet: StartupPacket): Promi
 function checkLine(c: ClientConnection, line: HbaLine, who: refuse.Who): WireError | undefined {
   if (line.method === 'reject') return refuse.hbaRejects(who);
   if (line.clientcert === 'off') return undefined;
-  if (!c.rt.tls.current().requestCert) return refuse.noRootStore();
+  if (!(c.material ?? c.rt.tls.current()).requestCert) return refuse.noRootStore();
   const peer = peerCertificate(c.tls?.facts);
   if (!c.tls || !peer || c.tls.facts.peerVerifyError !== undefined) return refuse.clientCertRequired();
   if (line.clientcert !== 'verify-full') return undefined;
