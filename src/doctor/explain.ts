@@ -8,6 +8,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { AttemptFailure } from '../client/errors.js';
 import type { ConnectionPlan } from '../client/resolve.js';
 import { parseCertificates } from '../pki/pem.js';
+import { endpointText, refusedEndpoints } from './attempts.js';
 import { type Diagnosis, d } from './diagnosis.js';
 import type { Observed, Stage } from './doctor.js';
 import { certificateProblem } from './explain-chain.js';
@@ -95,10 +96,13 @@ export async function explain(input: ExplainInput): Promise<Diagnosis> {
     );
   }
   if (/Connection refused/.test(m)) {
+    // Every address libpq tried refused (had one been reached, its failure would be the one explained).
+    const refused = refusedEndpoints(input.failures ?? []);
+    const where = refused.length ? refused.join(' or ') : endpointText(o?.endpoint.host ?? '', o?.endpoint.port ?? '');
     return d(
       'tcp-refused',
       'tcp',
-      `nothing accepts connections at ${o?.endpoint.host ?? ''}:${o?.endpoint.port ?? ''}`,
+      `nothing accepts connections at ${where}`,
       'check host and port, that PostgreSQL runs and listens there (listen_addresses, port), and firewalls',
     );
   }

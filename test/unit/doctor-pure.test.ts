@@ -1,6 +1,8 @@
 /** Pure parts of the doctor: targets, policies, sslmode verdicts, startup replies, raw ClientHello, cipher table. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { AttemptFailure } from '../../src/client/errors.js';
+import { explainedFailure, refusedEndpoints, skippedAttempts } from '../../src/doctor/attempts.js';
 import { CIPHER_SUITES, findSuite, suitesFor } from '../../src/doctor/cipher-suites.js';
 import { type SslmodeFacts, judgeStartup, sslmodeVerdicts, verifyReason } from '../../src/doctor/facts.js';
 import { LEGACY_SUITES, clientHello, legacyBits, parseServerHello } from '../../src/doctor/legacy-suites.js';
@@ -191,4 +193,53 @@ test('startup replies: hba refusals, client-certificate demands and auth request
     verifyReason('UNABLE_TO_GET_ISSUER_CERT_LOCALLY', { kind: 'pinned-intermediate', subject: 'CN=I', issuer: 'CN=R' }),
     /intermediate "CN=I" but not the root above it \("CN=R"\)/,
   );
+});
+
+/** One of libpq's attempts, as pgtls/client records it. */
+const attempt = (address: string, method: AttemptFailure['method'], message: string, host = 'localhost') =>
+  Object.freeze({
+    host,
+    address,
+    port: '5432',
+    method,
+    message,
+    prefix: `connection to server at "${host}" (${address}), port 5432 failed: `,
+  });
+
+test('explained attempt: the last one that reached a server, not the first refused address', () => {
+  const refused = attempt(
+    '::1',
+    'ssl',
+    'Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?',
+  );
+  const cert = attempt('127.0.0.1', 'ssl', 'SSL error: certificate verify failed');
+  assert.equal(explainedFailure([refused, cert]), cert);
+  assert.deepEqual(skippedAttempts([refused, cert], cert), ['libpq tried ::1 port 5432 first: Connection refused']);
+  // A timeout on the first address is passed over the same way.
+  const slow = attempt('10.0.0.1', 'ssl', 'timeout expired');
+  const pw = attempt('10.0.0.2', 'ssl', 'fe_sendauth: no password supplied');
+  assert.equal(explainedFailure([slow, pw]), pw);
+  // Nothing reached: the first attempt, and every refused endpoint is named ([v6]:port).
+  const refused4 = attempt('127.0.0.1', 'ssl', 'Connection refused');
+  assert.equal(explainedFailure([refused, refused4]), refused);
+  assert.deepEqual(refusedEndpoints([refused, refused4, refused4]), ['[::1]:5432', '127.0.0.1:5432']);
+  assert.equal(explainedFailure([]), undefined);
+});
+
+test('explained attempt: TLS then plaintext on one address (sslmode=prefer) explains the TLS attempt', () => {
+  const refused = attempt('::1', 'ssl', 'Connection refused');
+  const tls = attempt('127.0.0.1', 'ssl', 'SSL error: certificate verify failed');
+  const plain = attempt(
+    '127.0.0.1',
+    'plain',
+    'FATAL:  no pg_hba.conf entry for host "127.0.0.1", user "u", database "d", no encryption',
+  );
+  assert.equal(explainedFailure([refused, tls, plain]), tls);
+  assert.deepEqual(skippedAttempts([refused, tls, plain], tls), [
+    'libpq tried ::1 port 5432 first: Connection refused',
+  ]);
+  // A later host that refused does not hide an earlier host's real failure (target_session_attrs moves on).
+  const readOnly = attempt('127.0.0.1', 'ssl', 'session is read-only', 'a');
+  const other = attempt('127.0.0.2', 'ssl', 'Connection refused', 'b');
+  assert.equal(explainedFailure([readOnly, other]), readOnly);
 });
