@@ -128,7 +128,7 @@ export function parsePasswordPacket(
 ): { readonly password: Buffer } | { readonly error: ScramFailure } {
   const buf = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const nul = buf.indexOf(0);
-  if (nul !== buf.length - 1) {
+  if (nul < 0 || nul !== buf.length - 1) {
     return { error: { sqlstate: SqlState.ProtocolViolation, message: 'invalid password packet size' } };
   }
   if (buf.length === 1) {
