@@ -58,6 +58,11 @@ export interface ScramServerOptions {
   readonly mockSecret: Uint8Array;
   /** TLS is in use on this connection: SCRAM-SHA-256-PLUS is offered, and a "y" client is refused. */
   readonly tls: boolean;
+  /**
+   * Offer channel binding when TLS is in use (default true, as PostgreSQL built with OpenSSL does). false behaves like
+   * a server that cannot bind: no PLUS in the list, PLUS refused as an unknown mechanism, a "y" client accepted.
+   */
+  readonly offerChannelBinding?: boolean;
   /** The DER certificate this connection presented (leaf): its tls-server-end-point hash is the binding data. */
   readonly serverCertificate?: Uint8Array | undefined;
   /** Iterations for mock secrets and secrets made from a plaintext password (default 4096, PostgreSQL's). */
@@ -167,9 +172,14 @@ export class ScramServer {
     }
   }
 
+  /** Channel binding is possible on this connection: TLS, and not turned off. */
+  private get binds(): boolean {
+    return this.opts.tls && this.opts.offerChannelBinding !== false;
+  }
+
   /** scram_get_mechanisms(): the PLUS variant first, and only over TLS. */
   mechanisms(): readonly string[] {
-    return this.opts.tls ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256];
+    return this.binds ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256];
   }
 
   /** AuthenticationSASL, the first message of the exchange. */
@@ -202,7 +212,7 @@ export class ScramServer {
       const parsed = parseSASLInitialResponse(body);
       if (parsed.mechanism === undefined) return this.fail(parsed.error!);
       // scram_init(): PLUS only when it was offered (TLS), otherwise only the plain mechanism
-      if (parsed.mechanism === SCRAM_SHA_256_PLUS && this.opts.tls) this.plus = true;
+      if (parsed.mechanism === SCRAM_SHA_256_PLUS && this.binds) this.plus = true;
       else if (parsed.mechanism !== SCRAM_SHA_256) {
         return this.fail({
           sqlstate: SqlState.ProtocolViolation,
@@ -237,7 +247,7 @@ export class ScramServer {
   }
 
   private first(input: string): ScramServerStep {
-    const first = parseClientFirstMessage(input, { plusSelected: this.plus, serverSupportsBinding: this.opts.tls });
+    const first = parseClientFirstMessage(input, { plusSelected: this.plus, serverSupportsBinding: this.binds });
     if ('sqlstate' in first) return this.fail(first);
     this.flag = first.flag;
     this.clientFirstBare = first.bare;
