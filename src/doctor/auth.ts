@@ -168,11 +168,11 @@ export function authenticate(
             tls,
             channelBinding: (opts.channelBinding ?? 'prefer') as ChannelBindingMode,
           });
-          method =
-            mechs.includes('SCRAM-SHA-256-PLUS') && tls && opts.channelBinding !== 'disable'
-              ? 'SCRAM-SHA-256-PLUS'
-              : 'SCRAM-SHA-256';
-          if ('error' in choice) return done({ ok: false, method, message: choice.error });
+          if ('error' in choice) {
+            // report the mechanism libpq was about to use, as before the refusal
+            const plus = mechs.includes('SCRAM-SHA-256-PLUS') && tls && opts.channelBinding !== 'disable';
+            return done({ ok: false, method: plus ? 'SCRAM-SHA-256-PLUS' : 'SCRAM-SHA-256', message: choice.error });
+          }
           method = choice.mechanism;
           if (opts.password === undefined) return noPassword();
           scram = new ScramClient({ ...choice, password: opts.password, channelBinding: binding });
