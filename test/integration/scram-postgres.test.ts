@@ -7,6 +7,10 @@
  *   harness logs in to PostgreSQL with the recovered ClientKey and relays; psql's exact failure texts.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { verifyCleartextPassword } from '../../src/auth/password.js';
 import {
@@ -176,6 +180,56 @@ describe('server role (test/support/scram-harness.ts) against psql (libpq 18)', 
       'alice: 28P01 password authentication failed for user "alice"',
       'ghost: 28P01 password authentication failed for user "ghost" (Role "ghost" does not exist.)',
     ]);
+  });
+
+  test("the binding hash follows the certificate's signature, as libpq computes it (ECDSA-SHA-384, RSA-SHA-1)", async () => {
+    const p384 = await makePki({ keyType: 'ec-p384' });
+    const dir = mkdtempSync(join(tmpdir(), 'pgtls-sha1-'));
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-sha1',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-keyout',
+        join(dir, 'k.pem'),
+        '-out',
+        join(dir, 'c.pem'),
+      ],
+      { stdio: 'pipe' },
+    );
+    const certs = [
+      { name: 'ecdsa-with-SHA384', certPem: p384.server.certPem, keyPem: p384.server.keyPem },
+      {
+        name: 'sha1WithRSAEncryption',
+        certPem: readFileSync(join(dir, 'c.pem'), 'utf8'),
+        keyPem: readFileSync(join(dir, 'k.pem'), 'utf8'),
+      },
+    ];
+    for (const c of certs) {
+      const users = new Map([['alice', await secretOf('alice')]]);
+      const h = await startScramHarness({
+        certPem: c.certPem,
+        keyPem: c.keyPem,
+        users,
+        mockSecret,
+        backend: { host: '127.0.0.1', port: pg.port },
+      });
+      try {
+        const r = await psql(conn(h, 'alice', PW, 'require'), QUERY, { libpq: 18 });
+        assert.equal(r.code, 0, `${c.name}: ${r.stderr}`);
+        assert.equal(h.log[0], 'alice: authenticated with channel binding', c.name);
+      } finally {
+        await h.close();
+      }
+    }
   });
 
   test('channel_binding=require against a server not offering SCRAM-SHA-256-PLUS: libpq refuses', async () => {
