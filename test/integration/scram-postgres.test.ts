@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { verifyCleartextPassword } from '../../src/auth/password.js';
+import { md5Secret, verifyCleartextPassword } from '../../src/auth/password.js';
 import {
   b64decode,
   buildScramSecret,
@@ -123,6 +123,29 @@ describe('client role against PostgreSQL 18', () => {
       assert.equal(r.ok, true, `${c.role}: ${JSON.stringify(r.serverError ?? r.clientError)}`);
       r.socket.destroy();
     }
+  });
+});
+
+describe('stored secrets as PostgreSQL 18 makes and takes them', () => {
+  test('a SCRAM secret built by pgtls is accepted by ALTER ROLE and logs in with the password', async () => {
+    await sql('create role built login');
+    await sql(`alter role built password '${buildScramSecret('built-pw', { iterations: 5000 })}'`);
+    assert.match(await secretOf('built'), /^SCRAM-SHA-256\$5000:/);
+    const r = await login({ user: 'built', password: 'built-pw' });
+    assert.equal(r.ok, true, JSON.stringify(r.serverError ?? r.clientError));
+    r.socket.destroy();
+    assert.equal((await login({ user: 'built', password: 'built-PW' })).serverError?.C, '28P01');
+  });
+
+  test("md5 secrets: PostgreSQL's stored value is md5Secret(user, password)", async () => {
+    const r = await psql(
+      `host=${pg.socketDir} port=${pg.port} user=postgres dbname=postgres`,
+      "set password_encryption = 'md5'; create role md5user login password 'md5-pw'",
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const stored = await secretOf('md5user');
+    assert.equal(stored, md5Secret('md5user', 'md5-pw'));
+    assert.deepEqual(verifyCleartextPassword('md5user', stored, 'md5-pw'), { ok: true });
   });
 });
 
