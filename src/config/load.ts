@@ -47,6 +47,10 @@ export interface GatewayConfig extends TlsSettings {
   readonly log_connections: boolean;
   readonly max_client_conn: number;
   readonly watch_files: boolean;
+  readonly auth_file: string;
+  readonly auth_user: string;
+  readonly auth_query: string;
+  readonly auth_dbname: string;
   readonly proxy_protocol: boolean;
   /** The list as written; parse with parseTrustedList() (checked at load). */
   readonly proxy_protocol_trusted: string;

@@ -90,6 +90,19 @@ export const SCHEMA = {
     default: '0',
     help: "client connections at once (PgBouncer's name; 0: no limit); beyond it: FATAL 53300",
   },
+  auth_file: {
+    kind: { type: 'path' },
+    default: '',
+    help: "PgBouncer's userlist.txt: the gateway authenticates password-method hba lines itself",
+  },
+  auth_user: { kind: { type: 'string' }, default: '', help: 'user that runs auth_query on the backend' },
+  auth_query: {
+    kind: { type: 'string' },
+    default:
+      'SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname = $1 AND rolcanlogin',
+    help: "query returning (user, secret) for $1 (PgBouncer's default)",
+  },
+  auth_dbname: { kind: { type: 'string' }, default: '', help: "database for auth_query (empty: the client's)" },
   proxy_protocol: {
     kind: { type: 'bool' },
     default: 'off',

@@ -5,8 +5,10 @@
  */
 import type { Socket } from 'node:net';
 import { encodeErrorResponse } from '../protocol/error-response.js';
+import { loginToBackend } from './backend-login.js';
 import { ClientConnection } from './client-connection.js';
 import { attach } from './phases/attach.js';
+import { authenticateAtGateway, gatewayChecks } from './phases/authenticate-gateway.js';
 import { authenticateAtBackend } from './phases/authenticate.js';
 import { closing } from './phases/closing.js';
 import { negotiate } from './phases/negotiate.js';
@@ -22,10 +24,33 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
     if (!negotiated) return;
     const admitted = await startup(c, negotiated.packet);
     if (!admitted) return;
-    // authenticate + attach: the backend authenticates, so it is attached first and the exchange relayed to it.
-    if (!(await attach(c))) return;
-    const auth = await authenticateAtBackend(c, negotiated.packet.raw, negotiated.pipelined);
-    if (!auth.ok) return;
+    let auth: { ok: boolean; key?: { pid: number; key: Buffer } | undefined };
+    if (gatewayChecks(admitted.line, rt.secrets)) {
+      // authenticate at the gateway, then attach a backend the gateway logs in to itself.
+      const done = await authenticateAtGateway(c, admitted.line, admitted.who.user, admitted.who.database, rt.secrets!);
+      if (!done) return;
+      if (!(await attach(c))) return;
+      const login = await loginToBackend(c.backend!, negotiated.packet.raw, done.credentials);
+      if (!login.ok) {
+        c.fatal(
+          login.fromBackend
+            ? { severity: 'FATAL', code: login.error.code, message: login.error.message }
+            : refuse.backendLoginFailed(),
+          `backend login: ${login.error.message}`,
+        );
+        return;
+      }
+      c.record.backend_auth = login.method;
+      c.stream.write(login.afterAuth);
+      const pending = Buffer.concat([negotiated.pipelined, done.pending]);
+      if (pending.length > 0) c.backend!.write(pending);
+      auth = { ok: true, key: login.key };
+    } else {
+      // authenticate + attach: the backend authenticates, so it is attached first and the exchange relayed to it.
+      if (!(await attach(c))) return;
+      auth = await authenticateAtBackend(c, negotiated.packet.raw, negotiated.pipelined);
+      if (!auth.ok) return;
+    }
     c.authenticated();
     c.record.outcome = 'relayed';
     if (auth.key) c.record.backend_pid = auth.key.pid;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 /**
  * The gateway: listeners, the state in force (config, hba, ident, TLS, upstream), reload and shutdown.
@@ -5,10 +6,11 @@ import { lookup } from 'node:dns/promises';
  * stays in force. Established sessions are never touched by a reload: each connection read the state it needed.
  */
 import { EventEmitter } from 'node:events';
-import { rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { readAuthFile } from '../config/auth-file.js';
 import { type ConfigInput, type GatewayConfig, loadConfig } from '../config/load.js';
 import { PgtlsError } from '../errors.js';
 import { type HbaLine, readHbaFile } from '../hba/hba.js';
@@ -24,7 +26,8 @@ import { watchFileDescriptors } from './fd-watch.js';
 import { type FileWatch, watchFiles } from './file-watch.js';
 import { ensureLocalCa } from './local-ca.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
-import { type UpstreamTarget, parseUpstreamUrl, sendCancel } from './upstream.js';
+import { AuthQuery, type SecretSource, secretSource } from './secrets.js';
+import { type UpstreamTarget, connectUpstream, parseUpstreamUrl, sendCancel } from './upstream.js';
 
 export const ERR_LISTEN = 'PGTLS_ERR_LISTEN';
 
@@ -37,6 +40,30 @@ interface State {
   readonly sni: SniSelector | undefined;
   readonly proxyTrusted: readonly TrustedRange[];
   readonly upstream: UpstreamTarget;
+  /** auth_file / auth_query, when the gateway authenticates password-method lines itself. */
+  readonly secrets: SecretSource | undefined;
+}
+
+/**
+ * The SCRAM mock-salt secret, kept in data_directory so that repeated probes for an unknown user see the same salt
+ * across restarts (PostgreSQL keeps its mock nonce in pg_control); in memory when the directory is not writable.
+ */
+function loadMockSecret(dataDirectory: string): Buffer {
+  const file = join(resolve(dataDirectory), 'scram-mock-secret');
+  try {
+    const b = readFileSync(file);
+    if (b.length >= 32) return b;
+  } catch {
+    // not there yet
+  }
+  const fresh = randomBytes(32);
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, fresh, { mode: 0o600, flag: 'wx' });
+  } catch {
+    // read-only or raced: an in-memory secret still hides unknown users within this run
+  }
+  return fresh;
 }
 
 /** hosts_file, or PostgreSQL 19's default name, pg_hosts.conf, beside the config file (else in data_directory). */
@@ -123,7 +150,21 @@ async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: S
     sslcert: config.upstream_sslcert,
     sslkey: config.upstream_sslkey,
   };
-  return { config, hba, ident, material, sni, proxyTrusted, upstream };
+  const authFile = config.auth_file ? await readAuthFile(config.auth_file) : undefined;
+  const authQuery =
+    config.auth_user !== ''
+      ? new AuthQuery(
+          {
+            authUser: config.auth_user,
+            authQuery: config.auth_query,
+            authDbname: config.auth_dbname,
+            connect: () => connectUpstream(upstream),
+          },
+          authFile,
+        )
+      : undefined;
+  const secrets = authFile || authQuery ? secretSource(authFile, authQuery) : undefined;
+  return { config, hba, ident, material, sni, proxyTrusted, upstream, secrets };
 }
 
 /** What a configuration check found: the facts an operator wants to see before starting (or after a reload). */
@@ -200,12 +241,14 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #fileWatch: FileWatch | undefined;
   #acceptErrors = { count: 0, last: 0 };
   readonly #input: ConfigInput;
+  readonly mockSecret: Buffer;
   readonly #opts: GatewayOptions;
 
   private constructor(state: State, input: ConfigInput, opts: GatewayOptions) {
     super();
     this.#state = state;
     this.#input = input;
+    this.mockSecret = loadMockSecret(state.config.data_directory);
     this.#opts = opts;
     // With ssl = off there is no material; a store is still needed by the type, never used for handshakes.
     this.#tls = new TlsStore(state.material as TlsMaterial);
@@ -291,6 +334,9 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   }
   get sni(): SniSelector | undefined {
     return this.#state.sni;
+  }
+  get secrets(): SecretSource | undefined {
+    return this.#state.secrets;
   }
   get proxyTrusted(): readonly TrustedRange[] {
     return this.#state.proxyTrusted;

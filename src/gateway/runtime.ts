@@ -6,6 +6,7 @@ import type { IdentLine } from '../hba/ident.js';
 import type { TrustedRange } from '../hba/proxy-trusted.js';
 import type { TlsStore } from '../tls/context.js';
 import type { SniSelector } from '../tls/sni.js';
+import type { SecretSource } from './secrets.js';
 import type { ClientTransport } from './transport.js';
 import type { UpstreamTarget } from './upstream.js';
 
@@ -31,6 +32,12 @@ export interface ConnectionRecord {
   /** file:line of the pg_hba.conf line that matched. */
   hba?: string;
   authenticated_as?: string;
+  /** How the gateway authenticated the client itself (scram-sha-256, scram-sha-256-plus, md5, password). */
+  auth_method?: string;
+  /** SCRAM-SHA-256-PLUS: the channel binding was checked. */
+  channel_binding?: boolean;
+  /** How the gateway logged in to the backend (trust, password, md5, scram, scram-plus). */
+  backend_auth?: string;
   outcome: 'relayed' | 'refused' | 'cancel' | 'closed' | 'error';
   reason?: string;
   sqlstate?: string;
@@ -53,6 +60,10 @@ export interface GatewayRuntime {
   readonly tls: TlsStore;
   /** ssl_sni with pg_hosts.conf entries: chooses the material per connection (undefined: `tls` serves everyone). */
   readonly sni?: SniSelector | undefined;
+  /** auth_file / auth_query: set when the gateway authenticates password-method lines itself. */
+  readonly secrets?: SecretSource | undefined;
+  /** Per-gateway random bytes for SCRAM mock salts (unknown users look like known ones). */
+  readonly mockSecret: Buffer;
   /** proxy_protocol_trusted, parsed. */
   readonly proxyTrusted: readonly TrustedRange[];
   readonly upstream: UpstreamTarget;
