@@ -47,6 +47,8 @@ export interface GatewayConfig extends TlsSettings {
   readonly log_connections: boolean;
   readonly max_client_conn: number;
   readonly watch_files: boolean;
+  /** '1'…'256' or 'auto'. */
+  readonly workers: string;
   readonly auth_file: string;
   readonly auth_user: string;
   readonly auth_query: string;
@@ -162,6 +164,11 @@ export function loadConfig(input: ConfigInput): GatewayConfig {
 }
 
 function checkConflicts(c: GatewayConfig): void {
+  if (!/^(auto|[1-9]\d{0,2})$/.test(c.workers) || (c.workers !== 'auto' && Number(c.workers) > 256)) {
+    throw new PgtlsError(ERR_CONFIG_VALUE, `invalid value for parameter "workers": "${c.workers}"`, {
+      details: { hint: "Use a number from 1 to 256, or 'auto' for one worker per CPU.", source: c.sources.workers },
+    });
+  }
   if (!c.ssl && c.require_secure_transport) {
     throw new PgtlsError(ERR_CONFIG_CONFLICT, 'ssl = off cannot be combined with require_secure_transport = on', {
       details: {

@@ -80,6 +80,11 @@ export const SCHEMA = {
   },
   data_directory: { kind: { type: 'path' }, default: './pgtls-data', help: 'generated CA/certs, embedded cluster' },
   log_connections: { kind: { type: 'bool' }, default: 'on', help: 'one JSON line per connection' },
+  workers: {
+    kind: { type: 'string' },
+    default: '1',
+    help: "processes sharing the port: a number, or 'auto' for one per CPU",
+  },
   watch_files: {
     kind: { type: 'bool' },
     default: 'off',

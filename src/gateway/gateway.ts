@@ -473,9 +473,17 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     }
   }
 
+  /** Set in a worker: hands a cancel this worker cannot place to the other workers (see workers.ts). */
+  forwardCancel: ((pid: number, key: Buffer) => void) | undefined;
+
   async cancel(pid: number, key: Buffer, record: ConnectionRecord): Promise<void> {
     const id = `${pid}:${key.toString('hex')}`;
     if (!this.#cancelKeys.has(id)) {
+      if (this.forwardCancel) {
+        this.forwardCancel(pid, key);
+        record.reason = 'cancel request passed to the other workers';
+        return;
+      }
       // PostgreSQL ignores unknown cancel keys silently (and logs); so do we.
       record.reason = 'cancel request for an unknown backend';
       return;
@@ -484,6 +492,21 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     await sendCancel(this.#state.upstream, pid, key).catch((err: Error) => {
       record.upstream_error = err.message;
     });
+  }
+
+  /** A cancel another worker received: forwarded if this worker owns the session, ignored otherwise. */
+  async cancelFromPeer(pid: number, key: Buffer): Promise<void> {
+    if (!this.#cancelKeys.has(`${pid}:${key.toString('hex')}`)) return;
+    const record: ConnectionRecord = {
+      id: this.nextConnectionId(),
+      client: '(another worker)',
+      client_port: 0,
+      negotiation: 'plaintext',
+      outcome: 'cancel',
+    };
+    await this.cancel(pid, key, record);
+    record.reason = `cancel from another worker forwarded for backend pid ${pid}`;
+    this.emitConnection(record);
   }
 
   registerCancelKey(pid: number, key: Buffer): () => void {
