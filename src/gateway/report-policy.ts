@@ -6,6 +6,8 @@
  */
 import { createSecureContext, getCiphers } from 'node:tls';
 import { TLS_VERSIONS, type TlsVersionName } from '../config/schema.js';
+// The scanner's table of suites is pure data; it is the one list of OpenSSL suite names the package has.
+import { CIPHER_SUITES } from '../doctor/cipher-suites.js';
 import { PgtlsError } from '../errors.js';
 import type { ConnectionRecord } from './runtime.js';
 
@@ -45,16 +47,21 @@ export type SessionFacts = Pick<ConnectionRecord, 'negotiation' | 'tls_version' 
 
 /**
  * Which TLS ≤ 1.2 suites an OpenSSL cipher string selects, by asking the OpenSSL Node is linked with. Node has no API
- * that lists a context's ciphers, so each suite OpenSSL knows (tls.getCiphers(), upper-cased back to OpenSSL's
- * spelling) is tested on its own: `<string>:!<every other suite>` leaves either that suite or nothing, and
- * SSL_CTX_set_cipher_list() fails with "no cipher match" on nothing. This is exact for every syntax OpenSSL has
- * (aliases, +, -, !, @STRENGTH, @SECLEVEL) because OpenSSL itself evaluates it — a hand-written expander would drift.
- * Cost: one context per known suite, once per reload.
+ * that lists a context's ciphers, but SSL_CTX_set_cipher_list() fails with "no cipher match" when a string selects
+ * nothing. So each candidate suite is tested on its own: `<string>:!<every other candidate>:!PSK:!SRP` leaves either
+ * that suite or nothing. This is exact for every syntax OpenSSL has (aliases, +, -, !, @STRENGTH, @SECLEVEL) because
+ * OpenSSL itself evaluates the string — a hand-written expander would drift. The candidates are every suite Node
+ * lists (tls.getCiphers(), upper-cased back to OpenSSL's spelling) and every suite of the scanner's table (ARIA, CCM,
+ * CAMELLIA, DSS, anonymous and NULL suites Node does not list); PSK and SRP suites, which need a shared secret the
+ * gateway never has, are removed by alias. Cost: one context per candidate, once per reload.
  */
 export function expandCipherString(cipherString: string): Set<string> {
-  const all = getCiphers()
-    .map((c) => c.toUpperCase())
-    .filter((c) => !c.startsWith('TLS_'));
+  const all = [
+    ...new Set([
+      ...getCiphers().map((c) => c.toUpperCase()),
+      ...CIPHER_SUITES.filter((s) => s.minVersion !== 'TLSv1.3').map((s) => s.openssl),
+    ]),
+  ].filter((c) => !c.startsWith('TLS_'));
   try {
     createSecureContext({ ciphers: cipherString });
   } catch (cause) {
@@ -67,7 +74,7 @@ export function expandCipherString(cipherString: string): Set<string> {
   for (const suite of all) {
     const others = all.filter((o) => o !== suite).map((o) => `!${o}`);
     try {
-      createSecureContext({ ciphers: [cipherString, ...others].join(':') });
+      createSecureContext({ ciphers: [cipherString, ...others, '!PSK', '!SRP'].join(':') });
       out.add(suite);
     } catch {
       // "no cipher match": the string does not select this suite.
