@@ -250,7 +250,8 @@ export async function startConsoleServer(
       }
       record.hba = `${view.config().hba_file}:1`;
       record.outcome = 'relayed';
-      view.recorder.consider(view.policy, record);
+      // What the gateway does after its startup phase: evaluate, count, (log).
+      view.metrics.wouldRefuse(view.recorder.consider(view.policy, record));
       const pid = 40000 + id;
       const client = {
         ...record,
