@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { cleanEnv, run } from '../support/clients.js';
@@ -369,4 +369,43 @@ test('report-only: a TLS 1.2 and a TLS 1.3 client connect; SHOW WOULD_REFUSE lis
   assert.match(cipher!, /^ECDHE-ECDSA-/);
   assert.equal(reasons, '{"TLSv1.2 is below report_min_protocol_version TLSv1.3"}');
   assert.ok(!r.rows.some((x) => x[5] === 'modern-app'));
+});
+
+test('JDBC (pgjdbc, Java 17): SHOW CLIENTS and SHOW SSL read with typed getters; the ERROR keeps its SQLSTATE and hint', async (t) => {
+  const jar = '/usr/share/java/postgresql.jar';
+  if (!existsSync('/usr/bin/java') || !existsSync(jar)) {
+    t.skip(
+      'java or /usr/share/java/postgresql.jar is not installed (apt-get install default-jre-headless libpostgresql-jdbc-java)',
+    );
+    return;
+  }
+  const prog = new URL('../../../test/support/jdbc/ConsoleProbe.java', import.meta.url).pathname;
+  const url =
+    `jdbc:postgresql://localhost:${srv.port}/pgtls?user=admin&ssl=true&sslmode=verify-full` +
+    `&sslrootcert=${fx.root}&preferQueryMode=simple&ApplicationName=jdbc-probe` +
+    // Without it pgjdbc 42.5 sends application_name with a SET after connecting, which the console ignores
+    // (PgBouncer's fake SET); with it, application_name travels in the StartupMessage as from libpq.
+    '&assumeMinServerVersion=10';
+  const r = await run('java', ['-cp', jar, prog, url], { env: cleanEnv(), timeoutMs: 120_000 });
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  const facts = Object.fromEntries(
+    r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
+  assert.equal(facts['clients.user'], 'admin');
+  assert.equal(facts['clients.database'], 'pgtls');
+  assert.equal(facts['clients.addr'], '127.0.0.1');
+  assert.equal(facts['clients.tls_version'], 'TLSv1.3');
+  assert.equal(facts['clients.cipher'], 'TLS_AES_256_GCM_SHA384');
+  assert.equal(facts['clients.client_dn'], 'null', 'no client certificate: SQL NULL');
+  assert.equal(facts['clients.id.int'], facts['clients.id']);
+  assert.ok(Math.abs(Number(facts['clients.connect_time.millis']) - Date.now()) < 120_000);
+  const pid = facts['clients.backend_pid'];
+  assert.ok(r.stdout.includes(`ssl.row=${pid}|true|TLSv1.3|256|null`), r.stdout);
+  assert.equal(facts['error.sqlstate'], '42601');
+  assert.equal(facts['error.message'], "invalid command 'SELECT 1', use SHOW HELP;");
+  assert.match(facts['error.hint'] ?? '', /^Commands: SHOW CLIENTS\|/);
+  assert.equal(facts.version, 'pgtls 0.1.0-test');
 });

@@ -167,6 +167,8 @@ export async function startConsoleServer(
         const chunk = await new Promise<Buffer | undefined>((resolve) => {
           stream.once('data', resolve);
           stream.once('close', () => resolve(undefined));
+          // A packet may come in several chunks (pgjdbc writes its StartupMessage in pieces): flow again.
+          stream.resume();
         });
         if (!chunk) return { status: 'incomplete' };
         buf = Buffer.concat([buf, chunk]);
