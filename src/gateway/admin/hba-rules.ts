@@ -20,8 +20,17 @@ export interface HbaRuleRow {
   readonly error: string | null;
 }
 
-/** hbaError() appends PostgreSQL's log context; the view's error column has the message alone. */
-const bare = (message: string) => message.replace(/ \(line \d+ of configuration file ".*"\)$/s, '');
+/**
+ * hbaError() appends PostgreSQL's log context; the view's error column has the message alone. One message is worded
+ * differently in the view than in the log (parse_hba_auth_opt() sets err_msg with other words): use the view's.
+ */
+const bare = (message: string) =>
+  message
+    .replace(/ \(line \d+ of configuration file ".*"\)$/s, '')
+    .replace(
+      'clientcert only accepts "verify-full" when using "cert" authentication',
+      'clientcert can only be set to "verify-full" when using "cert" authentication',
+    );
 
 /** Rows for the lines in force (the built-in default when there is no hba file). */
 export function rulesFromLines(lines: readonly HbaLine[]): HbaRuleRow[] {
@@ -89,13 +98,12 @@ function bytesToText(bytes: readonly number[]): string {
   return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
 }
 
-/** get_hba_options(): the options the view lists, in its order. */
+/** get_hba_options(): the options the view lists, in its order (clientname is not among them, checked against 18). */
 function options(l: HbaLine): string[] | null {
   const out: string[] = [];
   if (l.options.include_realm !== undefined) out.push(`include_realm=${l.options.include_realm}`);
   if (l.map !== undefined) out.push(`map=${l.map}`);
   if (l.clientcert !== 'off') out.push(`clientcert=${l.clientcert}`);
-  if (l.options.clientname !== undefined) out.push(`clientname=${l.options.clientname}`);
   for (const [k, v] of Object.entries(l.options)) {
     if (['include_realm', 'map', 'clientcert', 'clientname'].includes(k)) continue;
     // Secrets stay out of the console, as they stay out of logs.
