@@ -246,7 +246,7 @@ test("the view: the source documents' query with pgtls.pg_stat_ssl tells each se
     await writer.flush();
     assert.equal(await used(s13), false);
     const plain = await direct.query(
-      `SELECT ssl, version, host(client_addr) AS a, negotiation FROM pgtls.pg_stat_ssl WHERE pid = $1`,
+      'SELECT ssl, version, host(client_addr) AS a, negotiation FROM pgtls.pg_stat_ssl WHERE pid = $1',
       [p13],
     );
     assert.deepEqual(plain.rows, [{ ssl: false, version: null, a: '10.9.8.7', negotiation: 'plaintext' }]);

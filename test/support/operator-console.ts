@@ -9,7 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { type Server, type Socket, createServer } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { type GatewayConfig, loadConfig } from '../../src/config/load.js';
+import { ClientRegistry } from '../../src/gateway/admin/client-registry.js';
 import { handleConsoleQuery } from '../../src/gateway/admin/console.js';
+import { OperatorHooks } from '../../src/gateway/admin/operator-hooks.js';
 import type {
   ConsoleRole,
   LiveClient,
@@ -36,18 +38,13 @@ import {
 } from '../../src/protocol/rows.js';
 import { decodeInitialPacket, parseStartupMessage } from '../../src/protocol/startup.js';
 
-interface Live {
-  client: LiveClient & ConnectionRecord;
-  socket: Socket;
-}
-
 /** An OperatorView over real files and the server's own live connections. */
 export class FileView implements OperatorView {
   readonly version = '0.1.0-test';
   #config: GatewayConfig;
   #hba: HbaLine[];
   #policy: ReportPolicy;
-  readonly live = new Map<number, Live>();
+  readonly registry = new ClientRegistry();
   readonly overridesMap = new Map<RuntimeSetting, RuntimeOverride>();
   readonly metrics = new GatewayMetrics({ defaultMetrics: false });
   readonly recorder: WouldRefuseRecorder;
@@ -58,13 +55,15 @@ export class FileView implements OperatorView {
     this.#hba = this.#config.hba_file ? readHbaFile(this.#config.hba_file) : [];
     this.#policy = compileReportPolicy(this.#config);
     this.recorder = new WouldRefuseRecorder(this.#config.report_list_size);
+    this.hooks = new OperatorHooks({ metrics: this.metrics, recorder: this.recorder, policy: () => this.#policy });
   }
+  readonly hooks: OperatorHooks;
 
   get policy(): ReportPolicy {
     return this.#policy;
   }
   clients(): Iterable<LiveClient> {
-    return [...this.live.values()].map((l) => l.client);
+    return this.registry.clients();
   }
   config(): GatewayConfig {
     return this.#config;
@@ -92,10 +91,10 @@ export class FileView implements OperatorView {
       this.#policy = compileReportPolicy(config);
       this.overridesMap.clear();
       this.reloads++;
-      this.metrics.reload(true);
+      this.hooks.reload(true);
       return { ok: true };
     } catch (e) {
-      this.metrics.reload(false);
+      this.hooks.reload(false);
       return { ok: false, error: (e as Error).message };
     }
   }
@@ -103,10 +102,7 @@ export class FileView implements OperatorView {
     this.overridesMap.set(key, { value, since: new Date() });
   }
   kill(id: number): boolean {
-    const l = this.live.get(id);
-    if (!l) return false;
-    l.socket.destroy();
-    return true;
+    return this.registry.kill(id);
   }
   stats(): StatsSnapshot {
     return this.metrics.snapshot();
@@ -138,16 +134,15 @@ export async function startConsoleServer(
   tls: { cert: Buffer; key: Buffer; ca?: Buffer },
   roles: Readonly<Record<string, ConsoleRole>>,
 ): Promise<ConsoleServer> {
-  let nextId = 1;
   const sockets = new Set<Socket>();
   const server: Server = createServer((raw) => {
     sockets.add(raw);
     raw.on('close', () => sockets.delete(raw));
     raw.on('error', () => undefined);
-    void serve(raw, nextId++).catch(() => raw.destroy());
+    void serve(raw).catch(() => raw.destroy());
   });
 
-  async function serve(raw: Socket, id: number): Promise<void> {
+  async function serve(raw: Socket): Promise<void> {
     const started = Date.now();
     const record: ConnectionRecord = {
       client: raw.remoteAddress?.replace(/^::ffff:/, '') ?? '',
@@ -156,6 +151,10 @@ export async function startConsoleServer(
       outcome: 'closed',
     };
     let stream: Socket = raw;
+    // The gateway's order: register on accept, update per phase, end once.
+    const handle = view.registry.register(record, () => stream.destroy(), new Date(started));
+    const stats = { bytesFromClient: 0, bytesFromBackend: 0 };
+    let relayedPid: number | undefined;
     let buf = Buffer.alloc(0);
     const readPacket = async (): Promise<ReturnType<typeof decodeInitialPacket>> => {
       for (let i = 0; i < 1000; i++) {
@@ -193,7 +192,7 @@ export async function startConsoleServer(
           t.once('secure', resolve);
           t.once('error', reject);
         });
-        view.metrics.handshake((Date.now() - hs) / 1000, 'ok');
+        view.hooks.handshake((Date.now() - hs) / 1000, true);
         const cipher = t.getCipher();
         const peer = t.getPeerX509Certificate();
         const eph = t.getEphemeralKeyInfo() as { name?: string } | null;
@@ -207,6 +206,8 @@ export async function startConsoleServer(
           ...(typeof t.alpnProtocol === 'string' ? { alpn: t.alpnProtocol } : {}),
           ...(peer ? { peerCertificate: peer.raw } : {}),
         };
+        handle.setTls(tlsFacts);
+        handle.setState('startup');
         record.negotiation = 'sslrequest';
         record.tls_version = tlsFacts.version;
         record.cipher = tlsFacts.cipher;
@@ -252,19 +253,12 @@ export async function startConsoleServer(
       }
       record.hba = `${view.config().hba_file}:1`;
       record.outcome = 'relayed';
-      // What the gateway does after its startup phase: evaluate, count, (log).
-      view.metrics.wouldRefuse(view.recorder.consider(view.policy, record));
-      const pid = 40000 + id;
-      const client = {
-        ...record,
-        id,
-        connect_time: new Date(started),
-        state: 'active' as const,
-        backend_pid: pid,
-        ...(tlsFacts ? { tls: tlsFacts } : {}),
-      };
-      view.live.set(id, { client, socket: stream });
-      view.metrics.sessionStarted();
+      const pid = 40000 + handle.id;
+      relayedPid = pid;
+      handle.setState('active');
+      handle.setBackendPid(pid);
+      handle.setRelayStats(stats);
+      view.hooks.sessionRelayed(record, tlsFacts, pid);
       stream.write(
         Buffer.concat([
           encodeAuthenticationOk(),
@@ -281,7 +275,7 @@ export async function startConsoleServer(
         const pump = () => {
           for (let m = reader.next(); m; m = reader.next()) {
             const type = String.fromCharCode(m.type);
-            client.bytes_from_client = (client.bytes_from_client ?? 0) + m.frame.length;
+            stats.bytesFromClient += m.frame.length;
             if (type === 'X') {
               stream.end();
               return;
@@ -299,7 +293,7 @@ export async function startConsoleServer(
             const sql = decodeQuery(m.body);
             chain = chain.then(async () => {
               const out = Buffer.concat([await handleConsoleQuery(sql, view, role), encodeReadyForQuery('I')]);
-              client.bytes_from_backend = (client.bytes_from_backend ?? 0) + out.length;
+              stats.bytesFromBackend += out.length;
               if (!stream.destroyed) stream.write(out);
             });
           }
@@ -312,17 +306,14 @@ export async function startConsoleServer(
         stream.once('close', () => resolve());
       });
     } finally {
-      const live = view.live.get(id);
-      if (live) {
-        view.live.delete(id);
-        view.metrics.sessionEnded();
-        Object.assign(record, {
-          bytes_from_client: live.client.bytes_from_client,
-          bytes_from_backend: live.client.bytes_from_backend,
-        });
+      if (relayedPid !== undefined) {
+        view.hooks.sessionEnded(relayedPid);
+        record.bytes_from_client = stats.bytesFromClient;
+        record.bytes_from_backend = stats.bytesFromBackend;
       }
+      handle.end();
       record.duration_ms = Date.now() - started;
-      view.metrics.observe(record);
+      view.hooks.connectionEnded(record);
     }
   }
 
