@@ -10,7 +10,6 @@ import { type Server, type Socket, createServer } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { type GatewayConfig, loadConfig } from '../../src/config/load.js';
 import { ClientRegistry } from '../../src/gateway/admin/client-registry.js';
-import { handleConsoleQuery } from '../../src/gateway/admin/console.js';
 import { OperatorHooks } from '../../src/gateway/admin/operator-hooks.js';
 import type {
   ConsoleRole,
@@ -22,20 +21,13 @@ import type {
   ServedFile,
   StatsSnapshot,
 } from '../../src/gateway/admin/runtime-view.js';
+import { runConsoleSession } from '../../src/gateway/admin/session.js';
 import { GatewayMetrics } from '../../src/gateway/metrics.js';
 import { type ReportPolicy, WouldRefuseRecorder, compileReportPolicy } from '../../src/gateway/report-policy.js';
 import type { ConnectionRecord } from '../../src/gateway/runtime.js';
 import type { TlsFacts } from '../../src/gateway/transport.js';
 import { type HbaLine, readHbaFile } from '../../src/hba/hba.js';
 import { encodeErrorResponse } from '../../src/protocol/error-response.js';
-import { MessageReader } from '../../src/protocol/framing.js';
-import {
-  decodeQuery,
-  encodeAuthenticationOk,
-  encodeBackendKeyData,
-  encodeParameterStatus,
-  encodeReadyForQuery,
-} from '../../src/protocol/rows.js';
 import { decodeInitialPacket, parseStartupMessage } from '../../src/protocol/startup.js';
 
 /** An OperatorView over real files and the server's own live connections. */
@@ -117,17 +109,6 @@ export interface ConsoleServer {
   readonly view: FileView;
   close(): Promise<void>;
 }
-
-const PARAMS: [string, string][] = [
-  ['server_version', '18.0 (pgtls console)'],
-  ['server_encoding', 'UTF8'],
-  ['client_encoding', 'UTF8'],
-  ['DateStyle', 'ISO, MDY'],
-  ['TimeZone', 'UTC'],
-  ['integer_datetimes', 'on'],
-  ['standard_conforming_strings', 'on'],
-  ['application_name', ''],
-];
 
 export async function startConsoleServer(
   view: FileView,
@@ -259,51 +240,14 @@ export async function startConsoleServer(
       handle.setBackendPid(pid);
       handle.setRelayStats(stats);
       view.hooks.sessionRelayed(record, tlsFacts, pid);
-      stream.write(
-        Buffer.concat([
-          encodeAuthenticationOk(),
-          ...PARAMS.map(([k, v]) => encodeParameterStatus(k, v)),
-          encodeBackendKeyData(pid, randomBytes(4)),
-          encodeReadyForQuery('I'),
-        ]),
-      );
-      const reader = new MessageReader(1 << 20);
-      reader.push(buf);
-      stream.resume();
-      await new Promise<void>((resolve) => {
-        let chain = Promise.resolve();
-        const pump = () => {
-          for (let m = reader.next(); m; m = reader.next()) {
-            const type = String.fromCharCode(m.type);
-            stats.bytesFromClient += m.frame.length;
-            if (type === 'X') {
-              stream.end();
-              return;
-            }
-            if (type !== 'Q') {
-              stream.end(
-                encodeErrorResponse({
-                  severity: 'FATAL',
-                  code: '08P01',
-                  message: 'extended query protocol not supported by admin console',
-                }),
-              );
-              return;
-            }
-            const sql = decodeQuery(m.body);
-            chain = chain.then(async () => {
-              const out = Buffer.concat([await handleConsoleQuery(sql, view, role), encodeReadyForQuery('I')]);
-              stats.bytesFromBackend += out.length;
-              if (!stream.destroyed) stream.write(out);
-            });
-          }
-        };
-        stream.on('data', (d: Buffer) => {
-          reader.push(d);
-          pump();
-        });
-        pump();
-        stream.once('close', () => resolve());
+      // The product's console session: greeting, then the simple-query loop.
+      await runConsoleSession(stream, {
+        view,
+        role,
+        sendAuthenticationOk: true,
+        backendKey: { pid, key: randomBytes(4) },
+        pending: buf,
+        stats,
       });
     } finally {
       if (relayedPid !== undefined) {

@@ -7,7 +7,10 @@ export type Decoded =
   | { type: 'C'; tag: string }
   | { type: 'E' | 'N'; fields: Readonly<Record<string, string>> }
   | { type: 'I' }
-  | { type: 'Z'; status: string };
+  | { type: 'Z'; status: string }
+  | { type: 'R'; code: number }
+  | { type: 'S'; name: string; value: string }
+  | { type: 'K'; pid: number };
 
 export function decodeBackend(buf: Buffer): Decoded[] {
   const out: Decoded[] = [];
@@ -52,7 +55,12 @@ export function decodeBackend(buf: Buffer): Decoded[] {
     else if (type === 'E' || type === 'N') out.push({ type, fields: decodeErrorFields(body) });
     else if (type === 'I') out.push({ type });
     else if (type === 'Z') out.push({ type, status: body.toString('latin1') });
-    else throw new Error(`unexpected message type ${type}`);
+    else if (type === 'R') out.push({ type, code: body.readInt32BE(0) });
+    else if (type === 'K') out.push({ type, pid: body.readInt32BE(0) });
+    else if (type === 'S') {
+      const [name = '', value = ''] = body.toString('utf8').split('\0');
+      out.push({ type, name, value });
+    } else throw new Error(`unexpected message type ${type}`);
   }
   return out;
 }
