@@ -1,7 +1,9 @@
 /** The console grammar (PgBouncer's: one command, WORD [WORD], SET key = value|'value') and its answers' shapes. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { loadConfig } from '../../src/config/load.js';
 import { parseConsoleCommand } from '../../src/gateway/admin/console.js';
+import { rangeError, withOverrides } from '../../src/gateway/admin/overrides.js';
 import { clip63, decimalSerial, displayValue, pgTextArray, pgTimestamp } from '../../src/gateway/admin/tables.js';
 
 test('commands parse case-insensitively, with an optional semicolon; anything else is invalid', () => {
@@ -43,4 +45,29 @@ test('SHOW CONFIG hides what could be a secret', () => {
   assert.equal(displayValue('upstream', 'postgres://gw:s3cret@db:5432'), 'postgres://gw:(hidden)@db:5432');
   assert.equal(displayValue('upstream', 'postgres://db:5432'), 'postgres://db:5432');
   assert.equal(displayValue('require_secure_transport', true), 'on');
+});
+
+test('withOverrides: SET values replace the configuration for new connections, with their source; a bad range is refused', () => {
+  const config = loadConfig({ env: {} });
+  assert.equal(withOverrides(config, new Map()), config);
+  const since = new Date(Date.UTC(2026, 0, 2, 3, 4, 5));
+  const c = withOverrides(
+    config,
+    new Map([
+      ['ssl_min_protocol_version', { value: 'TLSv1.3', since }],
+      ['require_secure_transport', { value: 'off', since }],
+    ]),
+  );
+  assert.equal(c.ssl_min_protocol_version, 'TLSv1.3');
+  assert.equal(c.require_secure_transport, false);
+  assert.equal(c.sources.ssl_min_protocol_version, 'SET at 2026-01-02T03:04:05.000Z');
+  assert.equal(c.port, config.port);
+  assert.ok(Object.isFrozen(c));
+  assert.equal(config.ssl_min_protocol_version, 'TLSv1.2', 'the loaded configuration is untouched');
+  assert.equal(rangeError('TLSv1.3', ''), undefined);
+  assert.equal(rangeError('TLSv1.2', 'TLSv1.3'), undefined);
+  assert.equal(
+    rangeError('TLSv1.3', 'TLSv1.2'),
+    'ssl_min_protocol_version "TLSv1.3" is higher than ssl_max_protocol_version "TLSv1.2"',
+  );
 });

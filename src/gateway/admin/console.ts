@@ -10,7 +10,7 @@
  * reconnect). The console keeps PgBouncer's texts but uses the SQLSTATE PostgreSQL would: 42601 for a command it does
  * not know, 42501 for a command the role may not run, 22023 for a bad value, with a hint naming what works.
  */
-import { parseValue } from '../../config/schema.js';
+import { type TlsVersionName, parseValue } from '../../config/schema.js';
 import {
   encodeCommandComplete,
   encodeEmptyQueryResponse,
@@ -18,6 +18,7 @@ import {
   encodeQueryError,
   encodeResultSet,
 } from '../../protocol/rows.js';
+import { rangeError } from './overrides.js';
 import { type ConsoleRole, type OperatorView, RUNTIME_SETTINGS, type RuntimeSetting } from './runtime-view.js';
 import { TABLES } from './tables.js';
 
@@ -178,6 +179,16 @@ export async function handleConsoleQuery(
           'require_secure_transport cannot be on while ssl = off',
           'Turn ssl on in the configuration file and RELOAD first.',
         );
+      }
+      if (key === 'ssl_min_protocol_version') {
+        const bad = rangeError(parsed.value as TlsVersionName, view.config().ssl_max_protocol_version);
+        if (bad) {
+          return err(
+            ConsoleSqlState.InvalidParameterValue,
+            bad,
+            'Lower the minimum, or raise ssl_max_protocol_version in the configuration file and RELOAD.',
+          );
+        }
       }
       const canonical = typeof parsed.value === 'boolean' ? (parsed.value ? 'on' : 'off') : String(parsed.value);
       view.setRuntime(key, canonical);
