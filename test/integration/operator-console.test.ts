@@ -36,11 +36,11 @@ before(async () => {
   ].join('\n');
   configFile = writeFixture(fx, 'pgtls.conf', configText);
   const view = new FileView(configFile);
-  srv = await startConsoleServer(
-    view,
-    { cert: readFileSync(fx.server.cert), key: readFileSync(fx.server.key), ca: readFileSync(fx.clientCa) },
-    { admin: 'admin', watcher: 'stats' },
-  );
+  srv = await startConsoleServer(view, {
+    cert: readFileSync(fx.server.cert),
+    key: readFileSync(fx.server.key),
+    ca: readFileSync(fx.clientCa),
+  });
 });
 
 after(async () => {

@@ -35,15 +35,12 @@ before(async () => {
       `ssl_crl_file = '${fx.clientCrl}'`,
       `hba_file = '${hba}'`,
       "report_min_protocol_version = 'TLSv1.3'",
+      "admin_users = 'admin'",
       '',
     ].join('\n'),
   );
   const view = new FileView(configFile);
-  srv = await startConsoleServer(
-    view,
-    { cert: readFileSync(fx.server.cert), key: readFileSync(fx.server.key) },
-    { admin: 'admin' },
-  );
+  srv = await startConsoleServer(view, { cert: readFileSync(fx.server.cert), key: readFileSync(fx.server.key) });
   plain = await startMetricsListener({ listenAddresses: 'localhost', port: 0, metrics: view.metrics, view });
   const authFile = writeFixture(fx, 'metrics-auth', `# scrapers\n${AUTH}\n`, 0o600);
   secure = await startMetricsListener({

@@ -9,10 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { type Server, type Socket, createServer } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { type GatewayConfig, loadConfig } from '../../src/config/load.js';
+import { servedFilesOf } from '../../src/gateway/admin/cert-files.js';
 import { ClientRegistry } from '../../src/gateway/admin/client-registry.js';
 import { OperatorHooks } from '../../src/gateway/admin/operator-hooks.js';
 import type {
-  ConsoleRole,
   LiveClient,
   OperatorView,
   ReloadResult,
@@ -21,7 +21,7 @@ import type {
   ServedFile,
   StatsSnapshot,
 } from '../../src/gateway/admin/runtime-view.js';
-import { runConsoleSession } from '../../src/gateway/admin/session.js';
+import { consoleRole, runConsoleSession } from '../../src/gateway/admin/session.js';
 import { GatewayMetrics } from '../../src/gateway/metrics.js';
 import { type ReportPolicy, WouldRefuseRecorder, compileReportPolicy } from '../../src/gateway/report-policy.js';
 import type { ConnectionRecord } from '../../src/gateway/runtime.js';
@@ -67,12 +67,7 @@ export class FileView implements OperatorView {
     return this.#hba;
   }
   servedFiles(): readonly ServedFile[] {
-    const c = this.#config;
-    const out: ServedFile[] = [];
-    if (c.ssl_cert_file) out.push({ path: c.ssl_cert_file, kind: 'server' });
-    if (c.ssl_ca_file) out.push({ path: c.ssl_ca_file, kind: 'ca' });
-    if (c.ssl_crl_file) out.push({ path: c.ssl_crl_file, kind: 'crl' });
-    return out;
+    return servedFilesOf(this.#config);
   }
   async reload(): Promise<ReloadResult> {
     try {
@@ -113,7 +108,6 @@ export interface ConsoleServer {
 export async function startConsoleServer(
   view: FileView,
   tls: { cert: Buffer; key: Buffer; ca?: Buffer },
-  roles: Readonly<Record<string, ConsoleRole>>,
 ): Promise<ConsoleServer> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((raw) => {
@@ -218,7 +212,8 @@ export async function startConsoleServer(
       record.database = sp.database;
       const app = sp.params.find(([k]) => k === 'application_name')?.[1];
       if (app !== undefined) record.application_name = app;
-      const role = roles[sp.user];
+      // admin_users / stats_users from the configuration file, as the gateway reads them.
+      const role = consoleRole(view.config(), sp.user);
       if (!role || sp.database !== 'pgtls') {
         record.outcome = 'refused';
         record.reason = `no pg_hba.conf entry for host "${record.client}", user "${sp.user}", database "${sp.database}", SSL encryption`;

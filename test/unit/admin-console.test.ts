@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import { parseConsoleCommand } from '../../src/gateway/admin/console.js';
 import { rangeError, withOverrides } from '../../src/gateway/admin/overrides.js';
+import { consoleRole } from '../../src/gateway/admin/session.js';
 import { clip63, decimalSerial, displayValue, pgTextArray, pgTimestamp } from '../../src/gateway/admin/tables.js';
 
 test('commands parse case-insensitively, with an optional semicolon; anything else is invalid', () => {
@@ -70,4 +71,14 @@ test('withOverrides: SET values replace the configuration for new connections, w
     rangeError('TLSv1.3', 'TLSv1.2'),
     'ssl_min_protocol_version "TLSv1.3" is higher than ssl_max_protocol_version "TLSv1.2"',
   );
+});
+
+test('consoleRole: admin_users before stats_users, PgBouncer list syntax, exact names', () => {
+  const c = { admin_users: 'ops, root ', stats_users: 'grafana,ops' };
+  assert.equal(consoleRole(c, 'ops'), 'admin');
+  assert.equal(consoleRole(c, 'root'), 'admin');
+  assert.equal(consoleRole(c, 'grafana'), 'stats');
+  assert.equal(consoleRole(c, 'Grafana'), undefined);
+  assert.equal(consoleRole(c, ''), undefined);
+  assert.equal(consoleRole({ admin_users: '', stats_users: '' }, 'ops'), undefined);
 });

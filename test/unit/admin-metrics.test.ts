@@ -1,13 +1,16 @@
 /** Metrics: scraped text parsed by a strict exposition parser; refusal texts mapped to the fixed reason set. */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { servedFilesOf } from '../../src/gateway/admin/cert-files.js';
 import { GatewayMetrics, REFUSAL_REASONS, refusalReason } from '../../src/gateway/metrics.js';
 import * as refuse from '../../src/gateway/refusals.js';
 import type { ConnectionRecord } from '../../src/gateway/runtime.js';
+import { writeCrlDirectory } from '../../src/pki/crl.js';
 import { makeFixtures } from '../support/gateway-fixtures.js';
 import { parseExposition, sampleValue } from '../support/prom-parse.js';
 
@@ -160,4 +163,30 @@ test('the strict parser rejects what Prometheus would reject (the parser itself 
     /not ascending/,
   );
   assert.throws(() => parseExposition('# HELP g x\n# TYPE g gauge\ng 1'), /newline/);
+});
+
+test('servedFilesOf: the chain, the CAs, the CRL file and the hashed files of the CRL directory', async () => {
+  const fx = await makeFixtures();
+  const dir = mkdtempSync(join(tmpdir(), 'pgtls-crldir-'));
+  const written = await writeCrlDirectory(dir, [readFileSync(fx.clientCrl, 'utf8')]);
+  writeFileSync(join(dir, 'README'), 'not a CRL');
+  const files = servedFilesOf({
+    ssl_cert_file: fx.server.cert,
+    ssl_ca_file: fx.clientCa,
+    ssl_crl_file: fx.clientCrl,
+    ssl_crl_dir: dir,
+    upstream_sslrootcert: fx.root,
+  });
+  assert.deepEqual(files, [
+    { path: fx.server.cert, kind: 'server' },
+    { path: fx.clientCa, kind: 'ca' },
+    { path: fx.root, kind: 'ca' },
+    { path: fx.clientCrl, kind: 'crl' },
+    ...written.map((p) => ({ path: p, kind: 'crl' })),
+  ]);
+  assert.equal(written.length, 1);
+  assert.deepEqual(
+    servedFilesOf({ ssl_cert_file: '', ssl_ca_file: '', ssl_crl_file: '', ssl_crl_dir: join(dir, 'missing') }),
+    [],
+  );
 });

@@ -4,7 +4,8 @@
  * material is read (certificates and CRLs, never a key file).
  */
 import { X509Certificate, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseCrls, splitPem } from '../../pki/pem.js';
 import type { ServedFile } from './runtime-view.js';
 
@@ -103,4 +104,36 @@ function broken(f: ServedFile, error: string): CertFileEntry {
 
 export function readServedFiles(files: readonly ServedFile[]): CertFileEntry[] {
   return files.flatMap(readServedFile);
+}
+
+/**
+ * The files the gateway serves or trusts, from the TLS settings in force (pass TlsMaterial.settings, whose
+ * ssl_cert_file is the generated one when the configuration left it empty): the server chain, the client CA, the CRL
+ * file, every file of the CRL directory, and the root the gateway trusts for its backend.
+ */
+export function servedFilesOf(s: {
+  readonly ssl_cert_file: string;
+  readonly ssl_ca_file: string;
+  readonly ssl_crl_file: string;
+  readonly ssl_crl_dir: string;
+  readonly upstream_sslrootcert?: string;
+}): ServedFile[] {
+  const out: ServedFile[] = [];
+  if (s.ssl_cert_file) out.push({ path: s.ssl_cert_file, kind: 'server' });
+  if (s.ssl_ca_file) out.push({ path: s.ssl_ca_file, kind: 'ca' });
+  if (s.upstream_sslrootcert && s.upstream_sslrootcert !== 'system')
+    out.push({ path: s.upstream_sslrootcert, kind: 'ca' });
+  if (s.ssl_crl_file) out.push({ path: s.ssl_crl_file, kind: 'crl' });
+  if (s.ssl_crl_dir) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(s.ssl_crl_dir).sort();
+    } catch {
+      // An unreadable directory is reported by TLS loading; here it simply lists nothing.
+    }
+    // OpenSSL's hashed names (<hash>.r<n>); anything else in the directory is not read by OpenSSL either.
+    for (const n of names.filter((x) => /^[0-9a-f]{8}\.r\d+$/.test(x)))
+      out.push({ path: join(s.ssl_crl_dir, n), kind: 'crl' });
+  }
+  return out;
 }

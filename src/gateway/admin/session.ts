@@ -19,6 +19,27 @@ import type { ConsoleRole, OperatorView } from './runtime-view.js';
 /** The database name that reaches the console, as PgBouncer's `pgbouncer`. */
 export const CONSOLE_DATABASE = 'pgtls';
 
+/** PgBouncer's list syntax for admin_users / stats_users: comma-separated, blanks around names ignored. */
+function userList(value: string): string[] {
+  return value
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+}
+
+/**
+ * Who may use the console: admin_users everything, stats_users the SHOW commands, anyone else nothing (undefined:
+ * the gateway answers with PostgreSQL's usual refusal for the database). User names compare exactly, as roles do.
+ */
+export function consoleRole(
+  config: { readonly admin_users: string; readonly stats_users: string },
+  user: string,
+): ConsoleRole | undefined {
+  if (userList(config.admin_users).includes(user)) return 'admin';
+  if (userList(config.stats_users).includes(user)) return 'stats';
+  return undefined;
+}
+
 /**
  * ParameterStatus values a client expects after authentication. pgjdbc refuses a server whose client_encoding is not
  * UTF8 and reads integer_datetimes and standard_conforming_strings; node-postgres and psql read server_version and

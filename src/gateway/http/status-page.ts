@@ -94,6 +94,7 @@ export function renderStatusPage(view: OperatorView, certs: readonly CertFileEnt
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="30">
 <title>pgtls gateway status</title>
 <style>
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d2129;background:#fafbfc}
