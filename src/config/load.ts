@@ -58,6 +58,20 @@ export interface GatewayConfig extends TlsSettings {
   readonly proxy_protocol_trusted: string;
   readonly ssl_sni: boolean;
   readonly hosts_file: string;
+  readonly admin_users: string;
+  readonly stats_users: string;
+  readonly metrics_listen_addresses: string;
+  readonly metrics_port: number;
+  readonly metrics_ssl_cert_file: string;
+  readonly metrics_ssl_key_file: string;
+  readonly metrics_auth_file: string;
+  readonly report_min_protocol_version: TlsVersionName | '';
+  readonly report_ciphers: string;
+  readonly report_tls13_ciphers: string;
+  readonly report_require_client_cert: boolean;
+  readonly report_require_secure_transport: boolean;
+  readonly report_list_size: number;
+  readonly client_tls_facts_to_backend: 'off' | 'startup' | 'view' | 'both';
   /** Where each value came from ("pgtls.conf:12", "--port", "PGTLS_PORT", "default"). */
   readonly sources: Readonly<Record<ConfigKey, string>>;
   /** The config file, if one was given (reload re-reads it). */

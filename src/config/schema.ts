@@ -124,6 +124,60 @@ export const SCHEMA = {
     default: '',
     help: "pg_hosts.conf, PostgreSQL 19's format (empty: none, the ssl_* files serve everyone)",
   },
+  admin_users: {
+    kind: { type: 'string' },
+    default: '',
+    help: 'users allowed every admin console command (dbname=pgtls), comma-separated',
+  },
+  stats_users: {
+    kind: { type: 'string' },
+    default: '',
+    help: 'users allowed the read-only SHOW commands of the admin console, comma-separated',
+  },
+  metrics_listen_addresses: {
+    kind: { type: 'string' },
+    default: 'localhost',
+    help: 'addresses of the /metrics and status page listener',
+  },
+  metrics_port: {
+    kind: { type: 'int', min: 0, max: 65535 },
+    default: '0',
+    help: 'port of the /metrics and status page listener (0: no listener)',
+  },
+  metrics_ssl_cert_file: { kind: { type: 'path' }, default: '', help: 'serve the metrics listener over TLS' },
+  metrics_ssl_key_file: { kind: { type: 'path' }, default: '', help: 'key of metrics_ssl_cert_file' },
+  metrics_auth_file: {
+    kind: { type: 'path' },
+    default: '',
+    help: 'user:password lines for HTTP basic auth on the metrics listener (empty: none)',
+  },
+  report_min_protocol_version: {
+    kind: { type: 'enum', values: TLS_VERSIONS, allowEmpty: true },
+    default: '',
+    help: 'report-only: list sessions below this TLS version',
+  },
+  report_ciphers: { kind: { type: 'string' }, default: '', help: 'report-only: TLS ≤ 1.2 suites allowed (OpenSSL)' },
+  report_tls13_ciphers: { kind: { type: 'string' }, default: '', help: 'report-only: TLS 1.3 suites allowed' },
+  report_require_client_cert: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'report-only: list sessions without a client certificate',
+  },
+  report_require_secure_transport: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'report-only: list plaintext sessions',
+  },
+  report_list_size: {
+    kind: { type: 'int', min: 1, max: 1_000_000 },
+    default: '1000',
+    help: 'report-only: how many recent would-be refusals SHOW WOULD_REFUSE keeps',
+  },
+  client_tls_facts_to_backend: {
+    kind: { type: 'enum', values: ['off', 'startup', 'view', 'both'] },
+    default: 'off',
+    help: "show the client's TLS facts to SQL: pgtls.* startup settings, the pgtls.pg_stat_ssl view, or both",
+  },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof SCHEMA;
