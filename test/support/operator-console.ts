@@ -117,9 +117,11 @@ export async function startConsoleServer(
     void serve(raw).catch(() => raw.destroy());
   });
 
+  let connectionIds = 0;
   async function serve(raw: Socket): Promise<void> {
     const started = Date.now();
     const record: ConnectionRecord = {
+      id: ++connectionIds,
       client: raw.remoteAddress?.replace(/^::ffff:/, '') ?? '',
       client_port: raw.remotePort ?? 0,
       negotiation: 'plaintext',
@@ -192,6 +194,7 @@ export async function startConsoleServer(
             subject: peer.subject.split('\n').reverse().join(','),
             serial: peer.serialNumber.toLowerCase(),
             issuer: peer.issuer.split('\n').reverse().join(','),
+            not_after: new Date(peer.validTo).toISOString(),
           };
         }
         stream = t;

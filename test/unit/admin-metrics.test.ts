@@ -15,7 +15,13 @@ import { makeFixtures } from '../support/gateway-fixtures.js';
 import { parseExposition, sampleValue } from '../support/prom-parse.js';
 
 const who = { host: '10.1.2.3', user: 'alice', database: 'app', ssl: false, replication: 'none' as const };
-const base: ConnectionRecord = { client: '10.1.2.3', client_port: 5555, negotiation: 'sslrequest', outcome: 'refused' };
+const base: ConnectionRecord = {
+  id: 1,
+  client: '10.1.2.3',
+  client_port: 5555,
+  negotiation: 'sslrequest',
+  outcome: 'refused',
+};
 
 test("the gateway's refusal texts map to the fixed reason set", () => {
   const cases: [Partial<ConnectionRecord>, string][] = [

@@ -10,8 +10,14 @@ import type { ConnectionRecord } from '../../src/gateway/runtime.js';
 test('ids from 1, snapshots copy the record with live byte counters, kill closes once, end forgets', () => {
   const reg = new ClientRegistry();
   const closed: number[] = [];
-  const r1: ConnectionRecord = { client: '127.0.0.1', client_port: 1, negotiation: 'sslrequest', outcome: 'closed' };
-  const r2: ConnectionRecord = { ...r1, client_port: 2 };
+  const r1: ConnectionRecord = {
+    id: 1,
+    client: '127.0.0.1',
+    client_port: 1,
+    negotiation: 'sslrequest',
+    outcome: 'closed',
+  };
+  const r2: ConnectionRecord = { ...r1, id: 2, client_port: 2 };
   const h1 = reg.register(r1, () => closed.push(1));
   const h2 = reg.register(r2, () => closed.push(2));
   assert.deepEqual([h1.id, h2.id], [1, 2]);
@@ -53,6 +59,7 @@ test('sessionRelayed counts the session, lists and counts a would-be refusal tog
   });
   const hooks = new OperatorHooks({ metrics, recorder, policy: () => policy });
   const rec: ConnectionRecord = {
+    id: 5,
     client: '127.0.0.1',
     client_port: 5,
     negotiation: 'sslrequest',

@@ -23,6 +23,7 @@ const NONE: ReportPolicySettings = {
 };
 
 const tls12: ConnectionRecord = {
+  id: 1,
   client: '127.0.0.1',
   client_port: 50000,
   negotiation: 'sslrequest',
@@ -34,7 +35,13 @@ const tls12: ConnectionRecord = {
   outcome: 'relayed',
 };
 const tls13: ConnectionRecord = { ...tls12, tls_version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' };
-const plain: ConnectionRecord = { client: '10.0.0.9', client_port: 1, negotiation: 'plaintext', outcome: 'relayed' };
+const plain: ConnectionRecord = {
+  id: 2,
+  client: '10.0.0.9',
+  client_port: 1,
+  negotiation: 'plaintext',
+  outcome: 'relayed',
+};
 
 test('no report_* setting: nothing is ever listed', () => {
   const p = compileReportPolicy(NONE);
@@ -63,7 +70,13 @@ test('report_require_secure_transport lists plaintext; report_require_client_cer
     wouldRefuse(c, tls13).map((r) => r.code),
     ['client_certificate'],
   );
-  assert.deepEqual(wouldRefuse(c, { ...tls13, client_cert: { subject: 'CN=a', serial: '01', issuer: 'CN=ca' } }), []);
+  assert.deepEqual(
+    wouldRefuse(c, {
+      ...tls13,
+      client_cert: { subject: 'CN=a', serial: '01', issuer: 'CN=ca', not_after: '2030-01-01T00:00:00.000Z' },
+    }),
+    [],
+  );
 });
 
 test("report_ciphers is expanded by Node's OpenSSL exactly as `openssl ciphers` expands it", () => {
@@ -112,7 +125,13 @@ test('the recorder keeps the newest entries up to its capacity, oldest first, an
   const p = compileReportPolicy({ ...NONE, report_min_protocol_version: 'TLSv1.3', report_require_client_cert: true });
   const r = new WouldRefuseRecorder(3);
   for (let i = 0; i < 5; i++) r.consider(p, { ...tls12, client_port: 1000 + i }, new Date(1_000_000 + i));
-  assert.deepEqual(r.consider(p, { ...tls13, client_cert: { subject: 'CN=x', serial: '1', issuer: 'CN=y' } }), []);
+  assert.deepEqual(
+    r.consider(p, {
+      ...tls13,
+      client_cert: { subject: 'CN=x', serial: '1', issuer: 'CN=y', not_after: '2030-01-01T00:00:00.000Z' },
+    }),
+    [],
+  );
   assert.deepEqual(
     r.entries().map((e) => e.client_port),
     [1002, 1003, 1004],

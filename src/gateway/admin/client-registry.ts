@@ -31,12 +31,14 @@ interface Entry {
 }
 
 export class ClientRegistry {
-  #next = 1;
   readonly #live = new Map<number, Entry>();
 
-  /** Register a connection as it is accepted; `close` destroys its client socket (and so its backend). */
+  /**
+   * Register a connection as it is accepted; `close` destroys its client socket (and so its backend). The id is the
+   * record's own (the one the log shows), so KILL_CLIENT takes what an operator reads in the log.
+   */
   register(record: ConnectionRecord, close: () => void, now = new Date()): LiveHandle {
-    const id = this.#next++;
+    const id = record.id;
     const e: Entry = { id, record, connectTime: now, close, state: 'negotiating' };
     this.#live.set(id, e);
     return {
