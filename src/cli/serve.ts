@@ -173,6 +173,7 @@ export const command: Command = async (argv) => {
     if (gw.config.log_connections) log({ level: 'info', msg: 'connection', ...r });
   });
   gw.on('warning', (w: Record<string, unknown>) => log({ level: 'warn', ...w }));
+  gw.on('notice', (w: Record<string, unknown>) => log({ level: 'info', ...w }));
   gw.on('reload', (e: { ok: boolean; warnings?: string[]; error?: unknown; trigger?: string; files?: string[] }) => {
     const why = { trigger: e.trigger, ...(e.files ? { files: e.files } : {}) };
     if (e.ok) log({ level: 'info', msg: 'configuration reloaded', ...why, warnings: e.warnings });

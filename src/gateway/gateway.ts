@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { readAuthFile } from '../config/auth-file.js';
+import { type AuthFile, readAuthFile } from '../config/auth-file.js';
 import { type ConfigInput, type GatewayConfig, loadConfig } from '../config/load.js';
 import { PgtlsError } from '../errors.js';
 import { type HbaLine, readHbaFile } from '../hba/hba.js';
@@ -25,6 +25,7 @@ import { handleConnection } from './connection.js';
 import { watchFileDescriptors } from './fd-watch.js';
 import { type FileWatch, watchFiles } from './file-watch.js';
 import { ensureLocalCa } from './local-ca.js';
+import { Operator } from './operator.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import { AuthQuery, type SecretSource, secretSource } from './secrets.js';
 import { type UpstreamTarget, connectUpstream, parseUpstreamUrl, sendCancel } from './upstream.js';
@@ -42,6 +43,7 @@ interface State {
   readonly upstream: UpstreamTarget;
   /** auth_file / auth_query, when the gateway authenticates password-method lines itself. */
   readonly secrets: SecretSource | undefined;
+  readonly authFile: AuthFile | undefined;
 }
 
 /**
@@ -164,7 +166,7 @@ async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: S
         )
       : undefined;
   const secrets = authFile || authQuery ? secretSource(authFile, authQuery) : undefined;
-  return { config, hba, ident, material, sni, proxyTrusted, upstream, secrets };
+  return { config, hba, ident, material, sni, proxyTrusted, upstream, secrets, authFile };
 }
 
 /** What a configuration check found: the facts an operator wants to see before starting (or after a reload). */
@@ -242,16 +244,39 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #acceptErrors = { count: 0, last: 0 };
   readonly #input: ConfigInput;
   readonly mockSecret: Buffer;
+  readonly operator: Operator;
   readonly #opts: GatewayOptions;
 
   private constructor(state: State, input: ConfigInput, opts: GatewayOptions) {
     super();
+    const gw = this;
     this.#state = state;
     this.#input = input;
-    this.mockSecret = loadMockSecret(state.config.data_directory);
-    this.#opts = opts;
     // With ssl = off there is no material; a store is still needed by the type, never used for handshakes.
     this.#tls = new TlsStore(state.material as TlsMaterial);
+    this.mockSecret = loadMockSecret(state.config.data_directory);
+    this.operator = new Operator({
+      get config() {
+        return gw.#state.config;
+      },
+      get hba() {
+        return gw.#state.hba;
+      },
+      currentMaterial: () => (gw.#state.material ? gw.#tls.current() : undefined),
+      swapMaterial: (m) => gw.#tls.swap(m),
+      reload: (why) => gw.reload(why),
+      backendFor: () => {
+        const c = gw.#state.config;
+        if (c.auth_user === '') return undefined;
+        const own = gw.#state.authFile?.get(c.auth_user)?.secret;
+        return {
+          connect: () => connectUpstream(gw.#state.upstream),
+          creds: { user: c.auth_user, ...(own !== undefined ? { password: own, md5Secret: own } : {}) },
+        };
+      },
+      log: (level, w) => gw.emit(level === 'warn' ? 'warning' : 'notice', w),
+    });
+    this.#opts = opts;
   }
 
   /** Load and check everything, then listen. Throws PgtlsError (naming the file/line/key) on any problem. */
@@ -259,6 +284,12 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     const state = await buildState(input, opts);
     const gw = new Gateway(state, input, opts);
     await gw.#listen();
+    try {
+      await gw.operator.start();
+    } catch (err) {
+      await gw.close(0);
+      throw err;
+    }
     gw.#stopFdWatch = watchFileDescriptors((e) =>
       gw.emit(
         'warning',
@@ -465,9 +496,11 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
       if (next.material) this.#tls.swap(next.material);
       warnings.push(...report(this.#state).warnings);
       this.#armFileWatch();
+      this.operator.reloaded(true);
       this.emit('reload', { ok: true, warnings, ...why });
       return { ok: true, warnings };
     } catch (error) {
+      this.operator.reloaded(false);
       this.emit('reload', { ok: false, error, ...why });
       return { ok: false, error: error as Error };
     }
@@ -544,6 +577,8 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     this.#shuttingDown = true;
     this.#stopFdWatch();
     this.#fileWatch?.close();
+    await this.operator.close().catch(() => undefined);
+    await this.operator.close().catch(() => undefined);
     // net.Server#close stops accepting now but calls back only once every connection has ended: do not wait here.
     const listenersClosed = Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     if (this.#sessions.size > 0 && timeoutMs > 0) {

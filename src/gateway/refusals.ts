@@ -152,6 +152,13 @@ export function backendLoginFailed(): WireError {
   });
 }
 
+/** The admin console is reachable only over TLS (or the local Unix socket). */
+export function consoleNeedsTls(): WireError {
+  return fatal(SqlState.InvalidAuthorizationSpecification, 'the admin console requires an SSL connection', {
+    hint: 'Connect with sslmode=require or stronger.',
+  });
+}
+
 export function shuttingDown(): WireError {
   return fatal(SqlState.CannotConnectNow, 'the database system is shutting down');
 }

@@ -6,6 +6,7 @@ import type { IdentLine } from '../hba/ident.js';
 import type { TrustedRange } from '../hba/proxy-trusted.js';
 import type { TlsStore } from '../tls/context.js';
 import type { SniSelector } from '../tls/sni.js';
+import type { Operator } from './operator.js';
 import type { SecretSource } from './secrets.js';
 import type { ClientTransport } from './transport.js';
 import type { UpstreamTarget } from './upstream.js';
@@ -46,6 +47,8 @@ export interface ConnectionRecord {
   proxy?: { peer: string; peer_port: number; version: 1 | 2; command: 'LOCAL' | 'PROXY' };
   /** file:line of the pg_hosts.conf entry whose certificate was served (ssl_sni). */
   hosts_line?: string;
+  /** report_* policy: why this session would have been refused under it (it was not). */
+  would_refuse?: string[];
   /** The backend process the session is relayed to (from BackendKeyData). */
   backend_pid?: number;
   bytes_from_client?: number;
@@ -64,6 +67,8 @@ export interface GatewayRuntime {
   readonly secrets?: SecretSource | undefined;
   /** Per-gateway random bytes for SCRAM mock salts (unknown users look like known ones). */
   readonly mockSecret: Buffer;
+  /** Registry, metrics, report-only policy, runtime SETs, the console's view. */
+  readonly operator: Operator;
   /** proxy_protocol_trusted, parsed. */
   readonly proxyTrusted: readonly TrustedRange[];
   readonly upstream: UpstreamTarget;

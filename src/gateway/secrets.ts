@@ -6,10 +6,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { AuthFile } from '../config/auth-file.js';
-import { decodeErrorFields } from '../protocol/error-response.js';
-import { encodeStartupMessage } from '../protocol/startup.js';
-import { loginToBackend } from './backend-login.js';
-import { MessageStream } from './message-stream.js';
+import { BackendQuery } from './backend-query.js';
 
 /** How long an auth_query answer (found or not) is reused. */
 const CACHE_MS = 10_000;
@@ -27,37 +24,6 @@ export interface AuthQuerySettings {
   readonly authDbname: string;
   /** Opens a connection to the backend (the gateway's upstream, with its TLS settings). */
   readonly connect: () => Promise<Duplex>;
-}
-
-function message(type: string, body: Buffer): Buffer {
-  const b = Buffer.alloc(5 + body.length);
-  b.write(type, 0, 'latin1');
-  b.writeInt32BE(4 + body.length, 1);
-  body.copy(b, 5);
-  return b;
-}
-const cstr = (s: string) => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
-
-/** The extended protocol with the user name as a bound parameter: no quoting, no injection. */
-function queryWithParameter(sql: string, value: string): Buffer {
-  const v = Buffer.from(value, 'utf8');
-  const len = Buffer.alloc(4);
-  len.writeInt32BE(v.length);
-  const bind = Buffer.concat([
-    cstr(''),
-    cstr(''),
-    Buffer.from([0, 0]), // no parameter format codes: text
-    Buffer.from([0, 1]), // one parameter
-    len,
-    v,
-    Buffer.from([0, 0]), // result columns: text
-  ]);
-  return Buffer.concat([
-    message('P', Buffer.concat([cstr(''), cstr(sql), Buffer.from([0, 0])])),
-    message('B', bind),
-    message('E', Buffer.concat([cstr(''), Buffer.from([0, 0, 0, 0])])),
-    message('S', Buffer.alloc(0)),
-  ]);
 }
 
 export class AuthQuery implements SecretSource {
@@ -79,46 +45,22 @@ export class AuthQuery implements SecretSource {
   }
 
   async #query(user: string, database: string): Promise<string | undefined> {
-    const backend = await this.s.connect();
-    backend.on('error', () => undefined);
+    const own = this.authFile?.get(this.s.authUser)?.secret;
+    const q = new BackendQuery(
+      this.s.connect,
+      { user: this.s.authUser, ...(own !== undefined ? { password: own, md5Secret: own } : {}) },
+      this.s.authDbname || database,
+      'pgtls auth_query',
+    );
     try {
-      const own = this.authFile?.get(this.s.authUser)?.secret;
-      const login = await loginToBackend(
-        backend,
-        encodeStartupMessage([
-          ['user', this.s.authUser],
-          ['database', this.s.authDbname || database],
-          ['application_name', 'pgtls auth_query'],
-        ]),
-        { user: this.s.authUser, ...(own !== undefined ? { password: own, md5Secret: own } : {}) },
-      );
-      if (!login.ok) throw new Error(`auth_user "${this.s.authUser}" could not log in: ${login.error.message}`);
-      backend.write(queryWithParameter(this.s.authQuery, user));
-      const reader = new MessageStream(backend, 1 << 20);
-      let secret: string | undefined;
-      let failure: string | undefined;
-      for (let guard = 0; guard < 1000; guard++) {
-        const m = await reader.next();
-        if (!m || 'error' in m) throw new Error('the backend closed the connection during auth_query');
-        if (m.type === 0x44 /* D DataRow */) {
-          // Two columns: user name, secret (NULL: no password).
-          const n = m.body.readInt16BE(0);
-          if (n >= 2) {
-            let at = 2;
-            const l1 = m.body.readInt32BE(at);
-            at += 4 + Math.max(l1, 0);
-            const l2 = m.body.readInt32BE(at);
-            secret = l2 < 0 ? undefined : m.body.toString('utf8', at + 4, at + 4 + l2);
-          }
-        } else if (m.type === 0x45 /* E */) {
-          failure = decodeErrorFields(m.body).M ?? 'error';
-        } else if (m.type === 0x5a /* Z */) break;
-      }
-      backend.write(message('X', Buffer.alloc(0)));
-      if (failure) throw new Error(`auth_query failed: ${failure}`);
-      return secret;
+      const rows = await q.query(this.s.authQuery, [user]);
+      // Two columns: the user name and its secret (NULL: no password, or expired).
+      const secret = rows[0] ? Object.values(rows[0])[1] : undefined;
+      return typeof secret === 'string' ? secret : undefined;
+    } catch (err) {
+      throw new Error(`auth_query as "${this.s.authUser}" failed: ${(err as Error).message}`);
     } finally {
-      backend.destroy();
+      q.close();
     }
   }
 }
