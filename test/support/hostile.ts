@@ -113,18 +113,24 @@ export function openPeer(port: number, ms = 5000): Promise<Peer> {
   });
 }
 
-/** Run `count` tasks with at most `concurrency` in flight; task i gets its index. */
+/**
+ * Run `count` tasks with at most `concurrency` in flight; task i gets its index. No task starts after `deadline`
+ * (epoch ms), so a slow machine shortens the run instead of overrunning the test runner's timeout. Returns how many
+ * tasks started.
+ */
 export async function pool(
   count: number,
   concurrency: number,
   task: (i: number) => Promise<void>,
   onError: (err: Error) => void = () => undefined,
-): Promise<void> {
+  deadline = Number.POSITIVE_INFINITY,
+): Promise<number> {
   let next = 0;
   const worker = async () => {
-    while (next < count) await task(next++).catch(onError);
+    while (next < count && Date.now() < deadline) await task(next++).catch(onError);
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
+  return next;
 }
 
 /**
