@@ -7,6 +7,7 @@ import { type Socket, connect } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import pg from 'pg';
 import { SUPERUSER_PASSWORD } from './postgres.js';
+import { errorIn, startupPacket } from './raw.js';
 
 let nextSource = 0;
 /** 127.0.1.1 … 127.0.4.250: a thousand source addresses, each with its own ephemeral port range. */
@@ -180,4 +181,50 @@ export class Canary {
     await this.loop;
     await this.client.end().catch(() => undefined);
   }
+}
+
+/** SSLRequest, TLS, StartupMessage, then wait for ReadyForQuery; the session stays open in `held`. */
+export async function openSession(port: number, held: Peer[], user: string): Promise<string | undefined> {
+  let p: Peer;
+  try {
+    p = await openPeer(port, 20_000);
+  } catch (e) {
+    return `connect: ${(e as Error).message}`;
+  }
+  p.sock.write(Buffer.from([0, 0, 0, 8, 4, 210, 22, 47]));
+  if (!(await p.until(() => p.data.length > 0, 20_000)) || p.data[0] !== 0x53) {
+    p.sock.destroy();
+    return 'no S to the SSLRequest';
+  }
+  try {
+    await p.startTls();
+  } catch (e) {
+    return `TLS: ${(e as Error).message}`;
+  }
+  p.sock.write(startupPacket({ user, database: 'postgres' }));
+  if (!(await p.until(() => loginOutcome(p.data) !== undefined, 30_000)) || loginOutcome(p.data) !== 'ready') {
+    const outcome = loginOutcome(p.data);
+    p.sock.destroy();
+    return outcome ?? (p.serverClosed ? 'closed without an answer' : 'no ReadyForQuery');
+  }
+  p.chunks.length = 0; // keep nothing per idle session in this process
+  held.push(p);
+  return undefined;
+}
+
+/** Walk the backend messages of a login: 'ready' at ReadyForQuery, "SQLSTATE message" at an ErrorResponse. */
+export function loginOutcome(d: Buffer): string | undefined {
+  let at = 0;
+  for (let i = 0; i < 1_000 && at + 5 <= d.length; i++) {
+    const type = d[at]!;
+    const len = d.readInt32BE(at + 1);
+    if (len < 4 || at + 1 + len > d.length) return undefined;
+    if (type === 0x5a) return 'ready';
+    if (type === 0x45) {
+      const e = errorIn(d.subarray(at, at + 1 + len));
+      return `${e?.C} ${e?.M}`;
+    }
+    at += 1 + len;
+  }
+  return undefined;
 }
