@@ -25,11 +25,7 @@ let keyPem: string;
 before(async () => {
   fx = await makeFixtures();
   cluster = await startTestCluster({
-    hba: [
-      'local all all trust',
-      'host all md5_user 127.0.0.1/32 md5',
-      'host all all 127.0.0.1/32 scram-sha-256',
-    ],
+    hba: ['local all all trust', 'host all md5_user 127.0.0.1/32 md5', 'host all all 127.0.0.1/32 scram-sha-256'],
   });
   const admin = await adminClient(cluster);
   await admin.query(`create role scram_user login password '${SCRAM_PW}'`);
@@ -105,7 +101,10 @@ test('passwords, password hashes, key material and the key passphrase never appe
   assert.match(output, /"msg":"configuration reloaded"/);
   assert.match(output, /reload failed; the previous configuration stays in force/);
   assert.match(output, /"user":"scram_user"/, 'the connection log should name the user');
-  const md5 = (pw: string, user: string) => `md5${createHash('md5').update(pw + user).digest('hex')}`;
+  const md5 = (pw: string, user: string) =>
+    `md5${createHash('md5')
+      .update(pw + user)
+      .digest('hex')}`;
   const secrets: Record<string, string> = {
     'scram password': SCRAM_PW,
     'md5 password': MD5_PW,
