@@ -6,10 +6,13 @@
  * new sessions once the backend is back, without a restart.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import pg from 'pg';
-import { type RunningCluster, startCluster } from '../../src/gateway/embedded-postgres.js';
+import { type RunningCluster, postgresRunAs, startCluster } from '../../src/gateway/embedded-postgres.js';
 import { type GatewayFixtures, makeFixtures } from '../support/gateway-fixtures.js';
 import { openPeer } from '../support/hostile.js';
 import { SUPERUSER_PASSWORD, type TestCluster, startTestCluster } from '../support/postgres.js';
@@ -187,6 +190,29 @@ describe('backend faults', () => {
     const e = await within(s.error, 15_000, 'session of a killed postmaster');
     await s.c.end().catch(() => undefined);
     assert.deepEqual([e.code, e.message], ['57P01', 'terminating connection due to unexpected postmaster exit']);
+    assert.deepEqual({ ...(await newClientAnswer()) }, UPSTREAM_UNAVAILABLE);
+    await restartBackend();
+    assert.equal(await servesAgain(), 42);
+    assert.ok(child.alive());
+  });
+
+  test('pg_ctl stop -m immediate: the live session gets the WARNING 57P01 and a close, new clients 08006, then it heals (issue 8.14)', async () => {
+    const s = await liveSession();
+    const notices: { code?: string; severity?: string; message: string }[] = [];
+    s.c.on('notice', (n) => notices.push(n as { code?: string; severity?: string; message: string }));
+    const ended = new Promise<void>((resolve) => s.c.on('end', () => resolve()));
+    const b = cluster.binaries;
+    await promisify(execFile)(join(b.bin, 'pg_ctl'), ['-D', cluster.dataDir, '-m', 'immediate', '-w', 'stop'], {
+      ...(await postgresRunAs()),
+      env: { ...process.env, LC_ALL: 'C' },
+    });
+    await within(ended, 15_000, 'session of an immediate shutdown');
+    await s.c.end().catch(() => undefined);
+    // PostgreSQL's quickdie() sends this as WARNING (client only) and exits: the gateway must pass it on.
+    assert.deepEqual(
+      notices.map((n) => [n.severity, n.code, n.message]),
+      [['WARNING', '57P01', 'terminating connection due to immediate shutdown command']],
+    );
     assert.deepEqual({ ...(await newClientAnswer()) }, UPSTREAM_UNAVAILABLE);
     await restartBackend();
     assert.equal(await servesAgain(), 42);
