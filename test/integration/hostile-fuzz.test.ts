@@ -14,7 +14,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { after, before, describe, test } from 'node:test';
-import type pg from 'pg';
+import pg from 'pg';
 import { encodeCancelRequest } from '../../src/protocol/startup.js';
 import { type GatewayFixtures, makeFixtures, writeFixture } from '../support/gateway-fixtures.js';
 import { Canary, type Peer, openPeer, pool } from '../support/hostile.js';
@@ -274,9 +274,11 @@ const BACKEND_CLASSES = [
   'backend-refused-then-message', // issue 8.10
   'backend-no-database-then-message', // issue 8.10
   'backend-bad-sasl-then-message', // issue 8.10
+  'backend-unknown-user-node-postgres', // issue 8.10: node-postgres's connect() failing, then client.end()
 ] as const;
 
 async function backend(cls: (typeof BACKEND_CLASSES)[number]): Promise<void> {
+  if (cls === 'backend-unknown-user-node-postgres') return nodePostgresUnknownUser(cls);
   const p = await openPeer(child.port).catch(() => undefined);
   if (!p) return record('connect', 'wrong', 'could not connect to the gateway');
   const plain = cls === 'backend-plain-startup-then-fin' || cls === 'backend-no-database-then-message';
@@ -341,6 +343,28 @@ function cpuSeconds(pid: number): number {
 /** An exception in the fuzzer itself is a test failure with its stack, not a crash of the run. */
 const taskError = (e: Error) => record('fuzzer exception', 'wrong', e.stack ?? e.message);
 
+/** node-postgres as an application uses it: connect() rejects (mock SCRAM for an unknown role), then end(). */
+async function nodePostgresUnknownUser(cls: string): Promise<void> {
+  const c = new pg.Client({
+    host: 'localhost',
+    port: child.port,
+    user: 'fuzz_nosuchuser',
+    password: 'not-a-password',
+    database: 'postgres',
+    ssl: { rejectUnauthorized: false },
+    connectionTimeoutMillis: CLOSE_MS,
+  });
+  let answer = 'connected';
+  try {
+    await c.connect();
+  } catch (e) {
+    answer = `${(e as { code?: string }).code} ${(e as Error).message}`;
+  }
+  await c.end().catch(() => undefined);
+  if (answer === '28P01 password authentication failed for user "fuzz_nosuchuser"') record(cls, 'ok');
+  else record(cls, 'wrong', answer);
+}
+
 async function phase(name: string, run: () => Promise<void>): Promise<void> {
   const fdBefore = fdCount(child.pid);
   const sessionsBefore = await backendSessions(admin);
@@ -355,7 +379,8 @@ async function phase(name: string, run: () => Promise<void>): Promise<void> {
   // Checked right after the phase: an orphaned backend login ends by itself at the backend's authentication_timeout
   // (60 s), so a check at the very end of the run could miss it.
   const sessionsAfter = await settle(() => backendSessions(admin), sessionsBefore, 3_000);
-  if (sessionsAfter !== sessionsBefore) sessionLeaks.push({ phase: name, before: sessionsBefore, after: sessionsAfter });
+  if (sessionsAfter !== sessionsBefore)
+    sessionLeaks.push({ phase: name, before: sessionsBefore, after: sessionsAfter });
 }
 
 before(async () => {
@@ -394,8 +419,8 @@ before(async () => {
   await phase('TLS garbage', async () => {
     ran += await pool(TLS, Math.min(CONCURRENCY, 32), tls, taskError);
   });
-  for (const cls of BACKEND_CLASSES) {
-    const n = Math.ceil(BACKEND / BACKEND_CLASSES.length);
+  for (const [k, cls] of BACKEND_CLASSES.entries()) {
+    const n = Math.floor(BACKEND / BACKEND_CLASSES.length) + (k < BACKEND % BACKEND_CLASSES.length ? 1 : 0);
     await phase(cls, async () => {
       ran += await pool(n, 16, () => backend(cls), taskError);
     });
