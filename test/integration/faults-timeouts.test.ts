@@ -51,8 +51,8 @@ describe('issue 8.13: timeout during relayed authentication', () => {
 
   test('issue 8.13: a client stalled in SCRAM is dropped at authentication_timeout and logged as "authentication timeout"', async () => {
     const baseline = await backendSessions(admin);
+    const t0 = Date.now(); // before the connection: the gateway's clock starts when it accepts
     const p = await tlsPeer(gw.port);
-    const t0 = Date.now();
     p.sock.write(startupPacket({ user: 'postgres', database: 'postgres', application_name: 'stalled-scram' }));
     // AuthenticationSASL (R, code 10) arrives from the backend; the client then says nothing.
     assert.ok(await p.until(() => p.data.length >= 9 && p.data[0] === 0x52 && p.data.readInt32BE(5) === 10, 10_000));
