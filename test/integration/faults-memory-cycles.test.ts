@@ -19,6 +19,7 @@ const SESSIONS = envInt('PGTLS_MEMORY_SESSIONS', 1000);
 const CYCLES = Math.max(3, envInt('PGTLS_MEMORY_CYCLES', 5));
 const TOLERANCE_KIB = envInt('PGTLS_MEMORY_TOLERANCE_KIB', 8 * 1024);
 const CONCURRENCY = 100;
+const GC_ON_SIGNAL = new URL('../../../test/support/gc-on-signal.cjs', import.meta.url).pathname;
 const skip = havePgBouncer() ? false : 'PgBouncer (/usr/sbin/pgbouncer) is not installed';
 
 let fx: GatewayFixtures;
@@ -42,7 +43,12 @@ before(async () => {
     fx,
     undefined,
     { log_connections: 'off' },
-    { upstream: `postgres://127.0.0.1:${bouncer.port}`, nofile: 2 * SESSIONS + 1000 },
+    {
+      upstream: `postgres://127.0.0.1:${bouncer.port}`,
+      nofile: 2 * SESSIONS + 1000,
+      // SIGUSR2 → a full GC in the child, so RSS is read after garbage is collected (test/support/gc-on-signal.cjs).
+      nodeArgs: ['--expose-gc', '--require', GC_ON_SIGNAL],
+    },
   );
 });
 after(async () => {
@@ -68,7 +74,9 @@ test(
       for (const p of held) p.sock.end(Buffer.from([0x58, 0, 0, 0, 4])); // Terminate, as a polite client leaves
       t.diagnostic(`round ${cycle + 1}: ${held.length} sessions held, RSS ${peak} KiB at the peak`);
       await settle(() => fdCount(child.pid), fd0, 5_000);
-      await new Promise((r) => setTimeout(r, 2_000));
+      await new Promise((r) => setTimeout(r, 1_000));
+      process.kill(child.pid, 'SIGUSR2');
+      await new Promise((r) => setTimeout(r, 1_500));
       rss.push(rssKiB(child.pid));
       t.diagnostic(`round ${cycle + 1}: RSS ${rss[cycle]} KiB, fds ${fdCount(child.pid)} (start ${fd0})`);
     }
