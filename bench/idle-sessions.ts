@@ -97,7 +97,11 @@ async function main(): Promise<void> {
     undefined,
     { log_connections: 'off' },
     { nofile: gatewayNofile, upstream: `postgres://127.0.0.1:${bouncer.port}` },
-  );
+  ).catch(async (e: unknown) => {
+    await bouncer.stop();
+    await cluster.destroy();
+    throw e;
+  });
   const held: Peer[] = [];
   const failures = new Map<string, number>();
   try {
@@ -138,7 +142,10 @@ async function maxConnections(fx: Awaited<ReturnType<typeof makeFixtures>>): Pro
   const admin = await adminClient(cluster);
   await admin.query('create role bench_user login');
   await admin.end();
-  const gw = await startServeChild(fx, cluster, { log_connections: 'off' });
+  const gw = await startServeChild(fx, cluster, { log_connections: 'off' }).catch(async (e: unknown) => {
+    await cluster.destroy();
+    throw e;
+  });
   const held: Peer[] = [];
   let answer = 'every session was admitted (max_connections not reached)';
   try {
