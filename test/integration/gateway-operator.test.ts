@@ -177,6 +177,25 @@ test('runtime SET require_secure_transport = off is seen by the next connection;
   await again.end().catch(() => undefined);
 });
 
+test("runtime SET ssl_min_protocol_version = 'TLSv1.3' refuses the next TLS 1.2 client; RELOAD restores", async () => {
+  const set = await psql(consoleInfo(), "SET ssl_min_protocol_version = 'TLSv1.3'", {
+    libpq: 18,
+    env: { PGPASSWORD: ADMIN_PW },
+  });
+  assert.equal(set.code, 0, set.stderr);
+  const show = await psql(consoleInfo(), 'SHOW CONFIG', { libpq: 18, env: { PGPASSWORD: ADMIN_PW } });
+  assert.match(show.stdout, /ssl_min_protocol_version\|TLSv1\.3\|/);
+  const old = session('too-old', 'TLSv1.2');
+  const err = (await old.connect().catch((e: unknown) => e)) as Error | undefined;
+  assert.match(String(err?.message), /protocol version|alert|unsupported/i);
+  await old.end().catch(() => undefined);
+  const reload = await psql(consoleInfo(), 'RELOAD', { libpq: 18, env: { PGPASSWORD: ADMIN_PW } });
+  assert.equal(reload.code, 0, reload.stderr);
+  const again = session('old-again', 'TLSv1.2');
+  await again.connect();
+  await again.end();
+});
+
 test('report-only: the TLS 1.2 client is listed as would-be refused, the TLS 1.3 one is not', async () => {
   const r = await psql(consoleInfo(), 'SHOW WOULD_REFUSE', { libpq: 18, env: { PGPASSWORD: ADMIN_PW } });
   assert.equal(r.code, 0, r.stderr);
