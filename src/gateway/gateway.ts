@@ -4,7 +4,6 @@
  * old state stays in force. Established sessions are never touched by a reload: each connection read the state it
  * needed.
  */
-import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
@@ -20,6 +19,7 @@ import type { SniSelector } from '../tls/sni.js';
 import { handleConnection } from './connection.js';
 import { watchFileDescriptors } from './fd-watch.js';
 import { type FileWatch, watchFiles } from './file-watch.js';
+import { listenHosts } from './listen-hosts.js';
 import { Operator } from './operator.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import type { SecretSource } from './secrets.js';
@@ -412,20 +412,4 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     // Destroyed sessions unregister on their 'close' events, a tick later.
     if (this.#sessions.size > 0) await new Promise<void>((resolve) => this.once('drained', resolve));
   }
-}
-
-/** listen_addresses as PostgreSQL reads it: comma-separated host names/IPs, '*' for all, 'localhost' resolved. */
-async function listenHosts(value: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const item of value
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    if (item === '*') out.push('0.0.0.0', '::');
-    else if (item === 'localhost') {
-      const addrs = await lookup('localhost', { all: true }).catch(() => [{ address: '127.0.0.1' }]);
-      out.push(...new Set(addrs.map((a) => a.address)));
-    } else out.push(item);
-  }
-  return [...new Set(out)];
 }

@@ -5,13 +5,13 @@
  * (`scheme: https`, `basic_auth`).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { PgtlsError } from '../../errors.js';
 import { readServedFiles } from '../admin/cert-files.js';
 import type { OperatorView } from '../admin/runtime-view.js';
+import { listenHosts } from '../listen-hosts.js';
 import type { GatewayMetrics } from '../metrics.js';
 import { renderStatusPage } from './status-page.js';
 
@@ -89,21 +89,6 @@ export function checkBasicAuth(header: string | undefined, users: readonly Basic
   return ok;
 }
 
-async function hostsOf(value: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const item of value
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    if (item === '*') out.push('0.0.0.0', '::');
-    else if (item === 'localhost') {
-      const addrs = await lookup('localhost', { all: true }).catch(() => [{ address: '127.0.0.1' }]);
-      out.push(...addrs.map((a) => a.address));
-    } else out.push(item);
-  }
-  return [...new Set(out)];
-}
-
 const SECURITY_HEADERS = {
   // The page has no script and no external asset: say so to the browser.
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
@@ -118,7 +103,7 @@ export async function startMetricsListener(opts: MetricsListenerOptions): Promis
       res.end('internal error\n');
     });
   };
-  const hosts = await hostsOf(opts.listenAddresses);
+  const hosts = await listenHosts(opts.listenAddresses);
   if (hosts.length === 0) throw new PgtlsError(ERR_METRICS_LISTENER, 'metrics_listen_addresses is empty');
   const servers: Server[] = [];
   let port = opts.port;
