@@ -72,6 +72,21 @@ export interface GatewayConfig extends TlsSettings {
   readonly report_require_secure_transport: boolean;
   readonly report_list_size: number;
   readonly client_tls_facts_to_backend: 'off' | 'startup' | 'view' | 'both';
+  /** Pooling (src/gateway/pool/settings.ts); durations in milliseconds. */
+  readonly pool_mode: 'relay' | 'session' | 'transaction';
+  readonly default_pool_size: number;
+  readonly min_pool_size: number;
+  readonly reserve_pool_size: number;
+  readonly reserve_pool_timeout: number;
+  readonly max_db_connections: number;
+  readonly server_idle_timeout: number;
+  readonly server_lifetime: number;
+  readonly server_reset_query: string;
+  readonly server_reset_query_always: boolean;
+  readonly server_check_query: string;
+  readonly server_check_delay: number;
+  readonly query_wait_timeout: number;
+  readonly max_prepared_statements: number;
   /** Where each value came from ("pgtls.conf:12", "--port", "PGTLS_PORT", "default"). */
   readonly sources: Readonly<Record<ConfigKey, string>>;
   /** The config file, if one was given (reload re-reads it). */

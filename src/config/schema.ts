@@ -178,6 +178,69 @@ export const SCHEMA = {
     default: 'off',
     help: "show the client's TLS facts to SQL: pgtls.* startup settings, the pgtls.pg_stat_ssl view, or both",
   },
+  // Pooling (PgBouncer's names and defaults, doc/config.md of PgBouncer 1.25; see docs/pooling.md).
+  pool_mode: {
+    kind: { type: 'enum', values: ['relay', 'session', 'transaction'] },
+    default: 'relay',
+    help: 'relay: a fresh backend connection per client (no pooling); session; transaction',
+  },
+  default_pool_size: {
+    kind: { type: 'int', min: 1, max: 100_000 },
+    default: '20',
+    help: 'servers per (database, user)',
+  },
+  min_pool_size: { kind: { type: 'int', min: 0, max: 100_000 }, default: '0', help: 'servers kept open per pool' },
+  reserve_pool_size: {
+    kind: { type: 'int', min: 0, max: 100_000 },
+    default: '0',
+    help: 'extra servers for a client waiting longer than reserve_pool_timeout',
+  },
+  reserve_pool_timeout: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 86_400_000 },
+    default: '5s',
+    help: 'wait before the reserve pool is used (0: at once)',
+  },
+  max_db_connections: {
+    kind: { type: 'int', min: 0, max: 1_000_000 },
+    default: '0',
+    help: 'servers per database over all users (0: no limit)',
+  },
+  server_idle_timeout: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 2_147_483_000 },
+    default: '600s',
+    help: 'close a server idle this long (0: never)',
+  },
+  server_lifetime: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 2_147_483_000 },
+    default: '3600s',
+    help: 'close a server this old when it is released (0: never)',
+  },
+  server_reset_query: { kind: { type: 'string' }, default: 'DISCARD ALL', help: 'run on release in session mode' },
+  server_reset_query_always: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'run server_reset_query in transaction mode too',
+  },
+  server_check_query: {
+    kind: { type: 'string' },
+    default: '<empty>',
+    help: "check before reusing a server ('<empty>': an empty query; '': no check)",
+  },
+  server_check_delay: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 86_400_000 },
+    default: '30s',
+    help: 'reuse a server idle less than this without server_check_query',
+  },
+  query_wait_timeout: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 2_147_483_000 },
+    default: '120s',
+    help: 'a client waits this long for a server, then FATAL "query_wait_timeout" (0: forever)',
+  },
+  max_prepared_statements: {
+    kind: { type: 'int', min: 0, max: 100_000 },
+    default: '200',
+    help: 'named protocol-level prepared statements per server in transaction mode (0: not tracked)',
+  },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof SCHEMA;
