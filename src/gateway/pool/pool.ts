@@ -69,6 +69,8 @@ export class Pool {
   #lastCredentials: ServerCredentials | undefined;
   #lastVars: ReadonlyMap<string, string> = new Map();
   #closed = false;
+  /** ParameterStatus of the last server logged in: the welcome for a transaction-mode client (as PgBouncer's). */
+  welcomeParams: ReadonlyMap<string, string> | undefined;
 
   constructor(
     readonly key: PoolKey,
@@ -137,7 +139,8 @@ export class Pool {
     this.#busy.delete(server);
     server.lastUsed = Date.now();
     if (!clean || server.broken || this.#closed || this.#overLifetime(server)) {
-      this.#drop(server, clean ? 'server lifetime over or pool closed' : 'released dirty');
+      const why = !clean || server.broken ? 'released dirty' : this.#closed ? 'pool closed' : 'server lifetime over';
+      this.#drop(server, why);
       this.#pump();
       return;
     }
@@ -290,6 +293,7 @@ export class Pool {
         if (w) w.opening = false;
         this.#lastCredentials = credentials;
         if (w) this.#lastVars = w.vars;
+        this.welcomeParams = new Map(srv.params);
         this.log('server opened', { ...this.key, server: srv.id, pid: srv.cancelKey?.pid });
         if (this.#closed) {
           this.#drop(srv, 'pool closed');

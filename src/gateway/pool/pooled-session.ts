@@ -25,6 +25,16 @@ interface Var {
   value: string;
 }
 
+/** The GUCs PgBouncer keeps per client (its varcache.c), by lower-case name. */
+const TRACKED = new Set([
+  'client_encoding',
+  'datestyle',
+  'timezone',
+  'intervalstyle',
+  'standard_conforming_strings',
+  'application_name',
+]);
+
 export interface SessionStats extends RelayStats {
   /** Transactions relayed (transaction mode); 1 for a session. */
   transactions: number;
@@ -103,22 +113,42 @@ export class PooledSession {
 
   /**
    * Everything a client gets after AuthenticationOk: ParameterStatus for every reported GUC, the gateway's
-   * BackendKeyData, ReadyForQuery. In session mode the server stays borrowed; in transaction mode it goes back.
+   * BackendKeyData, ReadyForQuery. Session mode borrows the client's server here and keeps it. Transaction mode
+   * answers from the pool's last login with the client's own values on top (PgBouncer's welcome message), so a
+   * client can connect while every server is busy; only a pool that never logged in borrows one first.
    */
   async welcome(): Promise<Buffer> {
-    let server: ServerConnection;
-    try {
-      server = await this.checkout();
-    } catch (e) {
-      this.onEnd();
-      throw e;
-    }
     const parts: Buffer[] = [];
-    for (const [name, value] of server.params) parts.push(encodeParameterStatus(name, value));
+    const known = this.mode === 'transaction' ? this.pool.welcomeParams : undefined;
+    let params: ReadonlyMap<string, string>;
+    if (known) {
+      const m = new Map(known);
+      for (const v of this.#vars.values()) {
+        const name = [...m.keys()].find((k) => k.toLowerCase() === v.name.toLowerCase());
+        if (name) m.set(name, v.value);
+      }
+      params = m;
+    } else {
+      let server: ServerConnection;
+      try {
+        server = await this.checkout();
+      } catch (e) {
+        this.onEnd();
+        throw e;
+      }
+      params = new Map(server.params);
+      if (this.mode === 'session') this.#server = server;
+      else this.pool.release(server, true, false);
+    }
+    for (const [name, value] of params) {
+      parts.push(encodeParameterStatus(name, value));
+      // PgBouncer's varcache: the client's value of each tracked GUC is what it was told, so that a server another
+      // client SET differently is SET back before this client's next transaction.
+      const lower = name.toLowerCase();
+      if (TRACKED.has(lower) && !this.#vars.has(lower)) this.#vars.set(lower, { name, value });
+    }
     parts.push(encodeBackendKeyData(this.cancelKey.pid, this.cancelKey.key));
     parts.push(encodeReadyForQuery('I'));
-    if (this.mode === 'session') this.#server = server;
-    else this.pool.release(server, true, false);
     return Buffer.concat(parts);
   }
 
