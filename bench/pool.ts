@@ -38,6 +38,8 @@ async function serveFront(spec: string): Promise<void> {
     settings: { pool_mode: s.mode, default_pool_size: s.size },
     passwords: {},
   });
+  // A normal exit on a signal, so that `node --cpu-prof` writes its profile.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(0));
   process.stdout.write(`${f.port}\n`);
 }
 

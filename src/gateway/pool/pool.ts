@@ -31,7 +31,8 @@ export const QUERY_WAIT_TIMEOUT: WireError = { severity: 'FATAL', code: '08P01',
 
 interface Waiter {
   readonly credentials: ServerCredentials | undefined;
-  readonly vars: ReadonlyMap<string, string>;
+  /** The client's startup GUCs for a server logged in for it (built only then). */
+  readonly vars: () => ReadonlyMap<string, string>;
   readonly since: number;
   reserveOk: boolean;
   opening: boolean;
@@ -94,7 +95,10 @@ export class Pool {
    * in with this client's credentials and startup GUCs, or the next one released — waiting at most
    * query_wait_timeout. Rejects with a PoolRefusal.
    */
-  acquire(credentials: ServerCredentials | undefined, vars: ReadonlyMap<string, string>): Promise<ServerConnection> {
+  acquire(
+    credentials: ServerCredentials | undefined,
+    vars: () => ReadonlyMap<string, string>,
+  ): Promise<ServerConnection> {
     if (this.#closed) return Promise.reject(new PoolRefusal(refuse.shuttingDown(), 'pool closed'));
     return new Promise((resolve, reject) => {
       const w: Waiter = {
@@ -128,6 +132,28 @@ export class Pool {
       this.#queue.push(w);
       this.#pump();
     });
+  }
+
+  /**
+   * The fast path of acquire(), without a promise or a timer: an idle server when no client is queued before this
+   * one and the server needs no check. undefined: take the queue (acquire()).
+   */
+  takeIdle(): ServerConnection | undefined {
+    if (this.#queue.length > 0 || this.#closed) return undefined;
+    const s = this.settings;
+    while (this.#idle.length > 0) {
+      const srv = this.#idle[this.#idle.length - 1]!;
+      if (s.server_check_query !== '' && Date.now() - srv.lastUsed >= s.server_check_delay) return undefined;
+      this.#idle.pop();
+      srv.unwatch();
+      if (srv.broken) this.#drop(srv, 'broken while idle');
+      else if (this.#overLifetime(srv)) this.#drop(srv, 'server lifetime over');
+      else {
+        this.#busy.add(srv);
+        return srv;
+      }
+    }
+    return undefined;
   }
 
   /**
@@ -286,13 +312,14 @@ export class Pool {
     this.dbCounts.add(this.key.database, 1);
     if (w) w.opening = true;
     const credentials = w ? w.credentials : this.#lastCredentials;
-    const req: LoginRequest = { key: this.key, params: w ? w.vars : this.#lastVars, credentials };
+    const params = w ? w.vars() : this.#lastVars;
+    const req: LoginRequest = { key: this.key, params, credentials };
     this.login.open(req).then(
       (srv) => {
         this.#opening--;
         if (w) w.opening = false;
         this.#lastCredentials = credentials;
-        if (w) this.#lastVars = w.vars;
+        if (w) this.#lastVars = params;
         this.welcomeParams = new Map(srv.params);
         this.log('server opened', { ...this.key, server: srv.id, pid: srv.cancelKey?.pid });
         if (this.#closed) {

@@ -77,7 +77,18 @@ export class PooledSession {
    * values the backend reports back (it normalises some: DateStyle 'ISO' becomes 'ISO, MDY').
    */
   async checkout(): Promise<ServerConnection> {
-    const server = await this.pool.acquire(this.credentials, this.#startupMap());
+    const server = await this.pool.acquire(this.credentials, () => this.#startupMap());
+    return this.#ready(server);
+  }
+
+  /** checkout() without a promise when an idle server is there and already has the client's GUC values. */
+  checkoutNow(): ServerConnection | Promise<ServerConnection> {
+    const server = this.pool.takeIdle();
+    if (!server) return this.checkout();
+    return this.#sets(server).length === 0 ? server : this.#ready(server);
+  }
+
+  async #ready(server: ServerConnection): Promise<ServerConnection> {
     try {
       await this.#applyVars(server);
     } catch (e) {
@@ -87,11 +98,16 @@ export class PooledSession {
     return server;
   }
 
-  async #applyVars(server: ServerConnection): Promise<void> {
+  #sets(server: ServerConnection): string[] {
     const sets: string[] = [];
     for (const [lower, v] of this.#vars) {
       if (server.vars.get(lower) !== v.value) sets.push(`SET ${quoteIdent(v.name)} = ${quoteLiteral(v.value)}`);
     }
+    return sets;
+  }
+
+  async #applyVars(server: ServerConnection): Promise<void> {
+    const sets = this.#sets(server);
     if (sets.length === 0) return;
     const r = await server.query(sets.join('; ')).catch((e: Error) => {
       throw new PoolRefusal(
@@ -158,7 +174,10 @@ export class PooledSession {
     try {
       if (this.mode === 'session') return await this.#runSession(client, pipelined);
       const tx = new TxRelay(client, {
-        acquire: () => this.checkout().catch((e: unknown) => this.#refused(e)),
+        acquire: () => {
+          const got = this.checkoutNow();
+          return got instanceof Promise ? got.catch((e: unknown) => this.#refused(e)) : got;
+        },
         release: (s, clean) => this.pool.release(s, clean, false),
         noteClientParam: (name, value) => {
           const lower = name.toLowerCase();

@@ -39,8 +39,11 @@ type Entry =
 
 /** What the relay needs from the session around it. */
 export interface TxHost {
-  /** A server for the next transaction, GUCs applied; rejects when the client must be disconnected (it is told). */
-  acquire(): Promise<ServerConnection>;
+  /**
+   * A server for the next transaction, GUCs applied: at once when one is idle and ready, else a promise that rejects
+   * when the client must be disconnected (it has been told why).
+   */
+  acquire(): ServerConnection | Promise<ServerConnection>;
   /** The transaction is over (clean) or the server is unusable (dirty). */
   release(server: ServerConnection, clean: boolean): void;
   /** A ParameterStatus reached the client: remember the value for the next server. */
@@ -175,9 +178,14 @@ export class TxRelay {
         if (this.#clientReader.buffered === 0) break;
         if (!this.#server) {
           // A message is waiting (complete or not): get a server first, reading no more meanwhile.
+          const got = this.host.acquire();
+          if (!(got instanceof Promise)) {
+            this.#attach(got);
+            continue;
+          }
           this.#acquiring = true;
           this.client.pause();
-          this.host.acquire().then(
+          got.then(
             (s) => {
               this.#acquiring = false;
               if (this.#ended) {
@@ -211,14 +219,15 @@ export class TxRelay {
   #flushToServer(): void {
     const s = this.#server;
     if (this.#toServer.length === 0 || !s) return;
-    const out = this.#toServer.length === 1 ? this.#toServer[0]! : Buffer.concat(this.#toServer);
+    // One copy: frames are views into the reader's buffer, which the next push() may overwrite.
+    const out = Buffer.concat(this.#toServer);
     this.#toServer = [];
     if (!s.socket.write(out)) this.client.pause();
   }
 
-  #send(b: Buffer, copy: boolean): void {
-    // A frame from the reader is a view into its buffer: copy unless it is concatenated before the next push.
-    this.#toServer.push(copy ? Buffer.from(b) : b);
+  /** Queue bytes for the server; flushed (copied) before the client's reader sees its next chunk. */
+  #send(b: Buffer): void {
+    this.#toServer.push(b);
   }
 
   /** Returns false when the relay ended (Terminate, a FATAL). */
@@ -268,7 +277,7 @@ export class TxRelay {
         const st = b && b.statement !== '' ? h.statements.get(b.statement) : undefined;
         if (b && st) {
           this.#ensure(st);
-          this.#send(encodeBind(body, b, st.serverName), false);
+          this.#send(encodeBind(body, b, st.serverName));
           this.#queue.push({ k: 'bind' });
           return true;
         }
@@ -280,7 +289,7 @@ export class TxRelay {
         const st = t?.kind === 'S' && t.name !== '' ? h.statements.get(t.name) : undefined;
         if (st) {
           this.#ensure(st);
-          this.#send(encodeTarget(FrontendType.Describe, 'S', st.serverName), false);
+          this.#send(encodeTarget(FrontendType.Describe, 'S', st.serverName));
           this.#queue.push({ k: 'describe' });
           return true;
         }
@@ -302,7 +311,7 @@ export class TxRelay {
         // Flush, CopyData, CopyDone, CopyFail: no answer of their own.
         break;
     }
-    this.#send(frame, true);
+    this.#send(frame);
     return true;
   }
 
@@ -330,12 +339,12 @@ export class TxRelay {
     for (const oldest of s.prepared.keys()) {
       if (s.prepared.size < this.host.maxPrepared) break;
       s.prepared.delete(oldest);
-      this.#send(encodeTarget(FrontendType.Close, 'S', oldest), false);
+      this.#send(encodeTarget(FrontendType.Close, 'S', oldest));
       this.#queue.push({ k: 'close', swallow: true });
     }
     // Counted as prepared now, so that a Bind pipelined right behind does not prepare it twice; undone on error.
     s.prepared.set(st.serverName, true);
-    this.#send(encodeParse(st.serverName, st.rest), false);
+    this.#send(encodeParse(st.serverName, st.rest));
     this.#queue.push({
       k: 'parse',
       swallow,
