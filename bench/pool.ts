@@ -72,11 +72,16 @@ async function waitPort(port: number): Promise<void> {
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
-/** CPU (user + system) a process has used so far, in µs (/proc/PID/stat fields 14 and 15). */
-function cpuOf(pid: number): number {
+/** CPU a process has used so far, user and system, in µs (/proc/PID/stat fields 14 and 15). */
+function cpuOf(pid: number): { user: number; sys: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
+  return { user: (Number(f[11]) * 1e6) / CLK_TCK, sys: (Number(f[12]) * 1e6) / CLK_TCK };
+}
+
+function cpuSince(pid: number, from: { user: number; sys: number }): { user: number; sys: number } {
+  const now = cpuOf(pid);
+  return { user: now.user - from.user, sys: now.sys - from.sys };
 }
 
 interface Run {
@@ -211,15 +216,18 @@ async function main(): Promise<void> {
       const direct = pgbench(pgPort, sc.args, seconds);
       const b0 = cpuOf(bouncer.pid!);
       const bouncerRun = pgbench(bPort, sc.args, seconds);
-      const bCpu = cpuOf(bouncer.pid!) - b0;
+      const bCpu = cpuSince(bouncer.pid!, b0);
       const f0 = cpuOf(front.pid!);
       const poolRun = pgbench(frontPort, sc.args, seconds);
-      const fCpu = cpuOf(front.pid!) - f0;
+      const fCpu = cpuSince(front.pid!, f0);
       bouncer.kill('SIGTERM');
       front.kill('SIGTERM');
       const show = (r: Run) => (r.error ? `failed: ${r.error}` : r.tps.toFixed(0));
       const ratio = (a: Run, b: Run) => (a.error || b.error ? 'n/a' : (a.tps / b.tps).toFixed(2));
-      const per = (cpu: number, r: Run) => (r.transactions > 0 ? (cpu / r.transactions).toFixed(1) : 'n/a');
+      const per = (cpu: { user: number; sys: number }, r: Run) =>
+        r.transactions > 0
+          ? `${(cpu.user / r.transactions).toFixed(1)} + ${(cpu.sys / r.transactions).toFixed(1)}`
+          : 'n/a';
       say(
         `| ${sc.mode} \`pgbench -S ${sc.args.join(' ')}\`, pool ${sc.size} | ${show(direct)} | ${show(bouncerRun)} | ${show(poolRun)} | ${ratio(poolRun, bouncerRun)} | ${ratio(poolRun, direct)} | ${per(bCpu, bouncerRun)} | ${per(fCpu, poolRun)} |`,
       );

@@ -38,7 +38,6 @@ interface Waiter {
   opening: boolean;
   resolve(s: ServerConnection): void;
   reject(e: PoolRefusal): void;
-  timers: NodeJS.Timeout[];
 }
 
 export interface PoolCounts {
@@ -70,6 +69,7 @@ export class Pool {
   #lastCredentials: ServerCredentials | undefined;
   #lastVars: ReadonlyMap<string, string> = new Map();
   #closed = false;
+  #timer: NodeJS.Timeout | undefined;
   /** ParameterStatus of the last server logged in: the welcome for a transaction-mode client (as PgBouncer's). */
   welcomeParams: ReadonlyMap<string, string> | undefined;
 
@@ -109,29 +109,43 @@ export class Pool {
         opening: false,
         resolve,
         reject,
-        timers: [],
       };
-      const s = this.settings;
-      if (s.query_wait_timeout > 0) {
-        const t = setTimeout(() => {
-          if (!this.#dequeue(w)) return;
-          this.log('query_wait_timeout', { ...this.key, waited_ms: Date.now() - w.since });
-          w.reject(new PoolRefusal(QUERY_WAIT_TIMEOUT, `query_wait_timeout (${s.query_wait_timeout} ms) expired`));
-        }, s.query_wait_timeout);
-        t.unref();
-        w.timers.push(t);
-      }
-      if (s.reserve_pool_size > 0 && s.reserve_pool_timeout > 0) {
-        const t = setTimeout(() => {
-          w.reserveOk = true;
-          this.#pump();
-        }, s.reserve_pool_timeout);
-        t.unref();
-        w.timers.push(t);
-      }
       this.#queue.push(w);
       this.#pump();
+      this.#arm();
     });
+  }
+
+  /**
+   * One timer per pool, for the oldest waiting client (the queue is FIFO, so it is the first to reach
+   * query_wait_timeout or reserve_pool_timeout) — not one per wait, which transaction pooling does per transaction.
+   */
+  #arm(): void {
+    const head = this.#queue[0];
+    if (this.#timer || !head) return;
+    const s = this.settings;
+    let at = Number.POSITIVE_INFINITY;
+    if (s.query_wait_timeout > 0) at = head.since + s.query_wait_timeout;
+    if (!head.reserveOk && s.reserve_pool_size > 0) at = Math.min(at, head.since + s.reserve_pool_timeout);
+    if (at === Number.POSITIVE_INFINITY) return;
+    this.#timer = setTimeout(() => this.#sweep(), Math.max(0, at - Date.now()) + 1);
+    this.#timer.unref();
+  }
+
+  #sweep(): void {
+    this.#timer = undefined;
+    const s = this.settings;
+    const now = Date.now();
+    for (const w of [...this.#queue]) {
+      const waited = now - w.since;
+      if (s.query_wait_timeout > 0 && waited >= s.query_wait_timeout) {
+        this.#dequeue(w);
+        this.log('query_wait_timeout', { ...this.key, waited_ms: waited });
+        w.reject(new PoolRefusal(QUERY_WAIT_TIMEOUT, `query_wait_timeout (${s.query_wait_timeout} ms) expired`));
+      } else if (waited >= s.reserve_pool_timeout) w.reserveOk = true;
+    }
+    this.#pump();
+    this.#arm();
   }
 
   /**
@@ -210,8 +224,8 @@ export class Pool {
   close(): void {
     this.#closed = true;
     for (let i = this.#idle.length - 1; i >= 0; i--) this.#removeIdle(i, 'pool closed');
+    clearTimeout(this.#timer);
     for (const w of this.#queue.splice(0)) {
-      for (const t of w.timers) clearTimeout(t);
       w.reject(new PoolRefusal(refuse.shuttingDown(), 'pool closed'));
     }
   }
@@ -240,7 +254,10 @@ export class Pool {
     const i = this.#queue.indexOf(w);
     if (i < 0) return false;
     this.#queue.splice(i, 1);
-    for (const t of w.timers) clearTimeout(t);
+    if (this.#queue.length === 0 && this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
     return true;
   }
 

@@ -76,9 +76,10 @@ export class PooledSession {
    * Borrow a server, make its GUCs the client's (SET where they differ, as PgBouncer's varcache), and take the
    * values the backend reports back (it normalises some: DateStyle 'ISO' becomes 'ISO, MDY').
    */
-  async checkout(): Promise<ServerConnection> {
-    const server = await this.pool.acquire(this.credentials, () => this.#startupMap());
-    return this.#ready(server);
+  checkout(): Promise<ServerConnection> {
+    return this.pool
+      .acquire(this.credentials, () => this.#startupMap())
+      .then((server) => (this.#sets(server).length === 0 ? server : this.#ready(server)));
   }
 
   /** checkout() without a promise when an idle server is there and already has the client's GUC values. */
