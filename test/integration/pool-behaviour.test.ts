@@ -364,6 +364,38 @@ describe('janitor and stale servers', () => {
     }
   });
 
+  test('server_check_query runs before reuse after server_check_delay; a server failing it is discarded', async () => {
+    const ok = await front({
+      pool_mode: 'transaction',
+      default_pool_size: 1,
+      server_check_query: 'select 1',
+      server_check_delay: 0,
+    });
+    const bad = await front({
+      pool_mode: 'transaction',
+      default_pool_size: 1,
+      server_check_query: 'select 1/0',
+      server_check_delay: 0,
+    });
+    for (const [f, same] of [
+      [ok, true],
+      [bad, false],
+    ] as const) {
+      const c = client(f);
+      await c.connect();
+      try {
+        const p1 = (await c.query('select pg_backend_pid() as p')).rows[0].p;
+        await sleep(20);
+        const p2 = (await c.query('select pg_backend_pid() as p')).rows[0].p;
+        assert.equal(p1 === p2, same);
+      } finally {
+        await c.end();
+      }
+    }
+    assert.ok(bad.events.some((e) => e.detail.reason === 'server_check_query failed: division by zero'));
+    assert.ok(!ok.events.some((e) => String(e.detail.reason).startsWith('server_check_query')));
+  });
+
   test('a server whose backend was terminated while idle is discarded, never handed out', async () => {
     const f = await front({ pool_mode: 'transaction', default_pool_size: 1 });
     const c = client(f);

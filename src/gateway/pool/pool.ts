@@ -185,6 +185,9 @@ export class Pool {
       return;
     }
     const reset = this.settings.server_reset_query;
+    // Without a reset, what a session-mode client SET is unknown (the raw relay does not read it): forget the
+    // server's values so that the next client's are all SET.
+    if (reset === '' && sessionMode) server.vars.clear();
     if (reset !== '' && (sessionMode || this.settings.server_reset_query_always)) {
       this.#busy.add(server);
       server.query(reset).then(
