@@ -162,7 +162,7 @@ async function main(): Promise<void> {
     );
     say('');
     say(
-      '| scenario | direct TPS | PgBouncer TPS | pgtls pool TPS | pool / PgBouncer | pool / direct | CPU µs/tx PgBouncer | CPU µs/tx pool |',
+      '| scenario | direct TPS | PgBouncer TPS | pgtls pool TPS | pool / PgBouncer | pool / direct | CPU µs/tx PgBouncer (user + sys) | CPU µs/tx pool (user + sys) |',
     );
     say('|---|---|---|---|---|---|---|---|');
     for (const sc of SCENARIOS) {
