@@ -211,6 +211,39 @@ describe('transaction pooling: prepared statements across servers', () => {
     }
   });
 
+  test('postgres.js pipelines: an error in the middle fails that query only; a failed Parse leaves nothing behind', async () => {
+    const f = await front({ pool_mode: 'transaction', default_pool_size: 1, max_prepared_statements: 2 });
+    const sql = postgres({ host: '127.0.0.1', port: f.port, user: 'app', database: 'postgres', max: 1 });
+    try {
+      for (let round = 0; round < 3; round++) {
+        const [a, b, c, d] = await Promise.allSettled([
+          sql`select ${1}::int as x`,
+          sql`select 1 / ${0}::int as x`,
+          sql`select ${3}::int + ${round}::int as x`,
+          sql`selec ${round}`,
+        ]);
+        assert.equal(a.status === 'fulfilled' && a.value[0]?.x, 1);
+        assert.equal(b.status, 'rejected');
+        assert.equal((b as PromiseRejectedResult).reason.code, '22012');
+        assert.equal((b as PromiseRejectedResult).reason.message, 'division by zero');
+        assert.equal(c.status === 'fulfilled' && c.value[0]?.x, 3 + round);
+        assert.equal((d as PromiseRejectedResult).reason.code, '42601');
+      }
+      // Five distinct statements on a server that keeps two: the oldest are closed, and prepared again when used.
+      for (let pass = 0; pass < 2; pass++) {
+        for (let i = 0; i < 5; i++) {
+          const r = await sql.unsafe(`select $1::int * ${i + 2} as x`, [pass + 1], { prepare: true });
+          assert.equal(r[0]?.x, (pass + 1) * (i + 2));
+        }
+      }
+      const [held] = await sql.unsafe('select count(*)::int as n from pg_prepared_statements', [], { prepare: true });
+      const n = Number(held?.n);
+      assert.ok(n >= 1 && n <= 2, `statements held by the server: ${n}`);
+    } finally {
+      await sql.end();
+    }
+  });
+
   test('without tracking (max_prepared_statements = 0) the same workload fails as PostgreSQL says', async () => {
     const f = await front({ pool_mode: 'transaction', default_pool_size: 2, max_prepared_statements: 0 });
     const clients = Array.from({ length: 6 }, () => pgClient(f));

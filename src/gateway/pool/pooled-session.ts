@@ -181,10 +181,11 @@ export class PooledSession {
         },
         release: (s, clean) => this.pool.release(s, clean, false),
         noteClientParam: (name, value) => {
+          // Only the client's own GUCs: a reported read-only one (is_superuser, in_hot_standby) cannot be SET.
           const lower = name.toLowerCase();
           const v = this.#vars.get(lower);
           if (v) v.value = value;
-          else this.#vars.set(lower, { name, value });
+          else if (TRACKED.has(lower)) this.#vars.set(lower, { name, value });
         },
         fatal: (message, code) => this.#send({ severity: 'FATAL', code, message }),
         statements: this.#statements,
