@@ -11,7 +11,7 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { startCluster } from '../../src/gateway/embedded-postgres.js';
 import { embeddedBinaries } from '../../src/gateway/embedded-postgres.js';
-import { encodeCancelRequest } from '../../src/protocol/startup.js';
+import { encodeCancelRequest, encodeStartupMessage } from '../../src/protocol/startup.js';
 import { cleanEnv, psql, run } from '../support/clients.js';
 import { type PoolFront, startPoolFront } from '../support/pool-front.js';
 import { SUPERUSER_PASSWORD, type TestCluster, startTestCluster } from '../support/postgres.js';
@@ -156,6 +156,28 @@ describe('pool exhaustion', () => {
     const r = await waiting;
     assert.equal(r.code, 0, r.stderr);
     assert.equal(Number(r.stdout.trim()), pidA, 'the same server, handed over');
+  });
+
+  test('session: a waiting client that leaves leaves the queue', async () => {
+    const f = await front({ pool_mode: 'session', default_pool_size: 1, query_wait_timeout: 10_000 });
+    const holder = client(f);
+    await holder.connect();
+    try {
+      const s = connect(f.port, '127.0.0.1');
+      s.write(
+        encodeStartupMessage([
+          ['user', 'app'],
+          ['database', 'postgres'],
+        ]),
+      );
+      await sleep(300);
+      assert.equal(f.pools.all()[0]?.counts.waiting, 1);
+      s.destroy();
+      await sleep(200);
+      assert.equal(f.pools.all()[0]?.counts.waiting, 0);
+    } finally {
+      await holder.end();
+    }
   });
 
   test('session: query_wait_timeout ends a waiting client with PgBouncer\'s FATAL (08P01 "query_wait_timeout")', async () => {

@@ -90,8 +90,10 @@ async function serve(sock: Socket, pools: Pools): Promise<void> {
     }
     const sp = parsed.value;
     const session = pools.open({ user: sp.user, database: sp.database, startup: sp.params, minor: sp.minor });
+    const gone = new AbortController();
+    sock.once('close', () => gone.abort());
     try {
-      const welcome = await session.welcome();
+      const welcome = await session.welcome(gone.signal);
       sock.write(Buffer.concat([AUTHENTICATION_OK, welcome]));
     } catch (e) {
       const wire =

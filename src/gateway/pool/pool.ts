@@ -98,8 +98,10 @@ export class Pool {
   acquire(
     credentials: ServerCredentials | undefined,
     vars: () => ReadonlyMap<string, string>,
+    signal?: AbortSignal,
   ): Promise<ServerConnection> {
     if (this.#closed) return Promise.reject(new PoolRefusal(refuse.shuttingDown(), 'pool closed'));
+    if (signal?.aborted) return Promise.reject(new PoolRefusal(refuse.internalError(), 'client left'));
     return new Promise((resolve, reject) => {
       const w: Waiter = {
         credentials,
@@ -111,6 +113,14 @@ export class Pool {
         reject,
       };
       this.#queue.push(w);
+      // A client that leaves while it waits leaves the queue (PgBouncer closes waiting clients the same way).
+      signal?.addEventListener(
+        'abort',
+        () => {
+          if (this.#dequeue(w)) w.reject(new PoolRefusal(refuse.internalError(), 'client left while waiting'));
+        },
+        { once: true },
+      );
       this.#pump();
       this.#arm();
     });

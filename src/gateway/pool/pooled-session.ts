@@ -76,16 +76,16 @@ export class PooledSession {
    * Borrow a server, make its GUCs the client's (SET where they differ, as PgBouncer's varcache), and take the
    * values the backend reports back (it normalises some: DateStyle 'ISO' becomes 'ISO, MDY').
    */
-  checkout(): Promise<ServerConnection> {
+  checkout(signal?: AbortSignal): Promise<ServerConnection> {
     return this.pool
-      .acquire(this.credentials, () => this.#startupMap())
+      .acquire(this.credentials, () => this.#startupMap(), signal)
       .then((server) => (this.#sets(server).length === 0 ? server : this.#ready(server)));
   }
 
   /** checkout() without a promise when an idle server is there and already has the client's GUC values. */
-  checkoutNow(): ServerConnection | Promise<ServerConnection> {
+  checkoutNow(signal?: AbortSignal): ServerConnection | Promise<ServerConnection> {
     const server = this.pool.takeIdle();
-    if (!server) return this.checkout();
+    if (!server) return this.checkout(signal);
     return this.#sets(server).length === 0 ? server : this.#ready(server);
   }
 
@@ -133,8 +133,9 @@ export class PooledSession {
    * BackendKeyData, ReadyForQuery. Session mode borrows the client's server here and keeps it. Transaction mode
    * answers from the pool's last login with the client's own values on top (PgBouncer's welcome message), so a
    * client can connect while every server is busy; only a pool that never logged in borrows one first.
+   * `signal`: aborted when the client leaves while it waits (it leaves the queue).
    */
-  async welcome(): Promise<Buffer> {
+  async welcome(signal?: AbortSignal): Promise<Buffer> {
     const parts: Buffer[] = [];
     const known = this.mode === 'transaction' ? this.pool.welcomeParams : undefined;
     let params: ReadonlyMap<string, string>;
@@ -148,7 +149,7 @@ export class PooledSession {
     } else {
       let server: ServerConnection;
       try {
-        server = await this.checkout();
+        server = await this.checkout(signal);
       } catch (e) {
         this.onEnd();
         throw e;
@@ -175,8 +176,8 @@ export class PooledSession {
     try {
       if (this.mode === 'session') return await this.#runSession(client, pipelined);
       const tx = new TxRelay(client, {
-        acquire: () => {
-          const got = this.checkoutNow();
+        acquire: (signal) => {
+          const got = this.checkoutNow(signal);
           return got instanceof Promise ? got.catch((e: unknown) => this.#refused(e)) : got;
         },
         release: (s, clean) => this.pool.release(s, clean, false),

@@ -43,7 +43,7 @@ export interface TxHost {
    * A server for the next transaction, GUCs applied: at once when one is idle and ready, else a promise that rejects
    * when the client must be disconnected (it has been told why).
    */
-  acquire(): ServerConnection | Promise<ServerConnection>;
+  acquire(signal: AbortSignal): ServerConnection | Promise<ServerConnection>;
   /** The transaction is over (clean) or the server is unusable (dirty). */
   release(server: ServerConnection, clean: boolean): void;
   /** A ParameterStatus reached the client: remember the value for the next server. */
@@ -71,6 +71,8 @@ export class TxRelay {
   #ended = false;
   #desync = false;
   #lastStatus = 'I';
+  /** Aborted when the client leaves: a wait for a server ends with it. */
+  readonly #gone = new AbortController();
   readonly stats: TxStats = { bytesFromClient: 0, bytesFromBackend: 0, transactions: 0 };
   readonly #done: Promise<void>;
   #resolveDone!: () => void;
@@ -126,6 +128,7 @@ export class TxRelay {
   #end(): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#gone.abort();
     this.client.off('data', this.#onClientData);
     this.client.off('drain', this.#onClientDrain);
     // A transaction left open, an answer still due or bytes not yet written: the server cannot be reused
@@ -178,7 +181,7 @@ export class TxRelay {
         if (this.#clientReader.buffered === 0) break;
         if (!this.#server) {
           // A message is waiting (complete or not): get a server first, reading no more meanwhile.
-          const got = this.host.acquire();
+          const got = this.host.acquire(this.#gone.signal);
           if (!(got instanceof Promise)) {
             this.#attach(got);
             continue;
