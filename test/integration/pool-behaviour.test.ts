@@ -195,6 +195,55 @@ describe('pool exhaustion', () => {
     }
   });
 
+  test('session: reserve_pool_size serves a client that waited reserve_pool_timeout; beyond it, clients wait', async () => {
+    const f = await front({
+      pool_mode: 'session',
+      default_pool_size: 1,
+      reserve_pool_size: 1,
+      reserve_pool_timeout: 300,
+      query_wait_timeout: 1500,
+    });
+    const holder = client(f);
+    await holder.connect();
+    const second = client(f);
+    try {
+      const t0 = Date.now();
+      await second.connect();
+      const waited = Date.now() - t0;
+      assert.ok(waited >= 250, `served from the reserve after ${waited} ms`);
+      const third = client(f);
+      await assert.rejects(third.connect(), { code: '08P01', message: 'query_wait_timeout' });
+    } finally {
+      await holder.end();
+      await second.end();
+    }
+  });
+
+  test('max_db_connections bounds the servers of a database over all users', async () => {
+    const f = await front(
+      { pool_mode: 'session', default_pool_size: 5, max_db_connections: 1, query_wait_timeout: 1000 },
+      { app: APP_PASSWORD, postgres: SUPERUSER_PASSWORD },
+    );
+    const a = client(f);
+    await a.connect();
+    try {
+      const b = client(f, { user: 'postgres' });
+      await assert.rejects(b.connect(), { code: '08P01', message: 'query_wait_timeout' });
+      const other = client(f, { database: 'template1' });
+      await other.connect(); // another database has its own count
+      await other.end();
+      await a.end();
+      // The idle server of app's pool is evicted for the postgres pool, within a janitor tick.
+      const c = client(f, { user: 'postgres' });
+      await c.connect();
+      assert.equal((await c.query('select current_user as u')).rows[0].u, 'postgres');
+      await c.end();
+      assert.ok(f.events.some((e) => e.detail.reason === 'evicted for another pool (max_db_connections)'));
+    } finally {
+      await a.end().catch(() => undefined);
+    }
+  });
+
   test('transaction: a client connects while the only server is in a transaction, and its query times out', async () => {
     const f = await front({ pool_mode: 'transaction', default_pool_size: 1, query_wait_timeout: 1000 });
     const holder = client(f);

@@ -231,6 +231,21 @@ export class Pool {
       else if (this.#overLifetime(srv, now)) this.#removeIdle(i, 'server lifetime over');
     }
     if (!this.#closed && this.#lastCredentials && this.size < s.min_pool_size && this.#dbRoom()) this.#open(undefined);
+    // Room may have come from another pool of the database (max_db_connections).
+    this.#pump();
+  }
+
+  /** Clients wait here and no server may be added because the database is at max_db_connections. */
+  get starved(): boolean {
+    return this.#queue.length > 0 && this.#idle.length === 0 && !this.#dbRoom();
+  }
+
+  /** Close the longest-idle server to make room for another pool of the database. */
+  evictIdle(): boolean {
+    const srv = this.#idle.shift();
+    if (!srv) return false;
+    this.#drop(srv, 'evicted for another pool (max_db_connections)');
+    return true;
   }
 
   /** Close idle servers and refuse new requests; busy servers close when released. */

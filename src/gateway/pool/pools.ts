@@ -115,7 +115,14 @@ export class Pools {
 
   /** Janitor tick (also callable from tests). */
   maintain(): void {
-    for (const p of this.#pools.values()) p.maintain();
+    const pools = [...this.#pools.values()];
+    // A pool whose clients wait only because its database is full takes an idle server of another pool of the
+    // same database (as PgBouncer evicts one for max_db_connections).
+    for (const p of pools) {
+      if (!p.starved) continue;
+      pools.find((o) => o !== p && o.key.database === p.key.database && o.evictIdle());
+    }
+    for (const p of pools) p.maintain();
   }
 
   get sessions(): number {
