@@ -38,6 +38,7 @@ interface Waiter {
   opening: boolean;
   resolve(s: ServerConnection): void;
   reject(e: PoolRefusal): void;
+  unlisten?: () => void;
 }
 
 export interface PoolCounts {
@@ -113,14 +114,15 @@ export class Pool {
         reject,
       };
       this.#queue.push(w);
-      // A client that leaves while it waits leaves the queue (PgBouncer closes waiting clients the same way).
-      signal?.addEventListener(
-        'abort',
-        () => {
+      // A client that leaves while it waits leaves the queue (PgBouncer closes waiting clients the same way). The
+      // listener goes when the wait ends: a transaction-mode client waits with the same signal every transaction.
+      if (signal) {
+        const onAbort = () => {
           if (this.#dequeue(w)) w.reject(new PoolRefusal(refuse.internalError(), 'client left while waiting'));
-        },
-        { once: true },
-      );
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        w.unlisten = () => signal.removeEventListener('abort', onAbort);
+      }
       this.#pump();
       this.#arm();
     });
@@ -254,6 +256,7 @@ export class Pool {
     for (let i = this.#idle.length - 1; i >= 0; i--) this.#removeIdle(i, 'pool closed');
     clearTimeout(this.#timer);
     for (const w of this.#queue.splice(0)) {
+      w.unlisten?.();
       w.reject(new PoolRefusal(refuse.shuttingDown(), 'pool closed'));
     }
   }
@@ -282,6 +285,7 @@ export class Pool {
     const i = this.#queue.indexOf(w);
     if (i < 0) return false;
     this.#queue.splice(i, 1);
+    w.unlisten?.();
     if (this.#queue.length === 0 && this.#timer) {
       clearTimeout(this.#timer);
       this.#timer = undefined;

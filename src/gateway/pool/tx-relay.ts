@@ -11,7 +11,8 @@
  * differs (PgBouncer's varcache).
  */
 import type { Duplex } from 'node:stream';
-import { MessageReader } from '../../protocol/framing.js';
+import { PgtlsError } from '../../errors.js';
+import { ERR_MESSAGE_LENGTH, MessageReader } from '../../protocol/framing.js';
 import {
   BackendType,
   CLOSE_COMPLETE,
@@ -26,7 +27,7 @@ import {
   encodeTarget,
 } from '../../protocol/messages.js';
 import type { ClientStatement } from './prepared.js';
-import type { ServerConnection } from './server-connection.js';
+import { MAX_BACKEND_MESSAGE, type ServerConnection } from './server-connection.js';
 
 /** What a client may send in one message (PostgreSQL's PQ_LARGE_MESSAGE_LIMIT is 1 GiB). */
 export const MAX_CLIENT_MESSAGE = 1 << 30;
@@ -71,6 +72,8 @@ export class TxRelay {
   #ended = false;
   #desync = false;
   #lastStatus = 'I';
+  /** The chunk being read in place: frames that are consecutive views of it are written without a copy. */
+  #chunk: Buffer | undefined;
   /** Aborted when the client leaves: a wait for a server ends with it. */
   readonly #gone = new AbortController();
   readonly stats: TxStats = { bytesFromClient: 0, bytesFromBackend: 0, transactions: 0 };
@@ -79,8 +82,39 @@ export class TxRelay {
 
   readonly #onClientData = (d: Buffer) => {
     this.stats.bytesFromClient += d.length;
-    this.#clientReader.push(d);
-    this.#pumpClient();
+    if (this.#acquiring || this.#clientReader.buffered > 0) {
+      this.#clientReader.push(d);
+      this.#pumpClient();
+      return;
+    }
+    if (!this.#server) {
+      if (d.length === 5 && d[0] === FrontendType.Terminate) {
+        this.#end(); // goodbye between transactions: no server needed for that
+        return;
+      }
+      // Between transactions: the next one starts with this chunk.
+      const got = this.host.acquire(this.#gone.signal);
+      if (got instanceof Promise) {
+        this.#clientReader.push(d);
+        this.#wait(got);
+        return;
+      }
+      this.#attach(got);
+    }
+    // The common case: a server is attached and the chunk starts a message. Read it in place.
+    this.#chunk = d;
+    try {
+      eachMessage(this.#clientReader, d, MAX_CLIENT_MESSAGE, (type, body, frame) =>
+        this.#fromClient(type, body, frame),
+      );
+    } catch {
+      this.host.fatal('invalid message length', '08P01');
+      this.#end();
+      return;
+    } finally {
+      this.#flushToServer();
+      this.#chunk = undefined;
+    }
   };
   readonly #onServerData = (d: Buffer) => {
     this.stats.bytesFromBackend += d.length;
@@ -174,6 +208,28 @@ export class TxRelay {
   }
 
   /** Handle client messages until one needs a server that is not there yet. */
+  /** No server was idle: stop reading the client until one comes (or the client is refused). */
+  #wait(got: Promise<ServerConnection>): void {
+    this.#acquiring = true;
+    this.client.pause();
+    got.then(
+      (s) => {
+        this.#acquiring = false;
+        if (this.#ended) {
+          this.host.release(s, true);
+          return;
+        }
+        this.#attach(s);
+        this.client.resume();
+        this.#pumpClient();
+      },
+      () => {
+        this.#acquiring = false;
+        this.#end();
+      },
+    );
+  }
+
   #pumpClient(): void {
     if (this.#acquiring || this.#ended) return;
     try {
@@ -186,24 +242,7 @@ export class TxRelay {
             this.#attach(got);
             continue;
           }
-          this.#acquiring = true;
-          this.client.pause();
-          got.then(
-            (s) => {
-              this.#acquiring = false;
-              if (this.#ended) {
-                this.host.release(s, true);
-                return;
-              }
-              this.#attach(s);
-              this.client.resume();
-              this.#pumpClient();
-            },
-            () => {
-              this.#acquiring = false;
-              this.#end();
-            },
-          );
+          this.#wait(got);
           return;
         }
         const m = this.#clientReader.next();
@@ -222,9 +261,7 @@ export class TxRelay {
   #flushToServer(): void {
     const s = this.#server;
     if (this.#toServer.length === 0 || !s) return;
-    // One copy: frames are views into the reader's buffer, which the next push() may overwrite.
-    const out = Buffer.concat(this.#toServer);
-    this.#toServer = [];
+    const out = joinFrames(this.#toServer, this.#chunk);
     if (!s.socket.write(out)) this.client.pause();
   }
 
@@ -358,27 +395,28 @@ export class TxRelay {
 
   #fromServer(d: Buffer): void {
     const s = this.#server!;
-    s.reader.push(d);
     let release = false;
+    const fromReader = s.reader.buffered > 0;
     try {
-      for (let m = s.reader.next(); m; m = s.reader.next()) {
-        // Frames are views into the reader's buffer: #flushToClient concatenates them before the next push.
-        if (this.#fromServerMessage(s, m.type, m.body)) this.#toClient.push(m.frame);
+      eachMessage(s.reader, d, MAX_BACKEND_MESSAGE, (type, body, frame) => {
+        if (this.#fromServerMessage(s, type, body)) this.#toClient.push(frame);
         this.#emitFakes();
-        if (m.type === BackendType.ReadyForQuery) {
-          this.#lastStatus = String.fromCharCode(m.body[0] ?? 0);
+        if (type === BackendType.ReadyForQuery) {
+          this.#lastStatus = String.fromCharCode(body[0] ?? 0);
           if (this.#lastStatus === 'I' && this.#queue.length === 0) {
             release = true;
-            if (s.reader.buffered > 0) this.#desync = true;
-            break;
+            return false;
           }
         }
-      }
+        return true;
+      });
+      // Bytes after the ReadyForQuery that ends the transaction belong to no one: the server is out of step.
+      if (release && s.reader.buffered > 0) this.#desync = true;
     } catch {
       this.#desync = true;
       release = true;
     }
-    this.#flushToClient();
+    this.#flushToClient(fromReader ? undefined : d);
     if (release) {
       this.#detach(!this.#desync);
       if (this.#desync) this.#end();
@@ -387,10 +425,9 @@ export class TxRelay {
     }
   }
 
-  #flushToClient(): void {
+  #flushToClient(chunk?: Buffer): void {
     if (this.#toClient.length === 0) return;
-    const out = this.#toClient.length === 1 ? Buffer.from(this.#toClient[0]!) : Buffer.concat(this.#toClient);
-    this.#toClient = [];
+    const out = joinFrames(this.#toClient, chunk);
     if (!this.client.write(out)) this.#server?.socket.pause();
   }
 
@@ -467,4 +504,54 @@ export class TxRelay {
     const q = this.#queue;
     while (q.length > 0 && q[0]!.k === 'fake') this.#toClient.push((q.shift() as { msg: Buffer }).msg);
   }
+}
+
+/**
+ * Call `fn` for each complete message of `d`, in place when the reader holds nothing (frames are then views of `d`,
+ * which the socket never reuses), through the reader otherwise; an incomplete tail, or what follows a message for
+ * which `fn` returned false, is kept in the reader.
+ */
+function eachMessage(
+  reader: MessageReader,
+  d: Buffer,
+  max: number,
+  fn: (type: number, body: Buffer, frame: Buffer) => boolean,
+): void {
+  if (reader.buffered > 0) {
+    reader.push(d);
+    for (let m = reader.next(); m; m = reader.next()) if (!fn(m.type, m.body, m.frame)) return;
+    return;
+  }
+  const n = d.length;
+  let at = 0;
+  while (n - at >= 5) {
+    const len = d.readInt32BE(at + 1);
+    if (len < 4 || len > max) {
+      throw new PgtlsError(ERR_MESSAGE_LENGTH, `invalid message length ${len}`, { details: { length: len } });
+    }
+    const end = at + 1 + len;
+    if (end > n) break;
+    const go = fn(d[at]!, d.subarray(at + 5, end), d.subarray(at, end));
+    at = end;
+    if (!go) break;
+  }
+  if (at < n) reader.push(d.subarray(at));
+}
+
+/**
+ * One buffer for a socket write: when the frames are consecutive views of `chunk` (nothing rewritten, nothing
+ * made up), a view of it — no copy; otherwise a copy (views into a reader's buffer do not outlive its next push).
+ */
+function joinFrames(list: Buffer[], chunk: Buffer | undefined): Buffer {
+  const first = list[0]!;
+  let ok = chunk !== undefined && first.buffer === chunk.buffer;
+  let next = first.byteOffset + first.length;
+  for (let i = 1; ok && i < list.length; i++) {
+    const b = list[i]!;
+    ok = b.buffer === first.buffer && b.byteOffset === next;
+    next += b.length;
+  }
+  const out = ok ? Buffer.from(first.buffer, first.byteOffset, next - first.byteOffset) : Buffer.concat(list);
+  list.length = 0;
+  return out;
 }
