@@ -7,7 +7,7 @@
 import { type Server, type Socket, createServer } from 'node:net';
 import { InitialReader } from '../../src/gateway/phases/initial-reader.js';
 import { PasswordLogin } from '../../src/gateway/pool/login.js';
-import { PoolRefusal } from '../../src/gateway/pool/pool.js';
+import { ClientGone, PoolRefusal } from '../../src/gateway/pool/pool.js';
 import { Pools } from '../../src/gateway/pool/pools.js';
 import { type PoolSettings, poolSettingsFrom } from '../../src/gateway/pool/settings.js';
 import type { UpstreamTarget } from '../../src/gateway/upstream.js';
@@ -90,10 +90,10 @@ async function serve(sock: Socket, pools: Pools): Promise<void> {
     }
     const sp = parsed.value;
     const session = pools.open({ user: sp.user, database: sp.database, startup: sp.params, minor: sp.minor });
-    const gone = new AbortController();
-    sock.once('close', () => gone.abort());
+    const gone = new ClientGone();
+    sock.once('close', () => gone.fire());
     try {
-      const welcome = await session.welcome(gone.signal);
+      const welcome = await session.welcome(gone);
       sock.write(Buffer.concat([AUTHENTICATION_OK, welcome]));
     } catch (e) {
       const wire =

@@ -14,7 +14,7 @@ import {
 } from '../../protocol/messages.js';
 import type { RelayStats } from '../transport.js';
 import type { ServerCredentials } from './login.js';
-import { type Pool, PoolRefusal } from './pool.js';
+import { type ClientGone, type Pool, PoolRefusal } from './pool.js';
 import type { ClientStatement, StatementNames } from './prepared.js';
 import type { ServerConnection } from './server-connection.js';
 import { TxRelay } from './tx-relay.js';
@@ -76,14 +76,14 @@ export class PooledSession {
    * Borrow a server, make its GUCs the client's (SET where they differ, as PgBouncer's varcache), and take the
    * values the backend reports back (it normalises some: DateStyle 'ISO' becomes 'ISO, MDY').
    */
-  checkout(signal?: AbortSignal): Promise<ServerConnection> {
+  checkout(signal?: ClientGone): Promise<ServerConnection> {
     return this.pool
       .acquire(this.credentials, () => this.#startupMap(), signal)
       .then((server) => (this.#sets(server).length === 0 ? server : this.#ready(server)));
   }
 
   /** checkout() without a promise when an idle server is there and already has the client's GUC values. */
-  checkoutNow(signal?: AbortSignal): ServerConnection | Promise<ServerConnection> {
+  checkoutNow(signal?: ClientGone): ServerConnection | Promise<ServerConnection> {
     const server = this.pool.takeIdle();
     if (!server) return this.checkout(signal);
     return this.#sets(server).length === 0 ? server : this.#ready(server);
@@ -135,7 +135,7 @@ export class PooledSession {
    * client can connect while every server is busy; only a pool that never logged in borrows one first.
    * `signal`: aborted when the client leaves while it waits (it leaves the queue).
    */
-  async welcome(signal?: AbortSignal): Promise<Buffer> {
+  async welcome(signal?: ClientGone): Promise<Buffer> {
     const parts: Buffer[] = [];
     const known = this.mode === 'transaction' ? this.pool.welcomeParams : undefined;
     let params: ReadonlyMap<string, string>;
@@ -146,6 +146,7 @@ export class PooledSession {
         if (name) m.set(name, v.value);
       }
       params = m;
+      for (const [name, value] of params) parts.push(encodeParameterStatus(name, value));
     } else {
       let server: ServerConnection;
       try {
@@ -154,14 +155,14 @@ export class PooledSession {
         this.onEnd();
         throw e;
       }
-      params = new Map(server.params);
+      params = server.params;
+      parts.push(server.encodedParams());
       if (this.mode === 'session') this.#server = server;
       else this.pool.release(server, true, false);
     }
+    // PgBouncer's varcache: the client's value of each tracked GUC is what it was told, so that a server another
+    // client SET differently is SET back before this client's next transaction.
     for (const [name, value] of params) {
-      parts.push(encodeParameterStatus(name, value));
-      // PgBouncer's varcache: the client's value of each tracked GUC is what it was told, so that a server another
-      // client SET differently is SET back before this client's next transaction.
       const lower = name.toLowerCase();
       if (TRACKED.has(lower) && !this.#vars.has(lower)) this.#vars.set(lower, { name, value });
     }

@@ -10,7 +10,13 @@
 import type { Duplex } from 'node:stream';
 import { decodeErrorFields } from '../../protocol/error-response.js';
 import { MessageReader } from '../../protocol/framing.js';
-import { BackendType, decodeCommandTag, decodeParameterStatus, encodeQuery } from '../../protocol/messages.js';
+import {
+  BackendType,
+  decodeCommandTag,
+  decodeParameterStatus,
+  encodeParameterStatus,
+  encodeQuery,
+} from '../../protocol/messages.js';
 
 /** Messages from a backend are bounded like the relay's (1 GiB is PostgreSQL's own limit on a field). */
 export const MAX_BACKEND_MESSAGE = 1 << 30;
@@ -47,6 +53,8 @@ export class ServerConnection {
   readonly reader = new MessageReader(MAX_BACKEND_MESSAGE);
   #broken = false;
   #watching = false;
+  /** The ParameterStatus messages for `params`, encoded once (a session-mode welcome per client). */
+  #encodedParams: Buffer | undefined;
   readonly #onIdleData = () => this.#break();
   readonly #onGone = () => this.#break();
 
@@ -96,10 +104,17 @@ export class ServerConnection {
     this.socket.pause();
   }
 
+  /** ParameterStatus for every value the backend reported, as one buffer. */
+  encodedParams(): Buffer {
+    this.#encodedParams ??= Buffer.concat([...this.params].map(([k, v]) => encodeParameterStatus(k, v)));
+    return this.#encodedParams;
+  }
+
   /** Record a ParameterStatus the backend sent (whoever was reading). */
   noteParameterStatus(body: Buffer): { name: string; value: string } | undefined {
     const p = decodeParameterStatus(body);
     if (!p) return undefined;
+    this.#encodedParams = undefined;
     this.params.set(p.name, p.value);
     this.vars.set(p.name.toLowerCase(), p.value);
     return p;

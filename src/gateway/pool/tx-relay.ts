@@ -26,6 +26,7 @@ import {
   encodeParse,
   encodeTarget,
 } from '../../protocol/messages.js';
+import { ClientGone } from './pool.js';
 import type { ClientStatement } from './prepared.js';
 import { MAX_BACKEND_MESSAGE, type ServerConnection } from './server-connection.js';
 
@@ -44,7 +45,7 @@ export interface TxHost {
    * A server for the next transaction, GUCs applied: at once when one is idle and ready, else a promise that rejects
    * when the client must be disconnected (it has been told why).
    */
-  acquire(signal: AbortSignal): ServerConnection | Promise<ServerConnection>;
+  acquire(signal: ClientGone): ServerConnection | Promise<ServerConnection>;
   /** The transaction is over (clean) or the server is unusable (dirty). */
   release(server: ServerConnection, clean: boolean): void;
   /** A ParameterStatus reached the client: remember the value for the next server. */
@@ -75,7 +76,7 @@ export class TxRelay {
   /** The chunk being read in place: frames that are consecutive views of it are written without a copy. */
   #chunk: Buffer | undefined;
   /** Aborted when the client leaves: a wait for a server ends with it. */
-  readonly #gone = new AbortController();
+  readonly #gone = new ClientGone();
   readonly stats: TxStats = { bytesFromClient: 0, bytesFromBackend: 0, transactions: 0 };
   readonly #done: Promise<void>;
   #resolveDone!: () => void;
@@ -93,7 +94,7 @@ export class TxRelay {
         return;
       }
       // Between transactions: the next one starts with this chunk.
-      const got = this.host.acquire(this.#gone.signal);
+      const got = this.host.acquire(this.#gone);
       if (got instanceof Promise) {
         this.#clientReader.push(d);
         this.#wait(got);
@@ -162,7 +163,7 @@ export class TxRelay {
   #end(): void {
     if (this.#ended) return;
     this.#ended = true;
-    this.#gone.abort();
+    this.#gone.fire();
     this.client.off('data', this.#onClientData);
     this.client.off('drain', this.#onClientDrain);
     // A transaction left open, an answer still due or bytes not yet written: the server cannot be reused
@@ -237,7 +238,7 @@ export class TxRelay {
         if (this.#clientReader.buffered === 0) break;
         if (!this.#server) {
           // A message is waiting (complete or not): get a server first, reading no more meanwhile.
-          const got = this.host.acquire(this.#gone.signal);
+          const got = this.host.acquire(this.#gone);
           if (!(got instanceof Promise)) {
             this.#attach(got);
             continue;
