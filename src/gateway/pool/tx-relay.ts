@@ -11,33 +11,27 @@
  * differs (PgBouncer's varcache).
  */
 import type { Duplex } from 'node:stream';
-import { PgtlsError } from '../../errors.js';
-import { ERR_MESSAGE_LENGTH, MessageReader } from '../../protocol/framing.js';
+import { MessageReader } from '../../protocol/framing.js';
 import {
   BackendType,
   CLOSE_COMPLETE,
   FrontendType,
   PARSE_COMPLETE,
   decodeBind,
-  decodeCommandTag,
   decodeParse,
   decodeTarget,
   encodeBind,
   encodeParse,
   encodeTarget,
 } from '../../protocol/messages.js';
-import { ClientGone } from './pool.js';
+import { Expected } from './expected.js';
+import { eachMessage, joinFrames } from './frames.js';
 import type { ClientStatement } from './prepared.js';
 import { MAX_BACKEND_MESSAGE, type ServerConnection } from './server-connection.js';
+import { ClientGone } from './waiting.js';
 
 /** What a client may send in one message (PostgreSQL's PQ_LARGE_MESSAGE_LIMIT is 1 GiB). */
 export const MAX_CLIENT_MESSAGE = 1 << 30;
-
-type Entry =
-  | { k: 'parse'; swallow: boolean; serverName?: string; clientName?: string }
-  | { k: 'bind' | 'describe' | 'execute' | 'sync' | 'query' }
-  | { k: 'close'; swallow: boolean }
-  | { k: 'fake'; msg: Buffer };
 
 /** What the relay needs from the session around it. */
 export interface TxHost {
@@ -66,12 +60,17 @@ export interface TxStats {
 export class TxRelay {
   readonly #clientReader = new MessageReader(MAX_CLIENT_MESSAGE);
   #server: ServerConnection | undefined;
-  #queue: Entry[] = [];
+  readonly #queue = new Expected();
   #toServer: Buffer[] = [];
   #toClient: Buffer[] = [];
   #acquiring = false;
   #ended = false;
   #desync = false;
+
+  /** The relay or the answer accounting lost track: the server cannot be reused, the client cannot go on. */
+  get #outOfStep(): boolean {
+    return this.#desync || this.#queue.desync;
+  }
   #lastStatus = 'I';
   /** The chunk being read in place: frames that are consecutive views of it are written without a copy. */
   #chunk: Buffer | undefined;
@@ -182,13 +181,13 @@ export class TxRelay {
   #clean(): boolean {
     const s = this.#server;
     return (
-      !!s && !this.#desync && this.#queue.length === 0 && this.#lastStatus === 'I' && s.socket.writableLength === 0
+      !!s && !this.#outOfStep && this.#queue.length === 0 && this.#lastStatus === 'I' && s.socket.writableLength === 0
     );
   }
 
   #attach(s: ServerConnection): void {
     this.#server = s;
-    this.#queue = [];
+    this.#queue.reset();
     this.#lastStatus = 'I';
     s.socket.on('data', this.#onServerData);
     s.socket.once('close', this.#onServerGone);
@@ -358,7 +357,7 @@ export class TxRelay {
 
   #fake(msg: Buffer): void {
     this.#queue.push({ k: 'fake', msg });
-    this.#emitFakes();
+    this.#queue.emitFakes(this.#toClient);
     this.#flushToClient();
   }
 
@@ -400,8 +399,8 @@ export class TxRelay {
     const fromReader = s.reader.buffered > 0;
     try {
       eachMessage(s.reader, d, MAX_BACKEND_MESSAGE, (type, body, frame) => {
-        if (this.#fromServerMessage(s, type, body)) this.#toClient.push(frame);
-        this.#emitFakes();
+        if (this.#queue.onMessage(s, type, body, this.host)) this.#toClient.push(frame);
+        this.#queue.emitFakes(this.#toClient);
         if (type === BackendType.ReadyForQuery) {
           this.#lastStatus = String.fromCharCode(body[0] ?? 0);
           if (this.#lastStatus === 'I' && this.#queue.length === 0) {
@@ -419,8 +418,8 @@ export class TxRelay {
     }
     this.#flushToClient(fromReader ? undefined : d);
     if (release) {
-      this.#detach(!this.#desync);
-      if (this.#desync) this.#end();
+      this.#detach(!this.#outOfStep);
+      if (this.#outOfStep) this.#end();
       // Messages the client sent meanwhile (paused on backpressure) get the next server.
       else this.#pumpClient();
     }
@@ -431,128 +430,4 @@ export class TxRelay {
     const out = joinFrames(this.#toClient, chunk);
     if (!this.client.write(out)) this.#server?.socket.pause();
   }
-
-  /** Returns whether the message is forwarded to the client. */
-  #fromServerMessage(s: ServerConnection, type: number, body: Buffer): boolean {
-    const q = this.#queue;
-    const head = q[0];
-    let forward = true;
-    switch (type) {
-      case BackendType.ParameterStatus: {
-        const p = s.noteParameterStatus(body);
-        if (p) this.host.noteClientParam(p.name, p.value);
-        break;
-      }
-      case BackendType.ParseComplete:
-        if (head?.k === 'parse') {
-          forward = !head.swallow;
-          q.shift();
-        } else this.#desync = true;
-        break;
-      case BackendType.BindComplete:
-        if (head?.k === 'bind') q.shift();
-        else this.#desync = true;
-        break;
-      case BackendType.CloseComplete:
-        if (head?.k === 'close') {
-          forward = !head.swallow;
-          q.shift();
-        } else this.#desync = true;
-        break;
-      case BackendType.RowDescription:
-      case BackendType.NoData:
-        if (head?.k === 'describe') q.shift();
-        break;
-      case BackendType.CommandComplete:
-      case BackendType.EmptyQueryResponse:
-      case BackendType.PortalSuspended: {
-        if (type === BackendType.CommandComplete) {
-          const tag = decodeCommandTag(body);
-          s.noteCommand(tag);
-          // The client's statements went with DISCARD ALL / DEALLOCATE ALL (PgBouncer tracks the same two).
-          if (tag === 'DISCARD ALL' || tag === 'DEALLOCATE ALL') this.host.statements.clear();
-        }
-        if (head?.k === 'execute') q.shift();
-        break;
-      }
-      case BackendType.ReadyForQuery:
-        if (head?.k === 'sync' || head?.k === 'query') q.shift();
-        else this.#desync = true;
-        break;
-      case BackendType.ErrorResponse:
-        if (head && head.k !== 'sync' && head.k !== 'query') this.#skipToSync();
-        break;
-      default:
-        break;
-    }
-    return forward;
-  }
-
-  /** After an error the backend ignores everything up to Sync: so do the expected answers. */
-  #skipToSync(): void {
-    const q = this.#queue;
-    while (q.length > 0 && q[0]!.k !== 'sync' && q[0]!.k !== 'query') {
-      const e = q.shift()!;
-      if (e.k === 'parse' && e.serverName) {
-        this.#server?.prepared.delete(e.serverName);
-        if (e.clientName !== undefined && this.host.statements.get(e.clientName)?.serverName === e.serverName)
-          this.host.statements.delete(e.clientName);
-      }
-    }
-  }
-
-  #emitFakes(): void {
-    const q = this.#queue;
-    while (q.length > 0 && q[0]!.k === 'fake') this.#toClient.push((q.shift() as { msg: Buffer }).msg);
-  }
-}
-
-/**
- * Call `fn` for each complete message of `d`, in place when the reader holds nothing (frames are then views of `d`,
- * which the socket never reuses), through the reader otherwise; an incomplete tail, or what follows a message for
- * which `fn` returned false, is kept in the reader.
- */
-function eachMessage(
-  reader: MessageReader,
-  d: Buffer,
-  max: number,
-  fn: (type: number, body: Buffer, frame: Buffer) => boolean,
-): void {
-  if (reader.buffered > 0) {
-    reader.push(d);
-    for (let m = reader.next(); m; m = reader.next()) if (!fn(m.type, m.body, m.frame)) return;
-    return;
-  }
-  const n = d.length;
-  let at = 0;
-  while (n - at >= 5) {
-    const len = d.readInt32BE(at + 1);
-    if (len < 4 || len > max) {
-      throw new PgtlsError(ERR_MESSAGE_LENGTH, `invalid message length ${len}`, { details: { length: len } });
-    }
-    const end = at + 1 + len;
-    if (end > n) break;
-    const go = fn(d[at]!, d.subarray(at + 5, end), d.subarray(at, end));
-    at = end;
-    if (!go) break;
-  }
-  if (at < n) reader.push(d.subarray(at));
-}
-
-/**
- * One buffer for a socket write: when the frames are consecutive views of `chunk` (nothing rewritten, nothing
- * made up), a view of it — no copy; otherwise a copy (views into a reader's buffer do not outlive its next push).
- */
-function joinFrames(list: Buffer[], chunk: Buffer | undefined): Buffer {
-  const first = list[0]!;
-  let ok = chunk !== undefined && first.buffer === chunk.buffer;
-  let next = first.byteOffset + first.length;
-  for (let i = 1; ok && i < list.length; i++) {
-    const b = list[i]!;
-    ok = b.buffer === first.buffer && b.byteOffset === next;
-    next += b.length;
-  }
-  const out = ok ? Buffer.from(first.buffer, first.byteOffset, next - first.byteOffset) : Buffer.concat(list);
-  list.length = 0;
-  return out;
 }
