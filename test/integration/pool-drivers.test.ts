@@ -55,33 +55,65 @@ function pgClient(f: PoolFront): pg.Client {
   return new pg.Client({ host: '127.0.0.1', port: f.port, user: 'app', database: 'postgres', password: 'unused' });
 }
 
+// The driver's statement runs while h1 holds one server in a transaction, then while h2 holds the other: in
+// transaction mode it must be prepared on both servers.
 const PSYCOPG = `
 import sys, psycopg
-conn = psycopg.connect(sys.argv[1], prepare_threshold=0, autocommit=True)
-out = []
-for i in range(1, 6):
-    cur = conn.execute("select label, pg_backend_pid() from items where id = %s", (i,))
-    out.append(cur.fetchone()[0])
-names = conn.execute("select count(*) from pg_prepared_statements where name like 'PGTLS_%'").fetchone()[0]
+dsn = sys.argv[1]
+b = psycopg.connect(dsn, prepare_threshold=0, autocommit=True)
+out, pids = [], set()
+def run(i):
+    row = b.execute("select label, pg_backend_pid() from items where id = %s", (i,)).fetchone()
+    out.append(row[0]); pids.add(row[1])
+h1 = psycopg.connect(dsn)
+h1.execute("select 1")  # psycopg opened a transaction: h1 keeps its server
+for i in (1, 2, 3):
+    run(i)
+h2 = psycopg.connect(dsn)
+h2.execute("select 1")  # h2 takes the server b used; h1 then frees the other one
+h1.commit(); h1.close()
+for i in (4, 5, 6):
+    run(i)
+h2.commit(); h2.close()
+names = b.execute("select count(*) from pg_prepared_statements where name like 'PGTLS_%'").fetchone()[0]
 print(",".join(out))
+print(len(pids))
 print(names)
-conn.close()
+b.close()
 `;
 
 const JDBC = `
 import java.sql.*;
+import java.util.*;
 public class Prog {
   public static void main(String[] a) throws Exception {
     Connection c = DriverManager.getConnection(a[0], "app", "unused");
-    StringBuilder sb = new StringBuilder();
-    PreparedStatement ps = c.prepareStatement("select label from items where id = ?");
-    for (int i = 1; i <= 5; i++) {
+    PreparedStatement ps = c.prepareStatement("select label, pg_backend_pid() from items where id = ?");
+    List<String> out = new ArrayList<>();
+    Set<Integer> pids = new HashSet<>();
+    Connection h2 = null;
+    Connection h1 = DriverManager.getConnection(a[0], "app", "unused");
+    h1.setAutoCommit(false);
+    h1.createStatement().executeQuery("select 1").close();
+    for (int i = 1; i <= 6; i++) {
+      if (i == 4) {
+        // h2 takes the server the statement ran on; h1 then frees the other one.
+        h2 = DriverManager.getConnection(a[0], "app", "unused");
+        h2.setAutoCommit(false);
+        h2.createStatement().executeQuery("select 1").close();
+        h1.commit();
+        h1.close();
+      }
       ps.setInt(1, i);
       ResultSet rs = ps.executeQuery();
       rs.next();
-      sb.append(rs.getString(1)).append(i < 5 ? "," : "");
+      out.add(rs.getString(1));
+      pids.add(rs.getInt(2));
     }
-    System.out.println(sb);
+    h2.commit();
+    h2.close();
+    System.out.println(String.join(",", out));
+    System.out.println(pids.size());
     ResultSet rs = c.createStatement().executeQuery("select count(*) from pg_prepared_statements where name like 'PGTLS_%'");
     rs.next();
     System.out.println(rs.getInt(1));
@@ -162,9 +194,11 @@ for (const mode of ['session', 'transaction'] as const) {
         { env: cleanEnv() },
       );
       assert.equal(r.code, 0, r.stderr);
-      const [labels, names] = r.stdout.trim().split('\n');
-      assert.equal(labels, 'item 1,item 2,item 3,item 4,item 5');
-      // Transaction mode prepares under the pool's names; session mode relays psycopg's own names unchanged.
+      const [labels, pids, names] = r.stdout.trim().split('\n');
+      assert.equal(labels, 'item 1,item 2,item 3,item 4,item 5,item 6');
+      // Transaction mode: two servers ran the statement, prepared under the pool's names; session mode: one server,
+      // psycopg's own names relayed unchanged.
+      assert.equal(pids, mode === 'transaction' ? '2' : '1');
       if (mode === 'transaction') assert.ok(Number(names) >= 1, r.stdout);
       else assert.equal(names, '0');
     });
@@ -178,8 +212,9 @@ for (const mode of ['session', 'transaction'] as const) {
         timeoutMs: 90_000,
       });
       assert.equal(r.code, 0, r.stderr);
-      const [labels, names] = r.stdout.trim().split('\n');
-      assert.equal(labels, 'item 1,item 2,item 3,item 4,item 5');
+      const [labels, pids, names] = r.stdout.trim().split('\n');
+      assert.equal(labels, 'item 1,item 2,item 3,item 4,item 5,item 6');
+      assert.equal(pids, mode === 'transaction' ? '2' : '1');
       if (mode === 'transaction') assert.ok(Number(names) >= 1, r.stdout);
       else assert.equal(names, '0');
     });
