@@ -344,6 +344,42 @@ describe('session state', () => {
     }
   });
 
+  test('transaction: an error inside a transaction keeps the server until ROLLBACK (25P02 in between)', async () => {
+    const f = await front({ pool_mode: 'transaction', default_pool_size: 2 });
+    const c = client(f);
+    await c.connect();
+    try {
+      await c.query('begin');
+      const pid = (await c.query('select pg_backend_pid() as p')).rows[0].p;
+      await assert.rejects(c.query('select 1/0'), { code: '22012', message: 'division by zero' });
+      await assert.rejects(c.query('select 1'), {
+        code: '25P02',
+        message: 'current transaction is aborted, commands ignored until end of transaction block',
+      });
+      await c.query('rollback');
+      const r = await c.query('select pg_backend_pid() as p, now() = statement_timestamp() as fresh');
+      assert.equal(r.rows[0].fresh, true, 'outside any transaction now');
+      assert.equal(typeof pid, 'number');
+    } finally {
+      await c.end();
+    }
+  });
+
+  test('transaction: server_reset_query_always resets between transactions; without it session state leaks', async () => {
+    for (const always of [true, false]) {
+      const f = await front({ pool_mode: 'transaction', default_pool_size: 1, server_reset_query_always: always });
+      const c = client(f);
+      await c.connect();
+      try {
+        await c.query("set search_path = 'leaked'");
+        const r = await c.query('show search_path');
+        assert.equal(r.rows[0].search_path, always ? '"$user", public' : 'leaked');
+      } finally {
+        await c.end();
+      }
+    }
+  });
+
   test('transaction: a client leaving mid-transaction — its server is discarded, its work rolled back', async () => {
     const f = await front({ pool_mode: 'transaction', default_pool_size: 1 });
     const a = client(f);
