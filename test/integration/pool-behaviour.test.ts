@@ -5,12 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHmac, pbkdf2Sync } from 'node:crypto';
 import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import postgres from 'postgres';
 import { startCluster } from '../../src/gateway/embedded-postgres.js';
 import { embeddedBinaries } from '../../src/gateway/embedded-postgres.js';
+import { PasswordLogin, ServerLoginError } from '../../src/gateway/pool/login.js';
 import { encodeCancelRequest, encodeStartupMessage } from '../../src/protocol/startup.js';
 import { cleanEnv, psql, run } from '../support/clients.js';
 import { type PoolFront, startPoolFront } from '../support/pool-front.js';
@@ -517,6 +519,103 @@ describe('janitor and stale servers', () => {
     } finally {
       await c.end();
     }
+  });
+});
+
+describe('ServerLogin (PasswordLogin) directly', () => {
+  const upstream = () =>
+    ({ host: '127.0.0.1', port: cluster.port, sslmode: 'disable', sslrootcert: '', sslcert: '', sslkey: '' }) as const;
+
+  test("trust, password (cleartext) and md5 backend methods; a wrong password gets the backend's 28P01", async () => {
+    await admin(async (a) => {
+      await a.query("set password_encryption = 'md5'");
+      await a.query("create role md5user login password 'md5-pw'");
+      await a.query("create role pwuser login password 'pw-pw'");
+      await a.query('create role trustuser login');
+    });
+    await cluster.install(
+      'pg_hba.conf',
+      [
+        'local all all trust',
+        'host all md5user 127.0.0.1/32 md5',
+        'host all pwuser 127.0.0.1/32 password',
+        'host all trustuser 127.0.0.1/32 trust',
+        'host all all 127.0.0.1/32 scram-sha-256',
+        '',
+      ].join('\n'),
+    );
+    await cluster.reload();
+    await sleep(300);
+    const login = new PasswordLogin({ upstream: upstream() });
+    for (const [user, password] of [
+      ['md5user', 'md5-pw'],
+      ['pwuser', 'pw-pw'],
+      ['trustuser', undefined],
+    ] as const) {
+      const server = await login.open({
+        key: { database: 'postgres', user },
+        params: new Map([['application_name', 'via-pool']]),
+        credentials: password === undefined ? undefined : { password },
+      });
+      try {
+        assert.equal((await server.query('select 1')).status, 'I');
+        assert.equal(server.params.get('application_name'), 'via-pool');
+      } finally {
+        server.discard();
+      }
+    }
+    for (const user of ['md5user', 'pwuser']) {
+      await assert.rejects(
+        login.open({ key: { database: 'postgres', user }, params: new Map(), credentials: { password: 'wrong' } }),
+        (e: unknown) =>
+          e instanceof ServerLoginError &&
+          e.backendError?.C === '28P01' &&
+          e.backendError.M === `password authentication failed for user "${user}"`,
+      );
+    }
+    await assert.rejects(
+      login.open({ key: { database: 'postgres', user: 'md5user' }, params: new Map(), credentials: undefined }),
+      {
+        message: 'no password for user "md5user"',
+      },
+    );
+  });
+
+  test('SCRAM pass-through: ClientKey and ServerKey instead of a password; a wrong ClientKey is refused (28P01)', async () => {
+    // What the gateway would recover from a client's SCRAM proof, computed here from the stored secret + password.
+    const secret: string = await admin(
+      async (a) => (await a.query("select rolpassword from pg_authid where rolname = 'app'")).rows[0].rolpassword,
+    );
+    const m = /^SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)$/.exec(secret);
+    assert.ok(m, secret.slice(0, 14));
+    const salted = pbkdf2Sync(APP_PASSWORD, Buffer.from(m[2]!, 'base64'), Number(m[1]), 32, 'sha256');
+    const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+    const serverKey = Buffer.from(m[4]!, 'base64');
+    const login = new PasswordLogin({ upstream: upstream() });
+    const key = { database: 'postgres', user: 'app' };
+    const server = await login.open({ key, params: new Map(), credentials: { scramKeys: { clientKey, serverKey } } });
+    try {
+      const r = await server.query('select 1');
+      assert.equal(r.status, 'I');
+      assert.equal(r.error, undefined);
+      assert.ok(server.cancelKey && server.cancelKey.key.length === 4);
+    } finally {
+      server.discard();
+    }
+    const wrong = Buffer.from(clientKey);
+    wrong[0] = wrong[0]! ^ 1;
+    await assert.rejects(
+      login.open({ key, params: new Map(), credentials: { scramKeys: { clientKey: wrong, serverKey } } }),
+      (e: unknown) =>
+        e instanceof ServerLoginError &&
+        e.backendError?.C === '28P01' &&
+        e.backendError.M === 'password authentication failed for user "app"',
+    );
+    // A backend that does not know the secret cannot prove it: a wrong ServerKey fails the server signature check.
+    await assert.rejects(
+      login.open({ key, params: new Map(), credentials: { scramKeys: { clientKey, serverKey: Buffer.alloc(32) } } }),
+      { message: 'incorrect SCRAM server signature from the backend' },
+    );
   });
 });
 
