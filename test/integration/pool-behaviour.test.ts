@@ -614,7 +614,7 @@ describe('ServerLogin (PasswordLogin) directly', () => {
     // A backend that does not know the secret cannot prove it: a wrong ServerKey fails the server signature check.
     await assert.rejects(
       login.open({ key, params: new Map(), credentials: { scramKeys: { clientKey, serverKey: Buffer.alloc(32) } } }),
-      { message: 'incorrect SCRAM server signature from the backend' },
+      { message: 'SCRAM with the backend: incorrect server signature' },
     );
   });
 });
