@@ -14,6 +14,7 @@ import { authenticateAtBackend } from './phases/authenticate.js';
 import { closing } from './phases/closing.js';
 import { maybeConsole } from './phases/console.js';
 import { negotiate } from './phases/negotiate.js';
+import { pooledSession } from './phases/pooled.js';
 import { relay } from './phases/relay.js';
 import { startup } from './phases/startup.js';
 import * as refuse from './refusals.js';
@@ -47,6 +48,10 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
     const admitted = await startup(c, negotiated.packet);
     if (!admitted) return;
     if (await maybeConsole(c, admitted, negotiated.pipelined)) return;
+    if (rt.pools) {
+      await pooledSession(c, rt.pools, admitted, negotiated.pipelined);
+      return;
+    }
     const startupPacket = backendStartupPacket(c, negotiated.packet.raw, admitted.params.params);
     let auth: { ok: boolean; key?: { pid: number; key: Buffer } | undefined };
     if (gatewayChecks(admitted.line, rt.secrets)) {

@@ -21,6 +21,9 @@ import { watchFileDescriptors } from './fd-watch.js';
 import { type FileWatch, watchFiles } from './file-watch.js';
 import { listenHosts } from './listen-hosts.js';
 import { Operator } from './operator.js';
+import { PasswordLogin } from './pool/login.js';
+import { Pools } from './pool/pools.js';
+import { poolSettingsFrom } from './pool/settings.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import type { SecretSource } from './secrets.js';
 import {
@@ -58,6 +61,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   readonly #input: ConfigInput;
   readonly mockSecret: Buffer;
   readonly operator: Operator;
+  readonly pools: Pools | undefined;
   readonly #opts: GatewayOptions;
 
   private constructor(state: State, input: ConfigInput, opts: GatewayOptions) {
@@ -68,6 +72,25 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     // With ssl = off there is no material; a store is still needed by the type, never used for handshakes.
     this.#tls = new TlsStore(state.material as TlsMaterial);
     this.mockSecret = loadMockSecret(state.config.data_directory);
+    // Pools live as long as the gateway; pool_mode and the pool settings are read at start (restart to change them).
+    const c = state.config;
+    if (c.pool_mode !== 'relay') {
+      const login = new PasswordLogin({
+        get upstream() {
+          return gw.#state.upstream;
+        },
+        password: (user) => {
+          const own = gw.#state.authFile?.get(user)?.secret;
+          return own !== undefined && !own.startsWith('SCRAM-SHA-256$') ? own : undefined;
+        },
+      });
+      this.pools = new Pools(
+        poolSettingsFrom(c),
+        login,
+        (srv) => login.cancel(srv),
+        (event, detail) => this.emit('notice', { msg: `pool: ${event}`, ...detail }),
+      );
+    } else this.pools = undefined;
     this.operator = new Operator({
       get config() {
         return gw.#state.config;
@@ -324,6 +347,10 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
 
   async cancel(pid: number, key: Buffer, record: ConnectionRecord): Promise<void> {
     const id = `${pid}:${key.toString('hex')}`;
+    if (this.pools && (await this.pools.cancel(pid, key))) {
+      record.reason = `cancel forwarded for pooled client ${pid}`;
+      return;
+    }
     if (!this.#cancelKeys.has(id)) {
       if (this.forwardCancel) {
         this.forwardCancel(pid, key);
@@ -391,7 +418,9 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     this.#stopFdWatch();
     this.#fileWatch?.close();
     await this.operator.close().catch(() => undefined);
+    this.pools?.close();
     await this.operator.close().catch(() => undefined);
+    this.pools?.close();
     // net.Server#close stops accepting now but calls back only once every connection has ended: do not wait here.
     const listenersClosed = Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     if (this.#sessions.size > 0 && timeoutMs > 0) {

@@ -7,6 +7,7 @@ import type { TrustedRange } from '../hba/proxy-trusted.js';
 import type { TlsStore } from '../tls/context.js';
 import type { SniSelector } from '../tls/sni.js';
 import type { Operator } from './operator.js';
+import type { Pools } from './pool/pools.js';
 import type { SecretSource } from './secrets.js';
 import type { ClientTransport } from './transport.js';
 import type { UpstreamTarget } from './upstream.js';
@@ -49,6 +50,8 @@ export interface ConnectionRecord {
   hosts_line?: string;
   /** report_* policy: why this session would have been refused under it (it was not). */
   would_refuse?: string[];
+  /** pool_mode session/transaction: the mode, and the pid of the gateway-made key the client got. */
+  pooled?: { mode: string; backend_key_pid: number };
   /** The backend process the session is relayed to (from BackendKeyData). */
   backend_pid?: number;
   bytes_from_client?: number;
@@ -67,6 +70,8 @@ export interface GatewayRuntime {
   readonly secrets?: SecretSource | undefined;
   /** Per-gateway random bytes for SCRAM mock salts (unknown users look like known ones). */
   readonly mockSecret: Buffer;
+  /** pool_mode = session | transaction (undefined: the 1:1 relay). */
+  readonly pools?: Pools | undefined;
   /** Registry, metrics, report-only policy, runtime SETs, the console's view. */
   readonly operator: Operator;
   /** proxy_protocol_trusted, parsed. */
