@@ -40,7 +40,7 @@ export const nodeTransport: ClientTransport = {
           version: tls.getProtocol() ?? '',
           cipher: cipher.name,
           // Node does not expose the cipher's bits; good enough for a reference in tests.
-          bits: /256|CHACHA20/.test(cipher.name) ? 256 : 128,
+          bits: /AES256|AES_256|CHACHA20/.test(cipher.name) ? 256 : 128,
           ...(eph?.name ? { group: eph.name } : {}),
           ...(typeof servername === 'string' && servername ? { sni: servername } : {}),
           ...(tls.alpnProtocol ? { alpn: tls.alpnProtocol } : {}),
@@ -64,6 +64,8 @@ export interface RelayResult {
   readonly facts?: TlsFacts;
   readonly stats?: RelayStats;
   readonly spliced?: boolean;
+  /** What went wrong after a successful handshake (the client left before its StartupMessage, …). */
+  readonly error?: string;
 }
 
 export interface Relay {
@@ -146,9 +148,16 @@ async function serve(
   const { session } = hs;
   const stream = session.stream;
   stream.pause();
-  const len = (await readExactly(stream, 4)).readInt32BE(0);
-  if (len < 8 || len > MAX_STARTUP) throw new Error('bad startup length');
-  const body = await readExactly(stream, len - 4);
+  let len: number;
+  let body: Buffer;
+  try {
+    len = (await readExactly(stream, 4)).readInt32BE(0);
+    if (len < 8 || len > MAX_STARTUP) throw new Error('bad startup length');
+    body = await readExactly(stream, len - 4);
+  } catch (err) {
+    stream.destroy();
+    return { ok: true, facts: session.facts, error: (err as Error).message };
+  }
   const backend = backendAt.path ? connect(backendAt.path) : connect(backendAt.port!, backendAt.host ?? '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
     backend.once('connect', resolve);
