@@ -9,7 +9,14 @@ const r = npm
   ? spawnSync(process.execPath, [npm, 'run', '--silent', 'build:native'], { stdio: ['ignore', 'pipe', 'pipe'] })
   : spawnSync('npm', ['run', '--silent', 'build:native'], { stdio: ['ignore', 'pipe', 'pipe'] });
 if (r.status !== 0) {
-  const why = r.error ? r.error.message : `${String(r.stderr ?? '').trim().split('\n').pop() ?? ''}`.slice(0, 200);
+  const why = r.error
+    ? r.error.message
+    : `${
+        String(r.stderr ?? '')
+          .trim()
+          .split('\n')
+          .pop() ?? ''
+      }`.slice(0, 200);
   console.log(`pgtls: native data plane not built (${why}); Node's TLS transport will be used`);
 }
 process.exit(0);
