@@ -11,7 +11,7 @@
  * difference between a 5 s and a 15 s pgbench run divided by the difference in transactions, so connection set-up
  * and Node's start cancel out.
  *
- *   npm run build && node dist/bench/native-relay.js [--seconds 15] [--rounds 2] [--hop unix|tcp] [--callgrind]
+ *   npm run build && node dist/bench/native-relay.js [--seconds 15] [--rounds 3] [--hop unix|tcp] [--callgrind]
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chownSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +25,7 @@ import { createIntermediateCA, createRootCA, createServerCert } from '../src/pki
 const { values: opt } = parseArgs({
   options: {
     seconds: { type: 'string', default: '15' },
-    rounds: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '3' },
     clients: { type: 'string', default: '8' },
     threads: { type: 'string', default: '2' },
     hop: { type: 'string', default: 'unix' },
@@ -122,7 +122,9 @@ async function instructionsPerTx(relayArgs: string[], dir: string): Promise<numb
     const long = measure(15);
     return (long.ir - short.ir) / (long.tx - short.tx);
   } finally {
+    const exited = new Promise((r) => vg.once('exit', r));
     vg.kill('SIGTERM');
+    await exited;
   }
 }
 
