@@ -32,25 +32,126 @@ static void set_reason_errno(pgtls_conn *c, int err) {
   if (!c->reason[0]) snprintf(c->reason, sizeof c->reason, "%s", strerror(err));
 }
 
+/*
+ * Two minimal BIOs over pgtls_buf. Compared with OpenSSL's memory BIO they let read(cfd) land in the buffer OpenSSL
+ * reads from, and send(cfd) go straight from the buffer OpenSSL wrote to: no copy and no BIO_ctrl round trips per
+ * record. An empty `in` is "retry later", never end of file: EOF is what read(cfd) says.
+ */
+#define BUF_MIN (PGTLS_IOBUF + 1024)
+
+static int buf_reserve(pgtls_buf *b, size_t n) {
+  if (b->cap - b->len >= n) return 0;
+  if (b->off > 0) { /* compact first */
+    memmove(b->p, b->p + b->off, b->len - b->off);
+    b->len -= b->off;
+    b->off = 0;
+    if (b->cap - b->len >= n) return 0;
+  }
+  size_t want = b->cap ? b->cap : BUF_MIN;
+  while (want - b->len < n) want *= 2;
+  unsigned char *p = realloc(b->p, want);
+  if (!p) return -1;
+  b->p = p;
+  b->cap = want;
+  return 0;
+}
+
+/* After a burst (a large JavaScript write), give the memory back once the buffer is empty. */
+static void buf_settle(pgtls_buf *b) {
+  if (b->off == b->len) b->off = b->len = 0;
+  if (b->len == 0 && b->cap > 4 * BUF_MIN) {
+    free(b->p);
+    b->p = NULL;
+    b->cap = 0;
+  }
+}
+
+static int out_write(BIO *bio, const char *data, int n) {
+  pgtls_buf *b = BIO_get_data(bio);
+  if (n <= 0) return 0;
+  if (buf_reserve(b, (size_t)n) != 0) return -1;
+  memcpy(b->p + b->len, data, (size_t)n);
+  b->len += (size_t)n;
+  return n;
+}
+
+static int in_read(BIO *bio, char *data, int n) {
+  pgtls_buf *b = BIO_get_data(bio);
+  BIO_clear_retry_flags(bio);
+  size_t avail = b->len - b->off;
+  if (avail == 0) {
+    BIO_set_retry_read(bio);
+    return -1;
+  }
+  size_t k = (size_t)n < avail ? (size_t)n : avail;
+  memcpy(data, b->p + b->off, k);
+  b->off += k;
+  if (b->off == b->len) b->off = b->len = 0;
+  return (int)k;
+}
+
+static long buf_ctrl(BIO *bio, int cmd, long num, void *ptr) {
+  (void)num;
+  (void)ptr;
+  pgtls_buf *b = BIO_get_data(bio);
+  switch (cmd) {
+  case BIO_CTRL_PENDING:
+  case BIO_CTRL_WPENDING:
+    return (long)(b->len - b->off);
+  case BIO_CTRL_FLUSH:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static int buf_create(BIO *bio) {
+  BIO_set_init(bio, 1);
+  return 1;
+}
+
+static BIO_METHOD *in_method, *out_method;
+
+static int make_methods(void) {
+  if (in_method) return 0;
+  int idx = BIO_get_new_index();
+  BIO_METHOD *in = BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "pgtls in");
+  BIO_METHOD *out = BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "pgtls out");
+  if (!in || !out) {
+    BIO_meth_free(in);
+    BIO_meth_free(out);
+    return -1;
+  }
+  BIO_meth_set_read(in, in_read);
+  BIO_meth_set_ctrl(in, buf_ctrl);
+  BIO_meth_set_create(in, buf_create);
+  BIO_meth_set_write(out, out_write);
+  BIO_meth_set_ctrl(out, buf_ctrl);
+  BIO_meth_set_create(out, buf_create);
+  in_method = in;
+  out_method = out;
+  return 0;
+}
+
 int pgtls_conn_init(pgtls_conn *c, SSL_CTX *ctx, int cfd, const unsigned char *initial, size_t initial_len) {
   memset(c, 0, sizeof *c);
   c->cfd = cfd;
   c->bfd = -1;
   c->c_readable = 1;
+  if (make_methods() != 0) return -1;
   c->ssl = SSL_new(ctx);
   if (!c->ssl) return -1;
-  c->rbio = BIO_new(BIO_s_mem());
-  c->wbio = BIO_new(BIO_s_mem());
+  c->rbio = BIO_new(in_method);
+  c->wbio = BIO_new(out_method);
   if (!c->rbio || !c->wbio) {
     BIO_free(c->rbio);
     BIO_free(c->wbio);
     c->rbio = c->wbio = NULL;
     return -1;
   }
-  /* An empty memory BIO means "no data yet", never end of file: EOF is what read(cfd) says. */
-  BIO_set_mem_eof_return(c->rbio, -1);
-  BIO_set_mem_eof_return(c->wbio, -1);
-  SSL_set_bio(c->ssl, c->rbio, c->wbio); /* the SSL owns both BIOs now */
+  BIO_set_data(c->rbio, &c->in);
+  BIO_set_data(c->wbio, &c->out);
+  SSL_set_bio(c->ssl, c->rbio, c->wbio); /* the SSL owns both BIOs now (not the buffers) */
   SSL_set_accept_state(c->ssl);
   if (initial_len > 0 && pgtls_feed(c, initial, initial_len) != 0) return -1;
   return 0;
@@ -60,6 +161,10 @@ void pgtls_conn_free(pgtls_conn *c) {
   if (c->ssl) SSL_free(c->ssl);
   c->ssl = NULL;
   c->rbio = c->wbio = NULL;
+  free(c->in.p);
+  free(c->out.p);
+  memset(&c->in, 0, sizeof c->in);
+  memset(&c->out, 0, sizeof c->out);
   free(c->up);
   c->up = NULL;
   c->up_cap = c->up_len = c->up_off = 0;
@@ -70,77 +175,67 @@ void pgtls_conn_free(pgtls_conn *c) {
 }
 
 int pgtls_feed(pgtls_conn *c, const unsigned char *p, size_t n) {
-  while (n > 0) {
-    int chunk = n > (1u << 30) ? (1 << 30) : (int)n;
-    int w = BIO_write(c->rbio, p, chunk);
-    if (w <= 0) return -1;
-    p += w;
-    n -= (size_t)w;
-  }
+  if (n == 0) return 0;
+  if (buf_reserve(&c->in, n) != 0) return -1;
+  memcpy(c->in.p + c->in.len, p, n);
+  c->in.len += n;
   return 0;
 }
 
-size_t pgtls_out_pending(pgtls_conn *c) { return c->wbio ? BIO_ctrl_pending(c->wbio) : 0; }
-
-/* Drop n bytes from the front of the outgoing memory BIO (they were written to the socket). */
-static void out_consume(pgtls_conn *c, size_t n) {
-  while (n > 0) {
-    size_t k = n > sizeof c->scratch ? sizeof c->scratch : n;
-    int r = BIO_read(c->wbio, c->scratch, (int)k);
-    if (r <= 0) return;
-    n -= (size_t)r;
-  }
-}
+size_t pgtls_out_pending(pgtls_conn *c) { return c->out.len - c->out.off; }
 
 int pgtls_flush(pgtls_conn *c) {
-  for (int i = 0; i < MAX_TURNS; i++) {
-    char *p = NULL;
-    long n = BIO_get_mem_data(c->wbio, &p);
-    if (n <= 0) return 0;
+  pgtls_buf *b = &c->out;
+  for (int i = 0; i < MAX_TURNS && b->len > b->off; i++) {
     if (c->cfd < 0 || c->c_wr_err) {
-      out_consume(c, (size_t)n); /* nobody to send to (fuzzing, or the client is gone) */
-      return c->c_wr_err ? -1 : 0;
+      b->off = b->len = 0; /* nobody to send to (fuzzing, or the client is gone) */
+      break;
     }
-    ssize_t w = send(c->cfd, p, (size_t)n, MSG_NOSIGNAL);
+    ssize_t w = send(c->cfd, b->p + b->off, b->len - b->off, MSG_NOSIGNAL);
     if (w > 0) {
-      out_consume(c, (size_t)w);
+      b->off += (size_t)w;
       continue;
     }
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
     c->c_wr_err = 1;
     set_reason_errno(c, w < 0 ? errno : EPIPE);
+    b->off = b->len = 0;
     return -1;
   }
-  return pgtls_out_pending(c) > 0 ? 1 : 0;
+  if (b->len > b->off) return c->c_wr_err ? -1 : 1;
+  buf_settle(b);
+  return c->c_wr_err ? -1 : 0;
 }
 
-/* One read(cfd) into the incoming BIO. 1 got bytes, 0 would block (or the BIO is full), -1 EOF/error. */
+/* One read(cfd) into the incoming buffer. 1 got bytes, 0 would block (or the buffer is full), -1 EOF/error. */
 static int read_client(pgtls_conn *c) {
   if (c->cfd < 0 || c->c_rd_eof) {
     c->c_rd_eof = 1;
     return -1;
   }
-  if (BIO_ctrl_pending(c->rbio) >= PGTLS_CIPHER_CAP) return 0;
+  if (c->in.len - c->in.off >= PGTLS_CIPHER_CAP) return 0;
+  if (buf_reserve(&c->in, PGTLS_IOBUF) != 0) {
+    c->c_rd_eof = 1;
+    set_reason_errno(c, ENOMEM);
+    return -1;
+  }
+  size_t room = c->in.cap - c->in.len;
   ssize_t r;
-  do r = read(c->cfd, c->scratch, sizeof c->scratch);
+  do r = read(c->cfd, c->in.p + c->in.len, room);
   while (r < 0 && errno == EINTR);
   if (r > 0) {
-    if (pgtls_feed(c, c->scratch, (size_t)r) != 0) {
-      c->c_rd_eof = 1;
-      set_reason_errno(c, ENOMEM);
-      return -1;
-    }
+    c->in.len += (size_t)r;
     /* a short read drained the socket: wait for the event loop before the next read syscall */
-    if ((size_t)r < sizeof c->scratch) c->c_readable = 0;
+    if ((size_t)r < room) c->c_readable = 0;
     return 1;
   }
   if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     c->c_readable = 0;
     return 0;
   }
-  c->c_rd_eof = 1;
   c->c_readable = 0;
+  c->c_rd_eof = 1;
   if (r < 0) set_reason_errno(c, errno);
   return -1;
 }
@@ -270,6 +365,10 @@ int pgtls_splice_pump(pgtls_conn *c, int *want) {
   *want = 0;
   int progress = 1;
   int turns = 0;
+  /* SSL_get_error() reads OpenSSL's error queue, so it must hold nothing stale. Clearing it costs ~170
+   * instructions (16 slots), so it is done once per pump rather than before every call: inside the pump only a
+   * fatal error queues anything, and that ends the relay (pgtls_set_reason_from_queue() clears it again). */
+  ERR_clear_error();
   for (; turns < MAX_TURNS && progress; turns++) {
     progress = 0;
     /* client -> backend: what SSL_read gave us, written out before reading more (bounded by one buffer) */
@@ -287,7 +386,6 @@ int pgtls_splice_pump(pgtls_conn *c, int *want) {
       }
     }
     if (c->up_len == 0 && !c->c_tls_eof && !c->b_err) {
-      ERR_clear_error();
       int cap = c->up_cap > INT32_MAX ? INT32_MAX : (int)c->up_cap;
       int r = SSL_read(c->ssl, c->up, cap);
       if (r > 0) {
@@ -324,7 +422,6 @@ int pgtls_splice_pump(pgtls_conn *c, int *want) {
         pgtls_out_pending(c) < PGTLS_CIPHER_CAP) {
       ssize_t r = read(c->bfd, c->scratch, sizeof c->scratch);
       if (r > 0) {
-        ERR_clear_error();
         if (SSL_write(c->ssl, c->scratch, (int)r) <= 0) {
           c->tls_fatal = 1;
           pgtls_set_reason_from_queue(c, "no SSL error reported");

@@ -3,7 +3,7 @@
  * writing memory BIOs and this code moving bytes between those BIOs and the file descriptors. No N-API or libuv in
  * here, so the fuzz harness drives exactly this code; addon.c adds the event loop and the JavaScript callbacks.
  *
- * Why memory BIOs rather than SSL_set_fd: the first bytes of a direct-TLS ClientHello were already read by
+ * Why our own buffer BIOs rather than SSL_set_fd: the first bytes of a direct-TLS ClientHello were already read by
  * JavaScript and must be fed first, SSL_write into a memory BIO never returns SSL_ERROR_WANT_WRITE (so a write is
  * never half-done inside OpenSSL), and every socket read/write is ours to bound and account.
  */
@@ -27,10 +27,17 @@ enum pgtls_phase { PH_HANDSHAKE = 0, PH_STREAM = 1, PH_SPLICE = 2, PH_DONE = 3 }
 #define WANT_BR 4 /* backend readable */
 #define WANT_BW 8 /* backend writable */
 
+/* A byte buffer with a read cursor: bytes [off, len) are pending. */
+typedef struct pgtls_buf {
+  unsigned char *p;
+  size_t off, len, cap;
+} pgtls_buf;
+
 typedef struct pgtls_conn {
   SSL *ssl;
-  BIO *rbio; /* ciphertext from the client, fed by us */
-  BIO *wbio; /* ciphertext for the client, drained by us */
+  BIO *rbio; /* reads from `in`: ciphertext from the client, filled by read(cfd) */
+  BIO *wbio; /* appends to `out`: ciphertext for the client, drained by send(cfd) */
+  pgtls_buf in, out;
   int cfd;   /* our dup of the client socket, or -1 (fuzzing) */
   int bfd;   /* our dup of the backend socket in PH_SPLICE, else -1 */
   int phase;
