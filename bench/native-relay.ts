@@ -11,10 +11,22 @@
  * difference between a 5 s and a 15 s pgbench run divided by the difference in transactions, so connection set-up
  * and Node's start cancel out.
  *
- *   npm run build && node dist/bench/native-relay.js [--seconds 15] [--rounds 3] [--hop unix|tcp] [--callgrind]
+ *   npm run build && node dist/bench/native-relay.js [--seconds 15] [--rounds 3] [--hop unix|tcp] [--callgrind | --callgrind-only]
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +42,8 @@ const { values: opt } = parseArgs({
     threads: { type: 'string', default: '2' },
     hop: { type: 'string', default: 'unix' },
     callgrind: { type: 'boolean', default: false },
+    /** Only the callgrind measurement (instruction counts do not depend on the machine's load). */
+    'callgrind-only': { type: 'boolean', default: false },
   },
 });
 const seconds = Number(opt.seconds);
@@ -91,10 +105,12 @@ function callgrindTotal(dir: string, pid: number): number {
   return Number(m[1]);
 }
 
-async function instructionsPerTx(relayArgs: string[], dir: string): Promise<number> {
-  const port = await freePort();
-  const args = [...relayArgs];
-  args[1] = String(port);
+async function instructionsPerTx(
+  command: string[],
+  port: number,
+  dir: string,
+  spawnOpts: object = {},
+): Promise<number> {
   const vg = spawn(
     'valgrind',
     [
@@ -102,10 +118,9 @@ async function instructionsPerTx(relayArgs: string[], dir: string): Promise<numb
       '--instr-atstart=no',
       '--smc-check=all-non-file',
       `--callgrind-out-file=${join(dir, 'callgrind.out.%p')}`,
-      process.execPath,
-      ...args,
+      ...command,
     ],
-    { stdio: ['ignore', 'ignore', 'ignore'], cwd: dir },
+    { stdio: ['ignore', 'ignore', openSync(join(dir, 'valgrind.log'), 'a')], cwd: dir, ...spawnOpts },
   );
   try {
     await waitPort(port, 600);
@@ -122,9 +137,11 @@ async function instructionsPerTx(relayArgs: string[], dir: string): Promise<numb
     const long = measure(15);
     return (long.ir - short.ir) / (long.tx - short.tx);
   } finally {
-    const exited = new Promise((r) => vg.once('exit', r));
-    vg.kill('SIGTERM');
-    await exited;
+    if (vg.exitCode === null && vg.signalCode === null) {
+      const exited = new Promise((r) => vg.once('exit', r));
+      vg.kill('SIGTERM');
+      await exited;
+    }
   }
 }
 
@@ -240,8 +257,9 @@ async function main() {
     const cpu: Record<string, { user: number; sys: number; tx: number }> = Object.fromEntries(
       names.map((n) => [n, { user: 0, sys: 0, tx: 0 }]),
     );
-    for (const n of names) runPgbench(targets[n]!.port, 2); // warm-up
-    for (let r = 0; r < Number(opt.rounds); r++) {
+    const rounds = opt['callgrind-only'] ? 0 : Number(opt.rounds);
+    if (rounds) for (const n of names) runPgbench(targets[n]!.port, 2); // warm-up
+    for (let r = 0; r < rounds; r++) {
       for (const n of names) {
         const t = targets[n]!;
         const before = t.pid ? cpuOf(t.pid) : undefined;
@@ -258,25 +276,53 @@ async function main() {
     }
     const med = Object.fromEntries(names.map((n) => [n, median(tps[n]!)])) as Record<string, number>;
     const hop = opt.hop === 'unix' ? 'Unix socket' : 'loopback TCP';
-    const lines = [
-      `| pgbench -S -c ${opt.clients} -j ${opt.threads} -T ${seconds}, client TLS, proxies → PostgreSQL over ${hop} | median tps | × direct | runs | relay user µs/tx | relay sys µs/tx |`,
-      '|---|---|---|---|---|---|',
-      ...names.map((n) => {
-        const c = cpu[n]!;
-        const cu = c.tx ? (c.user / c.tx).toFixed(1) : '–';
-        const cs = c.tx ? (c.sys / c.tx).toFixed(1) : '–';
-        return `| ${n} | ${med[n]!.toFixed(0)} | ${(med[n]! / med.direct!).toFixed(2)} | ${tps[n]!.map((x) => x.toFixed(0)).join(', ')} | ${cu} | ${cs} |`;
-      }),
-      '',
-      `native / node seam = **${(med.native! / med['node seam']!).toFixed(2)}**, native / bare Node relay = **${(med.native! / med['bare relay']!).toFixed(2)}**` +
-        (med.pgbouncer ? `, native / PgBouncer = **${(med.native! / med.pgbouncer).toFixed(2)}**` : ''),
-    ];
-    if (opt.callgrind) {
+    const lines =
+      rounds === 0
+        ? []
+        : [
+            `| pgbench -S -c ${opt.clients} -j ${opt.threads} -T ${seconds}, client TLS, proxies → PostgreSQL over ${hop} | median tps | × direct | runs | relay user µs/tx | relay sys µs/tx |`,
+            '|---|---|---|---|---|---|',
+            ...names.map((n) => {
+              const c = cpu[n]!;
+              const cu = c.tx ? (c.user / c.tx).toFixed(1) : '–';
+              const cs = c.tx ? (c.sys / c.tx).toFixed(1) : '–';
+              return `| ${n} | ${med[n]!.toFixed(0)} | ${(med[n]! / med.direct!).toFixed(2)} | ${tps[n]!.map((x) => x.toFixed(0)).join(', ')} | ${cu} | ${cs} |`;
+            }),
+            '',
+            `native / node seam = **${(med.native! / med['node seam']!).toFixed(2)}**, native / bare Node relay = **${(med.native! / med['bare relay']!).toFixed(2)}**` +
+              (med.pgbouncer ? `, native / PgBouncer = **${(med.native! / med.pgbouncer).toFixed(2)}**` : ''),
+          ];
+    if (opt.callgrind || opt['callgrind-only']) {
       process.stderr.write('bench: callgrind (one client) …\n');
-      const ir = {
-        native: await instructionsPerTx(nat.args, work),
-        'node seam': await instructionsPerTx(seam.args, work),
+      const cg = join(work, 'callgrind');
+      mkdirSync(cg, { mode: 0o777 });
+      chmodSync(cg, 0o777); // PgBouncer runs as the postgres user and writes its profile here too
+      const nodeRelay = async (args: string[]) => {
+        const port = await freePort();
+        const a = [...args];
+        a[1] = String(port);
+        return instructionsPerTx([process.execPath, ...a], port, cg);
       };
+      const ir: Record<string, number> = {
+        native: await nodeRelay(nat.args),
+        'node seam': await nodeRelay(seam.args),
+        'bare relay': await nodeRelay(bare.args),
+      };
+      if (bouncerVersion) {
+        const port = await freePort();
+        const ini = readFileSync(join(work, 'pgbouncer.ini'), 'utf8').replace(
+          /^listen_port = \d+$/m,
+          `listen_port = ${port}`,
+        );
+        writeFileSync(join(work, 'pgbouncer-cg.ini'), ini);
+        own(join(work, 'pgbouncer-cg.ini'));
+        ir.pgbouncer = await instructionsPerTx(
+          ['/usr/sbin/pgbouncer', join(work, 'pgbouncer-cg.ini')],
+          port,
+          work,
+          runAs,
+        );
+      }
       lines.push(
         '',
         '| one client under callgrind | instructions per transaction (relay process) |',
