@@ -9,14 +9,15 @@ const r = npm
   ? spawnSync(process.execPath, [npm, 'run', '--silent', 'build:native'], { stdio: ['ignore', 'pipe', 'pipe'] })
   : spawnSync('npm', ['run', '--silent', 'build:native'], { stdio: ['ignore', 'pipe', 'pipe'] });
 if (r.status !== 0) {
-  const why = r.error
-    ? r.error.message
-    : `${
-        String(r.stderr ?? '')
-          .trim()
-          .split('\n')
-          .pop() ?? ''
-      }`.slice(0, 200);
+  // node-gyp's own "gyp ERR!" lines, or the first line that says error, name the cause best
+  const lines = `${r.stderr ?? ''}`
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const why = (r.error?.message ?? lines.find((l) => /error/i.test(l)) ?? lines.pop() ?? `exit ${r.status}`).slice(
+    0,
+    200,
+  );
   console.log(`pgtls: native data plane not built (${why}); Node's TLS transport will be used`);
 }
 process.exit(0);
