@@ -7,7 +7,7 @@
  *   pgbouncer   PgBouncer (session pooling, client TLS), when installed.
  * Every proxy reaches PostgreSQL the same way (--hop unix|tcp). Targets alternate per round so drift affects all;
  * medians and ratios are printed, with each relay's CPU per transaction from /proc/PID/stat (user and sys).
- * --callgrind adds instructions per transaction for one client under valgrind (native and node seam): the Ir
+ * --callgrind adds instructions per transaction for one client under valgrind (the three Node relays): the Ir
  * difference between a 5 s and a 15 s pgbench run divided by the difference in transactions, so connection set-up
  * and Node's start cancel out.
  *
@@ -120,11 +120,12 @@ async function instructionsPerTx(
       `--callgrind-out-file=${join(dir, 'callgrind.out.%p')}`,
       ...command,
     ],
-    { stdio: ['ignore', 'ignore', openSync(join(dir, 'valgrind.log'), 'a')], cwd: dir, ...spawnOpts },
+    { stdio: ['ignore', 'ignore', openSync(join(dir, 'valgrind.log'), 'a')], cwd: dir },
   );
   try {
-    await waitPort(port, 600);
-    const ctl = (...a: string[]) => spawnSync('callgrind_control', [...a, String(vg.pid)], { stdio: 'ignore' });
+    await waitPort(port, 1500); // Node under valgrind takes minutes to start on a loaded machine
+    const ctl = (...a: string[]) =>
+      spawnSync('callgrind_control', [...a, String(vg.pid)], { stdio: 'ignore', timeout: 120_000 });
     ctl('-i', 'on');
     const measure = (secs: number) => {
       ctl('-z');
@@ -303,26 +304,17 @@ async function main() {
         a[1] = String(port);
         return instructionsPerTx([process.execPath, ...a], port, cg);
       };
-      const ir: Record<string, number> = {
-        native: await nodeRelay(nat.args),
-        'node seam': await nodeRelay(seam.args),
-        'bare relay': await nodeRelay(bare.args),
-      };
-      if (bouncerVersion) {
-        const port = await freePort();
-        const ini = readFileSync(join(work, 'pgbouncer.ini'), 'utf8').replace(
-          /^listen_port = \d+$/m,
-          `listen_port = ${port}`,
-        );
-        writeFileSync(join(work, 'pgbouncer-cg.ini'), ini);
-        own(join(work, 'pgbouncer-cg.ini'));
-        ir.pgbouncer = await instructionsPerTx(
-          ['/usr/sbin/pgbouncer', join(work, 'pgbouncer-cg.ini')],
-          port,
-          work,
-          runAs,
-        );
-      }
+      const ir: Record<string, number> = {};
+      const note = (k: string) =>
+        process.stderr.write(`bench: callgrind ${k}: ${Math.round(ir[k]!)} instructions/tx\n`);
+      ir.native = await nodeRelay(nat.args);
+      note('native');
+      // PgBouncer is not measured here: it refuses to run as root, and callgrind_control (vgdb) cannot reach a
+      // process of another user on this machine kind. Issue 11 has its figure from a hand run (≈ 20.5k).
+      ir['bare relay'] = await nodeRelay(bare.args);
+      note('bare relay');
+      ir['node seam'] = await nodeRelay(seam.args);
+      note('node seam');
       lines.push(
         '',
         '| one client under callgrind | instructions per transaction (relay process) |',
