@@ -47,6 +47,7 @@ export interface GatewayConfig extends TlsSettings {
   readonly log_connections: boolean;
   readonly max_client_conn: number;
   readonly watch_files: boolean;
+  readonly native_data_plane: 'off' | 'on' | 'auto';
   /** '1'…'256' or 'auto'. */
   readonly workers: string;
   readonly auth_file: string;

@@ -80,6 +80,11 @@ export const SCHEMA = {
   },
   data_directory: { kind: { type: 'path' }, default: './pgtls-data', help: 'generated CA/certs, embedded cluster' },
   log_connections: { kind: { type: 'bool' }, default: 'on', help: 'one JSON line per connection' },
+  native_data_plane: {
+    kind: { type: 'enum', values: ['off', 'on', 'auto'] },
+    default: 'off',
+    help: "TLS and the relay in the native addon (native/): on (required), auto (when it built), off (Node's tls)",
+  },
   workers: {
     kind: { type: 'string' },
     default: '1',

@@ -15,6 +15,7 @@ import type { HbaLine } from '../hba/hba.js';
 import type { IdentLine } from '../hba/ident.js';
 import type { TrustedRange } from '../hba/proxy-trusted.js';
 import { type TlsMaterial, TlsStore } from '../tls/context.js';
+import { loadNativeTransport, nativeUnavailableReason } from '../tls/native.js';
 import type { SniSelector } from '../tls/sni.js';
 import { handleConnection } from './connection.js';
 import { watchFileDescriptors } from './fd-watch.js';
@@ -36,14 +37,51 @@ import {
   loadMockSecret,
   report,
 } from './state.js';
+import type { ClientTransport } from './transport.js';
 import { type UpstreamTarget, connectUpstream, sendCancel } from './upstream.js';
 
 export { type CheckReport, type GatewayOptions, checkConfiguration };
 
 export const ERR_LISTEN = 'PGTLS_ERR_LISTEN';
 
+/**
+ * native_data_plane: the native transport when asked for and built; `on` refuses to start without it (the reason
+ * says why: not built, unsupported platform), `auto` falls back to Node's tls with a warning.
+ */
+function chooseTransport(
+  setting: 'off' | 'on' | 'auto',
+  warn: (w: Record<string, unknown>) => void,
+): ClientTransport | undefined {
+  if (setting === 'off') return undefined;
+  const t = loadNativeTransport();
+  if (t) return t;
+  const why = nativeUnavailableReason() ?? 'the addon is not built';
+  if (setting === 'on') {
+    throw new PgtlsError(
+      'PGTLS_ERR_NATIVE',
+      `native_data_plane = on, but the native data plane is unavailable: ${why}`,
+      {
+        details: {
+          hint: 'Build it with `npm run build:native` (needs g++ and make), or set native_data_plane = auto.',
+        },
+      },
+    );
+  }
+  warn({ msg: `native_data_plane = auto: using Node's tls (${why})` });
+  return undefined;
+}
+
 /** Settings that need a restart, as PostgreSQL's PGC_POSTMASTER parameters do. */
-const RESTART_ONLY = ['listen_addresses', 'port', 'unix_socket_directories', 'data_directory', 'ssl'] as const;
+const RESTART_ONLY = [
+  'listen_addresses',
+  'port',
+  'unix_socket_directories',
+  'data_directory',
+  'ssl',
+  'native_data_plane',
+  'workers',
+  'pool_mode',
+] as const;
 
 export class Gateway extends EventEmitter implements GatewayRuntime {
   #state: State;
@@ -62,6 +100,8 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   readonly mockSecret: Buffer;
   readonly operator: Operator;
   readonly pools: Pools | undefined;
+  /** The client-side TLS transport (native_data_plane); undefined: Node's tls. */
+  readonly transport: ClientTransport | undefined;
   readonly #opts: GatewayOptions;
 
   private constructor(state: State, input: ConfigInput, opts: GatewayOptions) {
@@ -72,6 +112,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     // With ssl = off there is no material; a store is still needed by the type, never used for handshakes.
     this.#tls = new TlsStore(state.material as TlsMaterial);
     this.mockSecret = loadMockSecret(state.config.data_directory);
+    this.transport = chooseTransport(state.config.native_data_plane, (w) => this.emit('warning', w));
     // Pools live as long as the gateway; pool_mode and the pool settings are read at start (restart to change them).
     const c = state.config;
     if (c.pool_mode !== 'relay') {

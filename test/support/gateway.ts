@@ -30,6 +30,10 @@ export async function startTestGateway(
     upstream: `postgres://127.0.0.1:${pg.port}`,
     upstream_sslmode: 'disable',
     data_directory: `${fx.dir}/data-${n}`,
+    // CI runs the gateway suite a second time on the native data plane (npm run test:native).
+    ...(process.env.PGTLS_TEST_NATIVE_DATA_PLANE
+      ? { native_data_plane: process.env.PGTLS_TEST_NATIVE_DATA_PLANE }
+      : {}),
     ...conf,
   };
   const text = Object.entries(settings)
