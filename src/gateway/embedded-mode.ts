@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import {
@@ -16,6 +16,7 @@ import {
   mkdirReachable,
   postgresRunAs,
   reachableBy,
+  removeCreated,
   runnableBinaries,
   startCluster,
   stopStaleCluster,
@@ -52,18 +53,24 @@ export async function startEmbedded(
   const base = resolve(dataDirectory);
   // Everything this start creates is removed again if PostgreSQL could not be initialised, so a failed first run
   // leaves no empty directories and no password that was never shown.
-  const undo: string[] = [];
+  const undo: Undo[] = [];
   const made = await mkdir(base, { recursive: true });
-  if (made) undo.push(made);
+  if (made) undo.push({ leaf: base, top: made });
   try {
     return await start(base, onProgress, undo);
   } catch (err) {
-    for (const p of undo.reverse()) await rm(p, { recursive: true, force: true }).catch(() => undefined);
+    for (const u of undo.reverse()) await removeCreated(u.leaf, u.top);
     throw err;
   }
 }
 
-async function start(base: string, onProgress: (msg: string) => void, undo: string[]): Promise<EmbeddedPostgres> {
+/** Something this start created: `leaf` with its contents, and its parents up to `top` while they are empty. */
+interface Undo {
+  readonly leaf: string;
+  readonly top: string;
+}
+
+async function start(base: string, onProgress: (msg: string) => void, undo: Undo[]): Promise<EmbeddedPostgres> {
   const runAs = await postgresRunAs();
   // The cluster's OS user must be able to reach its directory through this one.
   if (runAs.uid !== undefined) await chmod(base, 0o755); // reachable below, if its parents are
@@ -75,7 +82,7 @@ async function start(base: string, onProgress: (msg: string) => void, undo: stri
   } else {
     password = randomBytes(18).toString('base64url');
     await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
-    undo.push(passwordFile);
+    undo.push({ leaf: passwordFile, top: passwordFile });
     passwordWritten = true;
   }
   // PostgreSQL runs as the `postgres` OS user when we are root; if it cannot reach our data directory (a project
@@ -85,7 +92,7 @@ async function start(base: string, onProgress: (msg: string) => void, undo: stri
     const id = createHash('sha256').update(base).digest('hex').slice(0, 16);
     dataDir = join(SYSTEM_DIR, id, 'postgres');
     const made = await mkdirReachable(dirname(dataDir));
-    if (made) undo.push(made);
+    if (made) undo.push({ leaf: dirname(dataDir), top: made });
     onProgress(`the postgres OS user cannot reach ${base}; the cluster lives in ${dataDir}`);
   }
   // …and the same for the programs: a copy it can run when the installed ones sit below a directory it cannot search.

@@ -22,6 +22,7 @@ import {
   readlink,
   rename,
   rm,
+  rmdir,
   writeFile,
 } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -139,6 +140,23 @@ export function reachableBy(who: RunAs, dir: string): boolean {
  */
 export const SYSTEM_DIR = '/var/lib/pgtls';
 
+/**
+ * Undo a `mkdir -p` after a failure: remove `leaf` (what this start owns) with its contents, then each parent up to
+ * `top` (the first directory that mkdir created) only while empty — a parent such as /var/lib/pgtls may meanwhile
+ * hold another gateway's cluster or a copy of the programs, and is never removed with its contents.
+ */
+export async function removeCreated(leaf: string, top: string | undefined): Promise<void> {
+  await rm(leaf, { recursive: true, force: true }).catch(() => undefined);
+  if (top === undefined || !`${leaf}/`.startsWith(`${top}/`)) return;
+  for (let p = dirname(leaf); `${p}/`.startsWith(`${top}/`) && p !== dirname(p); p = dirname(p)) {
+    try {
+      await rmdir(p);
+    } catch {
+      return; // not empty (or gone): leave it and everything above
+    }
+  }
+}
+
 /** Create `dir` (and its parents) 0755; return the first directory this created, to remove it after a failure. */
 export async function mkdirReachable(dir: string): Promise<string | undefined> {
   const first = await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -234,7 +252,7 @@ export async function runnableBinaries(
     return copied;
   } catch (cause) {
     await rm(tmp, { recursive: true, force: true });
-    if (created) await rm(created, { recursive: true, force: true });
+    if (created) await removeCreated(into, created);
     if (cause instanceof PgtlsError) throw cause;
     throw new PgtlsError(
       ERR_EMBEDDED,
@@ -280,7 +298,7 @@ export async function ensureCluster(opts: ClusterOptions, binaries = embeddedBin
     ]);
   } catch (err) {
     // initdb removes what it wrote itself; the directories made for it here go too (one that existed stays)
-    if (created) await rm(created, { recursive: true, force: true });
+    if (created) await removeCreated(opts.dataDir, created);
     throw err;
   } finally {
     await rm(pwdir, { recursive: true, force: true });

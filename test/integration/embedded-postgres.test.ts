@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readlinkSync, statSync } from 'node:fs';
-import { chmod, cp, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -9,6 +9,7 @@ import {
   type PostgresBinaries,
   embeddedBinaries,
   ensureCluster,
+  removeCreated,
   runnableBinaries,
   startCluster,
 } from '../../src/gateway/embedded-postgres.js';
@@ -142,3 +143,18 @@ describe(
     });
   },
 );
+
+test('undoing a failed start removes what it made, but never a shared parent that holds something else', async () => {
+  const top = await mkdtemp(join(tmpdir(), 'pgtls-undo-'));
+  // as a first start makes /var/lib/pgtls/<id>/postgres, while another start keeps its copy in /var/lib/pgtls
+  await mkdir(join(top, 'pgtls', 'id1', 'postgres'), { recursive: true });
+  await mkdir(join(top, 'pgtls', 'pg-copy'), { recursive: true });
+  await removeCreated(join(top, 'pgtls', 'id1'), join(top, 'pgtls'));
+  assert.deepEqual(readdirSync(join(top, 'pgtls')), ['pg-copy']);
+  // alone, the parents it created go too, up to the first one
+  await rm(join(top, 'pgtls', 'pg-copy'), { recursive: true });
+  await mkdir(join(top, 'pgtls', 'id2', 'postgres'), { recursive: true });
+  await removeCreated(join(top, 'pgtls', 'id2'), join(top, 'pgtls'));
+  assert.deepEqual(readdirSync(top), []);
+  await rm(top, { recursive: true });
+});
