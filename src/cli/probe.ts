@@ -141,13 +141,11 @@ function printHuman(r: ProbeResult): void {
       out.push(`      key      ${key}   ${s.dim(`SHA-256 ${c.sha256}`)}`);
     }
     const findings = notableFindings(r.chain);
-    if (findings.length === 0 && !r.missingIntermediate) out.push(`  ${s.ok(MARK.ok)} chain complete and in order`);
+    if (findings.length === 0 && !r.missingIntermediate && !r.untrustedRoot)
+      out.push(`  ${s.ok(MARK.ok)} chain complete and in order`);
     for (const f of findings) out.push(`  ${f.level === 'error' ? s.bad(MARK.bad) : s.warn(MARK.warn)} ${f.message}`);
-    if (r.missingIntermediate) {
-      out.push(
-        `  ${s.bad(MARK.bad)} the server sends only its own certificate, and no trust store here has a root that issued it: the server is probably missing its intermediate (append it to ssl_cert_file after the server certificate)`,
-      );
-    }
+    const chainEnd = chainEndText(r);
+    if (chainEnd) out.push(`  ${s.bad(MARK.bad)} ${chainEnd}`);
   }
   if (r.hostname) {
     out.push('');
@@ -172,4 +170,24 @@ function printHuman(r: ProbeResult): void {
     out.push(`    ${mark} ${pad(m.sslmode, 12)} ${m.connects ? '' : s.bad('fails: ')}${m.why}`);
   }
   process.stdout.write(`${out.join('\n')}\n`);
+}
+
+/** Why the chain does not verify here, when it is about its top: an untrusted (private) root, or a missing link. */
+export function chainEndText(r: ProbeResult): string | undefined {
+  const e = r.missingIntermediateEvidence;
+  const top = r.chain?.certificates[0]?.issuer ?? '';
+  if (r.missingIntermediate && e) {
+    const roots = e.roots.map((x) => `"${x}"`).join(', ');
+    return `the server sends only its own certificate, and its issuer "${top}" is not the root in ${e.store} (${roots}): the server is missing its intermediate — append "${top}" to ssl_cert_file after the server certificate (or, if "${top}" is a root, ${e.store} holds a different one)`;
+  }
+  const u = r.untrustedRoot;
+  if (!u) return undefined;
+  const give = 'give it with --rootcert FILE (clients: sslrootcert=FILE)';
+  if (u.selfSignedLeaf)
+    return `the server's certificate "${u.subject}" is self-signed and no trust store here holds it: if you trust it, ${give}`;
+  if (u.sent)
+    return `the chain ends at the root "${u.subject}", sent by the server, which no trust store here holds (a private CA?): if you trust it, ${give}`;
+  if (u.leafOnly)
+    return `the chain ends at "${u.subject}", the issuer of the server's certificate, which no trust store here holds: if it is your private CA's root, ${give}; should it then still not verify, it is an intermediate the server must send too`;
+  return `the chain ends at a root this machine does not trust, "${u.subject}" (a private CA?): ${give}`;
 }

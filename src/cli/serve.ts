@@ -1,5 +1,5 @@
 /** `pgtls serve`: the gateway, in front of a configured upstream or of an embedded PostgreSQL. */
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type ConfigInput, loadConfig } from '../config/load.js';
 import { SCHEMA } from '../config/schema.js';
@@ -8,6 +8,7 @@ import { type EmbeddedPostgres, startEmbedded } from '../gateway/embedded-mode.j
 import { type CheckReport, Gateway, checkConfiguration } from '../gateway/gateway.js';
 import type { ConnectionRecord } from '../gateway/runtime.js';
 import { type Command, EXIT, type ParsedArgs, flag, parseCommandArgs, str, strs } from './command.js';
+import { RELOAD_STATUS_FILE, type ReloadStatus } from './reload.js';
 
 const keyFlags = Object.keys(SCHEMA).map((k) => k.replace(/_/g, '-'));
 
@@ -128,24 +129,49 @@ export const command: Command = async (argv) => {
     return EXIT.failure;
   }
   const c = gw.config;
-  const pidFile = join(resolve(c.data_directory), 'pgtls.pid');
+  const dataDir = resolve(c.data_directory);
+  const pidFile = join(dataDir, 'pgtls.pid');
+  const reloadFile = join(dataDir, RELOAD_STATUS_FILE);
+  let reloadSeq = 0;
   try {
+    // With an upstream nothing else may have created the data directory: `pgtls reload` finds the gateway here.
+    mkdirSync(dataDir, { recursive: true });
     writeFileSync(pidFile, `${process.pid}\n`);
-  } catch {
-    // the data directory may be read-only with an upstream; reload then works by signal only
+    rmSync(reloadFile, { force: true });
+  } catch (err) {
+    log({
+      level: 'warn',
+      msg: `could not write ${pidFile}: ${errorMessage(err)}; \`pgtls reload\` cannot find this gateway (send SIGHUP to pid ${process.pid})`,
+    });
   }
   gw.on('connection', (r: ConnectionRecord) => {
     if (gw.config.log_connections) log({ level: 'info', msg: 'connection', ...r });
   });
   gw.on('warning', (w: Record<string, unknown>) => log({ level: 'warn', ...w }));
-  gw.on('reload', (e: { ok: boolean; warnings?: string[]; error?: unknown }) => {
-    if (e.ok) log({ level: 'info', msg: 'configuration reloaded', warnings: e.warnings });
+  gw.on('reload', (e: { ok: boolean; warnings?: string[]; error?: unknown; trigger?: string; files?: string[] }) => {
+    const why = { trigger: e.trigger, ...(e.files ? { files: e.files } : {}) };
+    if (e.ok) log({ level: 'info', msg: 'configuration reloaded', ...why, warnings: e.warnings });
     else
       log({
         level: 'error',
         msg: 'reload failed; the previous configuration stays in force',
+        ...why,
         error: errorMessage(e.error),
       });
+    // The outcome for `pgtls reload`, which waits for it (written whole, then renamed into place).
+    const status: ReloadStatus = {
+      seq: ++reloadSeq,
+      pid: process.pid,
+      ok: e.ok,
+      time: new Date().toISOString(),
+      ...(e.ok ? { warnings: e.warnings ?? [] } : { error: describeError(e.error).replace(/^pgtls: /, '') }),
+    };
+    try {
+      writeFileSync(`${reloadFile}.tmp`, `${JSON.stringify(status)}\n`);
+      renameSync(`${reloadFile}.tmp`, reloadFile);
+    } catch {
+      // no data directory to write to: the log line above is all there is
+    }
   });
   const where = gw.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`));
   const tlsText = c.ssl
@@ -190,6 +216,7 @@ export const command: Command = async (argv) => {
       await gw.close();
       if (embedded) await embedded.cluster.stop().catch((e: unknown) => log({ level: 'error', msg: errorMessage(e) }));
       rmSync(pidFile, { force: true });
+      rmSync(reloadFile, { force: true });
       log({ level: 'info', msg: 'stopped' });
       done(EXIT.ok);
     };

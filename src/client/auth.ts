@@ -7,86 +7,29 @@
  * - SCRAM-SHA-256 (RFC 5802/7677) as a client, and the server-final message the driver expects for *its* exchange
  *   (computable from what passed on the wire and the password), so the driver finishes its login unchanged.
  *
- * Pure: bytes in, bytes out.
+ * Pure: bytes in, bytes out. The SCRAM itself is protocol/scram*.ts, shared with the doctor and the gateway.
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
-
-/** PasswordMessage / SASLInitialResponse / SASLResponse all use type 'p'. */
-function frame(body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length);
-  out[0] = 0x70; // 'p'
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
+import { md5Response } from '../auth/password.js';
+import { ScramClient } from '../protocol/scram-client.js';
+import {
+  SCRAM_SHA_256,
+  buildServerFinalMessage,
+  deriveKeys,
+  encodeAuthenticationSASLFinal,
+  encodePasswordPacket,
+  parseSASLInitialResponse,
+  parseServerFirstMessage,
+  authMessage as scramAuthMessage,
+  serverSignature,
+} from '../protocol/scram.js';
 
 export function passwordMessage(password: string): Buffer {
-  return frame(Buffer.from(`${password}\0`, 'utf8'));
+  return encodePasswordPacket(Buffer.from(`${password}\0`, 'utf8'));
 }
 
 /** "md5" + md5(md5(password + user) + salt), as pg_password_sendauth() computes it. */
 export function md5PasswordMessage(user: string, password: string, salt: Buffer): Buffer {
-  const inner = createHash('md5')
-    .update(password + user, 'utf8')
-    .digest('hex');
-  const outer = createHash('md5')
-    .update(Buffer.concat([Buffer.from(inner, 'utf8'), salt]))
-    .digest('hex');
-  return passwordMessage(`md5${outer}`);
-}
-
-export interface ScramClient {
-  readonly nonce: string;
-  readonly clientFirstBare: string;
-  readonly initial: Buffer;
-}
-
-/** SASLInitialResponse for SCRAM-SHA-256 without channel binding ("n,,"), user name empty as libpq sends it. */
-export function scramStart(): ScramClient {
-  const nonce = randomBytes(18).toString('base64');
-  const clientFirstBare = `n=,r=${nonce}`;
-  const data = Buffer.from(`n,,${clientFirstBare}`, 'utf8');
-  const mech = Buffer.from('SCRAM-SHA-256\0', 'utf8');
-  const len = Buffer.allocUnsafe(4);
-  len.writeInt32BE(data.length, 0);
-  return { nonce, clientFirstBare, initial: frame(Buffer.concat([mech, len, data])) };
-}
-
-function attrs(message: string): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const part of message.split(',')) {
-    const eq = part.indexOf('=');
-    if (eq > 0) m.set(part.slice(0, eq), part.slice(eq + 1));
-  }
-  return m;
-}
-
-function keys(password: string, serverFirst: string): { salted: Buffer } | undefined {
-  const a = attrs(serverFirst);
-  const salt = a.get('s');
-  const iterations = Number(a.get('i'));
-  if (!salt || !Number.isInteger(iterations) || iterations < 1) return undefined;
-  // libpq applies SASLprep; passwords that are plain ASCII (the usual case) are unchanged by it.
-  return { salted: pbkdf2Sync(password.normalize('NFKC'), Buffer.from(salt, 'base64'), iterations, 32, 'sha256') };
-}
-
-const hmac = (key: Buffer, text: string) => createHmac('sha256', key).update(text, 'utf8').digest();
-
-/** SASLResponse (client-final-message) for the server-first-message; undefined if the server's nonce is wrong. */
-export function scramFinal(client: ScramClient, password: string, serverFirst: string): Buffer | undefined {
-  const a = attrs(serverFirst);
-  const r = a.get('r');
-  if (!r?.startsWith(client.nonce)) return undefined;
-  const k = keys(password, serverFirst);
-  if (!k) return undefined;
-  const withoutProof = `c=biws,r=${r}`;
-  const authMessage = `${client.clientFirstBare},${serverFirst},${withoutProof}`;
-  const clientKey = hmac(k.salted, 'Client Key');
-  const storedKey = createHash('sha256').update(clientKey).digest();
-  const signature = hmac(storedKey, authMessage);
-  const proof = Buffer.alloc(clientKey.length);
-  for (let i = 0; i < proof.length; i++) proof[i] = clientKey[i]! ^ signature[i]!;
-  return frame(Buffer.from(`${withoutProof},p=${proof.toString('base64')}`, 'utf8'));
+  return passwordMessage(md5Response(user, password, salt));
 }
 
 /**
@@ -99,31 +42,23 @@ export function scramServerFinalFor(
   serverFirst: string,
   clientFinalWithoutProof: string,
 ): Buffer | undefined {
-  const k = keys(password, serverFirst);
-  if (!k) return undefined;
-  const authMessage = `${clientFirstBare},${serverFirst},${clientFinalWithoutProof}`;
-  const serverKey = hmac(k.salted, 'Server Key');
-  const data = Buffer.from(`v=${hmac(serverKey, authMessage).toString('base64')}`, 'utf8');
-  const out = Buffer.allocUnsafe(9 + data.length);
-  out[0] = 0x52; // 'R'
-  out.writeInt32BE(8 + data.length, 1);
-  out.writeInt32BE(12, 5);
-  data.copy(out, 9);
-  return out;
+  const first = parseServerFirstMessage(serverFirst, '');
+  if ('error' in first) return undefined;
+  const { serverKey } = deriveKeys(password, first.salt, first.iterations);
+  const message = scramAuthMessage(clientFirstBare, serverFirst, clientFinalWithoutProof);
+  return encodeAuthenticationSASLFinal(buildServerFinalMessage(serverSignature(serverKey, message)));
 }
 
 /** Parse the driver's SASLInitialResponse body: mechanism, then the client-first-message without its GS2 header. */
 export function parseSaslInitial(body: Buffer): { mechanism: string; clientFirstBare: string } | undefined {
-  const nul = body.indexOf(0);
-  if (nul < 0 || body.length < nul + 5) return undefined;
-  const mechanism = body.toString('utf8', 0, nul);
-  const len = body.readInt32BE(nul + 1);
-  const data = body.toString('utf8', nul + 5, nul + 5 + Math.max(0, len));
+  const parsed = parseSASLInitialResponse(body);
+  if (parsed.mechanism === undefined || parsed.error || parsed.data === undefined) return undefined;
+  const data = parsed.data;
   // GS2 header: "n,," / "y,," / "p=tls-server-end-point,," — the bare message follows the second comma.
   const first = data.indexOf(',');
   const second = first < 0 ? -1 : data.indexOf(',', first + 1);
   if (second < 0) return undefined;
-  return { mechanism, clientFirstBare: data.slice(second + 1) };
+  return { mechanism: parsed.mechanism, clientFirstBare: data.slice(second + 1) };
 }
 
 /**
@@ -204,14 +139,20 @@ export class SelfAuthentication {
       case 5:
         return md5PasswordMessage(this.user, password!, body.subarray(4, 8));
       case 10:
-        this.scram = scramStart();
-        return this.scram.initial;
+        // without channel binding ("n,,"): the fallback connection's certificate is not at hand here
+        this.scram = new ScramClient({ mechanism: SCRAM_SHA_256, flag: 'n', password });
+        return this.scram.initialResponse();
       case 11: {
-        const final = this.scram ? scramFinal(this.scram, password ?? '', body.toString('utf8', 4)) : undefined;
-        return final ?? { refusal: 'invalid SCRAM response (nonce mismatch)' };
+        if (!this.scram) return { refusal: 'invalid SCRAM exchange state' };
+        const step = this.scram.serverFirstMessage(body.toString('latin1', 4));
+        return step.ok ? step.message : { refusal: step.error };
       }
-      case 12:
+      case 12: {
+        // libpq checks the server's signature before it accepts AuthenticationOk
+        const final = this.scram?.serverFinalMessage(body.toString('latin1', 4));
+        if (final && !final.ok) return { refusal: final.error };
         return undefined;
+      }
       default:
         return {
           refusal: `authentication method requested by server is not supported by pgtls on a fallback connection (${code})`,

@@ -1,10 +1,12 @@
 /**
  * Build the gateway's configuration once, loudly, then freeze it (conventions §6).
  * Precedence: command-line flag > config file > environment (PGTLS_<KEY>) > default.
- * Paths in the file are relative to the file; paths from flags/env/defaults are relative to the working directory.
+ * Paths in the file, and default paths when there is a file, are relative to the file; paths from flags and env (and
+ * defaults when there is no file) are relative to the working directory.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { PgtlsError } from '../errors.js';
+import { parseTrustedList } from '../hba/proxy-trusted.js';
 import type { TlsSettings } from '../tls/context.js';
 import { type ConfEntry, readConfFile } from './conf-file.js';
 import {
@@ -43,6 +45,13 @@ export interface GatewayConfig extends TlsSettings {
   readonly shutdown_timeout: number;
   readonly data_directory: string;
   readonly log_connections: boolean;
+  readonly max_client_conn: number;
+  readonly watch_files: boolean;
+  readonly proxy_protocol: boolean;
+  /** The list as written; parse with parseTrustedList() (checked at load). */
+  readonly proxy_protocol_trusted: string;
+  readonly ssl_sni: boolean;
+  readonly hosts_file: string;
   /** Where each value came from ("pgtls.conf:12", "--port", "PGTLS_PORT", "default"). */
   readonly sources: Readonly<Record<ConfigKey, string>>;
   /** The config file, if one was given (reload re-reads it). */
@@ -83,6 +92,9 @@ export function loadConfig(input: ConfigInput): GatewayConfig {
   }
   const configFile = input.file ? resolve(cwd, input.file) : '';
   if (configFile) {
+    // Defaults that are paths (data_directory) live beside the config file, like every path written in it: a gateway
+    // started with --config from any directory, and `pgtls reload --config` run from any other, find the same place.
+    for (const [key, r] of raw) if (r.source === 'default') r.baseDir = dirname(configFile);
     const entries: ConfEntry[] = readConfFile(configFile);
     for (const e of entries) {
       const key = canonical(e.name);
@@ -152,6 +164,29 @@ function checkConflicts(c: GatewayConfig): void {
         hint: 'TLS can be turned off only for development: set require_secure_transport = off as well.',
         ssl: c.sources.ssl,
         require_secure_transport: c.sources.require_secure_transport,
+      },
+    });
+  }
+  const trusted = parseTrustedList(c.proxy_protocol_trusted);
+  if (!trusted.ok) {
+    throw new PgtlsError(
+      ERR_CONFIG_VALUE,
+      `invalid value for parameter "proxy_protocol_trusted": "${trusted.entry}" is not an IP address or CIDR range`,
+      {
+        details: {
+          hint: "List addresses or ranges, e.g. '10.0.0.0/8, 192.168.1.10, fd00::/8' (host names are not accepted).",
+          source: c.sources.proxy_protocol_trusted,
+        },
+      },
+    );
+  }
+  if (c.proxy_protocol && trusted.ranges.length === 0) {
+    // Trusting every peer would let anyone claim any client address (and so pass address-based hba rules).
+    throw new PgtlsError(ERR_CONFIG_CONFLICT, 'proxy_protocol = on requires a non-empty proxy_protocol_trusted', {
+      details: {
+        hint: 'Set proxy_protocol_trusted to the addresses of the load balancers that send the PROXY header.',
+        proxy_protocol: c.sources.proxy_protocol,
+        proxy_protocol_trusted: c.sources.proxy_protocol_trusted,
       },
     });
   }

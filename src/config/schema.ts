@@ -80,6 +80,32 @@ export const SCHEMA = {
   },
   data_directory: { kind: { type: 'path' }, default: './pgtls-data', help: 'generated CA/certs, embedded cluster' },
   log_connections: { kind: { type: 'bool' }, default: 'on', help: 'one JSON line per connection' },
+  watch_files: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'reload when a certificate, key, CA, CRL, hba/ident or config file changes',
+  },
+  max_client_conn: {
+    kind: { type: 'int', min: 0, max: 1_000_000 },
+    default: '0',
+    help: "client connections at once (PgBouncer's name; 0: no limit); beyond it: FATAL 53300",
+  },
+  proxy_protocol: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'expect a PROXY v1/v2 header from peers in proxy_protocol_trusted',
+  },
+  proxy_protocol_trusted: {
+    kind: { type: 'string' },
+    default: '',
+    help: 'addresses/CIDR ranges allowed to send a PROXY header (empty: nobody)',
+  },
+  ssl_sni: { kind: { type: 'bool' }, default: 'off', help: 'choose the certificate by SNI from hosts_file' },
+  hosts_file: {
+    kind: { type: 'path' },
+    default: '',
+    help: "pg_hosts.conf, PostgreSQL 19's format (empty: none, the ssl_* files serve everyone)",
+  },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof SCHEMA;

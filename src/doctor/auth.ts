@@ -4,17 +4,14 @@
  * which server message it would not. Like libpq, SCRAM-SHA-256-PLUS (tls-server-end-point) is used over TLS when the
  * server offers it (channel_binding=prefer, the default, or require), and require_auth is enforced.
  *
- * Password messages come from pgtls/client (client/auth.ts). LOCAL: the exchange itself and SCRAM with channel binding
- * (client/auth.ts has SCRAM without it, for PgtlsSocket's replays); if pgtls/client gains an authenticate() step,
- * this file should shrink to a call to it.
+ * Password messages come from pgtls/client (client/auth.ts), SCRAM (with channel binding and libpq's mechanism choice
+ * and messages) from the shared protocol/scram-client.ts. LOCAL: the exchange itself; if pgtls/client gains an
+ * authenticate() step, this file should shrink to a call to it.
  */
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { md5PasswordMessage, passwordMessage } from '../client/auth.js';
 import { formatServerError } from '../client/login-rules.js';
-import { toArrayBuffer } from '../pki/pem.js';
-import { x509 } from '../pki/x509.js';
 import {
   BackendMessage,
   MessageReader,
@@ -22,6 +19,8 @@ import {
   decodeErrorFields,
   encodeStartupMessage,
 } from '../protocol/index.js';
+import { type ChannelBindingMode, ScramClient, selectScramMechanism } from '../protocol/scram-client.js';
+import { tlsServerEndPoint } from '../protocol/scram.js';
 
 export type AuthOutcome =
   | { readonly ok: true; readonly method: string }
@@ -44,61 +43,12 @@ function frame(type: string, body: Buffer): Buffer {
   return b;
 }
 
-const cstr = (s: string) => Buffer.from(`${s}\0`, 'utf8');
-
-/**
- * SCRAM-SHA-256 (RFC 5802/7677), with tls-server-end-point channel binding (RFC 5929) when `cbind` is given, as libpq
- * does over TLS when the server offers SCRAM-SHA-256-PLUS. SASLprep is skipped: libpq also uses the raw password when
- * normalisation does not apply.
- */
-function scramClient(password: string, gs2: string, cbind?: Buffer) {
-  const nonce = randomBytes(18).toString('base64');
-  const first = `n=,r=${nonce}`;
-  let serverSignature: Buffer | undefined;
-  return {
-    initial: () => Buffer.from(`${gs2}${first}`),
-    respond(serverFirst: string): Buffer {
-      const attrs = Object.fromEntries(serverFirst.split(',').map((kv) => [kv[0], kv.slice(2)]));
-      const r = attrs.r ?? '';
-      if (!r.startsWith(nonce)) throw new Error('invalid SCRAM response (nonce mismatch)');
-      const salt = Buffer.from(attrs.s ?? '', 'base64');
-      const iterations = Number(attrs.i);
-      const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
-      const clientKey = createHmac('sha256', salted).update('Client Key').digest();
-      const storedKey = createHash('sha256').update(clientKey).digest();
-      const c = Buffer.concat([Buffer.from(gs2), cbind ?? Buffer.alloc(0)]).toString('base64');
-      const finalNoProof = `c=${c},r=${r}`;
-      const authMessage = `${first},${serverFirst},${finalNoProof}`;
-      const clientSig = createHmac('sha256', storedKey).update(authMessage).digest();
-      const proof = Buffer.from(clientKey.map((b, i) => b ^ clientSig[i]!));
-      const serverKey = createHmac('sha256', salted).update('Server Key').digest();
-      serverSignature = createHmac('sha256', serverKey).update(authMessage).digest();
-      return Buffer.from(`${finalNoProof},p=${proof.toString('base64')}`);
-    },
-    verify(serverFinal: string): boolean {
-      const v = /v=([^,]+)/.exec(serverFinal)?.[1];
-      if (!v || !serverSignature) return false;
-      const got = Buffer.from(v, 'base64');
-      return got.length === serverSignature.length && timingSafeEqual(got, serverSignature);
-    },
-  };
-}
-
-/** tls-server-end-point: the server certificate hashed with its signature's hash (SHA-256 for MD5 and SHA-1). */
-function serverEndPoint(socket: Socket | TLSSocket): Buffer | undefined {
+/** TLS in use on the socket, and the server certificate's tls-server-end-point data (shared SCRAM module). */
+function tlsBinding(socket: Socket | TLSSocket): { tls: boolean; binding: Buffer | undefined } {
   const t = socket as TLSSocket;
-  if (typeof t.getPeerCertificate !== 'function') return undefined;
+  if (typeof t.getPeerCertificate !== 'function' || !t.encrypted) return { tls: false, binding: undefined };
   const raw = t.getPeerCertificate()?.raw;
-  if (!raw) return undefined;
-  let hash = 'sha256';
-  try {
-    const alg = new x509.X509Certificate(toArrayBuffer(raw)).signatureAlgorithm as { hash?: { name?: string } };
-    const name = alg.hash?.name?.toLowerCase().replace('-', '');
-    if (name === 'sha384' || name === 'sha512') hash = name;
-  } catch {
-    // keep SHA-256
-  }
-  return createHash(hash).update(raw).digest();
+  return { tls: true, binding: raw ? tlsServerEndPoint(raw) : undefined };
 }
 
 /** libpq's require_auth check (PostgreSQL 16+): a comma list of methods, or of !methods. */
@@ -135,7 +85,7 @@ export function authenticate(
   return new Promise((resolve) => {
     const reader = new MessageReader(1 << 20);
     let method: string | undefined;
-    let scram: ReturnType<typeof scramClient> | undefined;
+    let scram: ScramClient | undefined;
     let authOk = false;
     let settled = false;
     const done = (r: AuthOutcome) => {
@@ -213,46 +163,27 @@ export function authenticate(
           );
         } else if (code === AUTH.SASL) {
           const mechs = m.body.subarray(4).toString('utf8').split('\0').filter(Boolean);
-          const cbind = opts.channelBinding === 'disable' ? undefined : serverEndPoint(socket);
-          const plus = cbind !== undefined && mechs.includes('SCRAM-SHA-256-PLUS');
-          method = plus ? 'SCRAM-SHA-256-PLUS' : 'SCRAM-SHA-256';
-          if (opts.channelBinding === 'require' && !plus) {
-            return done({
-              ok: false,
-              method,
-              message:
-                'channel binding is required, but server did not offer an authentication method that supports channel binding',
-            });
+          const { tls, binding } = tlsBinding(socket);
+          const choice = selectScramMechanism(mechs, {
+            tls,
+            channelBinding: (opts.channelBinding ?? 'prefer') as ChannelBindingMode,
+          });
+          if ('error' in choice) {
+            // report the mechanism libpq was about to use, as before the refusal
+            const plus = mechs.includes('SCRAM-SHA-256-PLUS') && tls && opts.channelBinding !== 'disable';
+            return done({ ok: false, method: plus ? 'SCRAM-SHA-256-PLUS' : 'SCRAM-SHA-256', message: choice.error });
           }
-          if (!plus && !mechs.includes('SCRAM-SHA-256')) {
-            return done({
-              ok: false,
-              method,
-              message: `none of the server's SASL authentication mechanisms are supported`,
-            });
-          }
+          method = choice.mechanism;
           if (opts.password === undefined) return noPassword();
-          // gs2 header: p= when binding; y when TLS is in use but the server offers no PLUS; n without TLS.
-          const gs2 = plus ? 'p=tls-server-end-point,,' : cbind ? 'y,,' : 'n,,';
-          scram = scramClient(opts.password, gs2, plus ? cbind : undefined);
-          const initial = scram.initial();
-          const len = Buffer.alloc(4);
-          len.writeInt32BE(initial.length);
-          socket.write(frame('p', Buffer.concat([cstr(method), len, initial])));
+          scram = new ScramClient({ ...choice, password: opts.password, channelBinding: binding });
+          socket.write(scram.initialResponse());
         } else if (code === AUTH.SASLContinue && scram) {
-          try {
-            socket.write(frame('p', scram.respond(m.body.subarray(4).toString('utf8'))));
-          } catch (err) {
-            return done({ ok: false, method, message: (err as Error).message });
-          }
+          const step = scram.serverFirstMessage(m.body.toString('latin1', 4));
+          if (!step.ok) return done({ ok: false, method, message: step.error });
+          socket.write(step.message);
         } else if (code === AUTH.SASLFinal && scram) {
-          if (!scram.verify(m.body.subarray(4).toString('utf8'))) {
-            return done({
-              ok: false,
-              method,
-              message: 'invalid SCRAM server signature: the server does not know the password',
-            });
-          }
+          const final = scram.serverFinalMessage(m.body.toString('latin1', 4));
+          if (!final.ok) return done({ ok: false, method, message: final.error });
         } else {
           return done({
             ok: false,

@@ -148,3 +148,61 @@ export async function knownRootFor(
   }
   return undefined;
 }
+
+/**
+ * Where an unverified chain ends, for probe: at a root nobody here trusts (a private CA, the usual case), or — only
+ * when there is a reason to think the leaf's issuer is not a root — at a missing intermediate.
+ */
+export type ChainEnd =
+  /** The top is a root no store holds: sent (self-signed, possibly the server certificate itself) or only named. */
+  | {
+      readonly kind: 'untrusted-root';
+      readonly subject: string;
+      readonly sent: boolean;
+      readonly selfSignedLeaf: boolean;
+      /** The server sent only its certificate: "subject" could still be an intermediate (no store can tell). */
+      readonly leafOnly: boolean;
+    }
+  /** Only the server certificate is sent, and a store the user chose holds a root that is not its issuer. */
+  | {
+      readonly kind: 'missing-intermediate';
+      readonly issuer: string;
+      readonly store: string;
+      readonly roots: string[];
+    };
+
+/**
+ * `stores` are those probe verified against; `userStores` the ones the user chose (--rootcert, ~/.postgresql/root.crt).
+ * undefined when some store verifies the chain, or a store's content (a pinned certificate, a root of this chain)
+ * already explains the failure.
+ */
+export async function chainEnd(
+  chain: ChainReport,
+  verdicts: readonly { readonly verified: boolean; readonly content?: StoreContent | undefined }[],
+  userStores: readonly TrustStore[],
+): Promise<ChainEnd | undefined> {
+  if (verdicts.some((v) => v.verified)) return undefined;
+  if (verdicts.some((v) => v.content && v.content.kind !== 'empty' && v.content.kind !== 'unrelated')) return undefined;
+  const last = chain.certificates[chain.certificates.length - 1];
+  if (!last) return undefined;
+  if (last.selfSigned) {
+    return {
+      kind: 'untrusted-root',
+      subject: last.subject,
+      sent: true,
+      selfSignedLeaf: last.index === 0,
+      leafOnly: false,
+    };
+  }
+  const issuer = chain.topIssuer ?? last.issuer;
+  if (chain.endsAtLeaf) {
+    // The leaf's issuer is not sent. A root the user trusts that is not that issuer is the only evidence available
+    // offline that the issuer is an intermediate (the leaf names its issuer, not the root above it).
+    for (const store of userStores) {
+      const roots: string[] = [];
+      for (const c of store.certificates) if (c.subject !== issuer && (await isSelfSigned(c))) roots.push(c.subject);
+      if (roots.length) return { kind: 'missing-intermediate', issuer, store: store.label, roots };
+    }
+  }
+  return { kind: 'untrusted-root', subject: issuer, sent: false, selfSignedLeaf: false, leafOnly: chain.endsAtLeaf };
+}

@@ -18,6 +18,7 @@ import { loadTlsMaterial } from '../client/tls-files.js';
 import { verifyHostName } from '../pki/hostname.js';
 import { splitPem, toArrayBuffer } from '../pki/pem.js';
 import { x509 } from '../pki/x509.js';
+import { explainedFailure, skippedAttempts } from './attempts.js';
 import { type AuthOutcome, authenticate } from './auth.js';
 import {
   type ChainReport,
@@ -68,6 +69,13 @@ export interface DoctorReport {
   readonly diagnosis?: Diagnosis | undefined;
   /** What psql would print (libpq's messages for every attempt), when the connection fails. */
   readonly libpqMessage?: string | undefined;
+  /**
+   * The attempt the diagnosis explains, with libpq's words for it: libpq's last attempt that reached a server (the
+   * earlier ones, e.g. a refused ::1 before 127.0.0.1, are listed in the diagnosis's evidence).
+   */
+  readonly explained?:
+    | { readonly host: string; readonly address?: string; readonly port: string; readonly libpqMessage: string }
+    | undefined;
   readonly warnings: readonly string[];
   readonly connection?:
     | {
@@ -164,14 +172,18 @@ async function observe(
   let address = failure?.address ?? target?.hostaddr ?? '';
   const obs: { -readonly [K in keyof Observed]: Observed[K] } = { endpoint: { host: address || host, port }, host };
   if (!target || target.kind === 'socket') return obs;
-  if (target.kind === 'name' && !address) {
+  if (target.kind === 'name') {
+    // All the name's addresses are shown; the one looked at is the failing attempt's (libpq may have passed others).
     try {
       const addrs = await lookup(host, { all: true, verbatim: true });
       obs.addresses = addrs.map((a) => a.address);
-      address = addrs[0]?.address ?? host;
+      if (!address) address = addrs[0]?.address ?? host;
     } catch (err) {
-      obs.dnsError = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
-      return obs;
+      if (!address) {
+        obs.dnsError = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
+        return obs;
+      }
+      obs.addresses = [address];
     }
   } else if (address) obs.addresses = [address];
   obs.endpoint = { host: address || host, port };
@@ -200,14 +212,6 @@ async function observe(
     if (wire.peerCertificates[0] && host) obs.hostname = verifyHostName(wire.peerCertificates[0], host);
   }
   return obs;
-}
-
-/** The failure that explains the outcome: the first host's encrypted attempt if there was one, else its first. */
-function primaryFailure(failures: readonly AttemptFailure[]): AttemptFailure | undefined {
-  const first = failures[0];
-  if (!first) return undefined;
-  const sameHost = failures.filter((f) => f.host === first.host);
-  return sameHost.find((f) => f.method !== 'plain') ?? first;
 }
 
 export async function doctor(input: string, opts: DoctorOptions = {}): Promise<DoctorReport> {
@@ -358,9 +362,9 @@ export async function doctor(input: string, opts: DoctorOptions = {}): Promise<D
   // 2. It failed: look at the same server ourselves, then explain.
   const failures = attempts.failures;
   const libpqMessage = failures.map((a) => `${a.prefix}${a.message}`).join('\n');
-  const primary = primaryFailure(failures);
+  const primary = explainedFailure(failures);
   const observed = await observe(plan, primary, timeoutMs);
-  const diagnosis = await explain({
+  const explained = await explain({
     message: primary?.message ?? 'connection failed',
     ...(primary?.reason ? { reason: primary.reason } : {}),
     ...(primary ? { method: primary.method } : {}),
@@ -369,8 +373,31 @@ export async function doctor(input: string, opts: DoctorOptions = {}): Promise<D
     observed,
     timeoutMs,
   });
+  // Addresses libpq passed on its way (a refused ::1 before 127.0.0.1) are evidence, not the cause.
+  const skipped = primary ? skippedAttempts(failures, primary) : [];
+  const diagnosis: Diagnosis = skipped.length
+    ? { ...explained, evidence: [...skipped, ...(explained.evidence ?? [])] }
+    : explained;
   const steps = stepsFromObserved(paramStep, plan, observed, diagnosis);
-  return { ok: false, verified: false, parameters: params, steps, diagnosis, libpqMessage, warnings };
+  return {
+    ok: false,
+    verified: false,
+    parameters: params,
+    steps,
+    diagnosis,
+    libpqMessage,
+    ...(primary
+      ? {
+          explained: {
+            host: primary.host,
+            ...(primary.address ? { address: primary.address } : {}),
+            port: primary.port,
+            libpqMessage: `${primary.prefix}${primary.message}`,
+          },
+        }
+      : {}),
+    warnings,
+  };
 }
 
 /** Steps for a failed connection: what we saw, up to the failing stage (marked), the rest skipped. */

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { AttemptFailure } from '../client/errors.js';
 import type { ConnectionPlan } from '../client/resolve.js';
 import { parseCertificates } from '../pki/pem.js';
+import { endpointText, refusedEndpoints } from './attempts.js';
 import { type Diagnosis, d } from './diagnosis.js';
 import type { Observed, Stage } from './doctor.js';
 import { certificateProblem } from './explain-chain.js';
@@ -31,8 +32,16 @@ const VERSION_FAILURE =
 const CIPHER_FAILURE = /handshake failure|no shared cipher|insufficient security|no cipher/i;
 const CLIENT_CERT_ALERT =
   /alert (?:unknown ca|bad certificate|certificate unknown|certificate required|access denied|decrypt error|unsupported certificate|certificate revoked|certificate expired)/i;
+/**
+ * The pgtls gateway's refusal of a client certificate (src/gateway/refusals.ts clientCertVerifyFailed): it completes
+ * the handshake, then sends FATAL 08P01 with PostgreSQL's server-log text and OpenSSL's reason as DETAIL, where
+ * PostgreSQL would have sent a TLS alert. libpq shows it as a server message ("FATAL:  …"), which its own
+ * verification failure ("SSL error: certificate verify failed") never is.
+ */
+const CLIENT_CERT_REFUSED =
+  /^(?:FATAL|ERROR): {2}could not accept SSL connection: certificate verify failed(?:\nDETAIL: {2}(.+))?/m;
 
-/** Versions the server accepts, asked one at a time (4 handshakes at most). */
+/** The client certificate libpq would send, and its CN (for messages that name it). */
 function clientCertCN(plan: ConnectionPlan): { cn?: string; file: string; exists: boolean } {
   const file = plan.ssl.cert;
   if (!file || !existsSync(file)) return { file, exists: false };
@@ -45,7 +54,17 @@ function clientCertCN(plan: ConnectionPlan): { cn?: string; file: string; exists
   }
 }
 
-/** Verification failed: use the store and the chain to say which of the usual suspects it is. */
+/** The server refused the certificate that was sent; `how` is its way of saying so (an alert, or a FATAL). */
+function clientCertRejected(plan: ConnectionPlan, how: string): Diagnosis {
+  const c = clientCertCN(plan);
+  return d(
+    'client-certificate-rejected',
+    'client-certificate',
+    `the server rejected the client certificate "${c.file}"${c.cn ? ` (CN=${c.cn})` : ''} ${how}: it does not trust its issuer, or the certificate is expired or revoked`,
+    "use a certificate issued by a CA in the server's ssl_ca_file (or add its CA there), valid and not revoked",
+  );
+}
+
 function fileMode(file: string): string | undefined {
   try {
     return (statSync(file).mode & 0o777).toString(8).padStart(4, '0');
@@ -77,10 +96,13 @@ export async function explain(input: ExplainInput): Promise<Diagnosis> {
     );
   }
   if (/Connection refused/.test(m)) {
+    // Every address libpq tried refused (had one been reached, its failure would be the one explained).
+    const refused = refusedEndpoints(input.failures ?? []);
+    const where = refused.length ? refused.join(' or ') : endpointText(o?.endpoint.host ?? '', o?.endpoint.port ?? '');
     return d(
       'tcp-refused',
       'tcp',
-      `nothing accepts connections at ${o?.endpoint.host ?? ''}:${o?.endpoint.port ?? ''}`,
+      `nothing accepts connections at ${where}`,
       'check host and port, that PostgreSQL runs and listens there (listen_addresses, port), and firewalls',
     );
   }
@@ -173,6 +195,8 @@ export async function explain(input: ExplainInput): Promise<Diagnosis> {
       'check the path and that this user may read the file',
     );
   }
+  const refused = CLIENT_CERT_REFUSED.exec(m);
+  if (refused) return clientCertRejected(plan, `after the handshake (${refused[1] ?? 'certificate verify failed'})`);
   if (/certificate verify failed/.test(m) && o) return await certificateProblem(plan, o, m, input.reason);
   if (/does not match host name|could not get server's host name|host name must be specified/.test(m)) {
     const names = o?.hostname?.names ?? [];
@@ -203,12 +227,7 @@ export async function explain(input: ExplainInput): Promise<Diagnosis> {
         "set sslcert and sslkey to a certificate issued by a CA in the server's ssl_ca_file",
       );
     }
-    return d(
-      'client-certificate-rejected',
-      'client-certificate',
-      `the server rejected the client certificate "${c.file}"${c.cn ? ` (CN=${c.cn})` : ''} with TLS alert "${alert}": it does not trust its issuer, or the certificate is expired or revoked`,
-      "use a certificate issued by a CA in the server's ssl_ca_file (or add its CA there), valid and not revoked",
-    );
+    return clientCertRejected(plan, `with TLS alert "${alert}"`);
   }
   if (CIPHER_FAILURE.test(m) && o) {
     const c = await noSharedCipher(plan, o, timeoutMs);

@@ -12,6 +12,7 @@ import {
   type ChainReport,
   type StoreContent,
   type TrustStore,
+  chainEnd,
   inspectChain,
   loadTrustStore,
   systemStorePath,
@@ -81,10 +82,20 @@ export interface ProbeResult {
   readonly chain?: ChainReport | undefined;
   readonly hostname?: HostNameResult | undefined;
   /**
-   * The server sends only its own certificate, and no store we know has a root that issued it: the server almost
-   * certainly does not send its intermediate (ssl_cert_file should hold the leaf, then the intermediate).
+   * The server sends only its own certificate, whose issuer is not a root: a store the user chose (--rootcert,
+   * ~/.postgresql/root.crt) holds a root, and it is not that issuer. ssl_cert_file should hold the leaf, then the
+   * intermediate. Without such a root the issuer is taken for a root this machine does not trust (`untrustedRoot`).
    */
   readonly missingIntermediate?: boolean | undefined;
+  /**
+   * No store here verifies the chain, and its top is a root none of them holds — sent by the server (self-signed) or
+   * only named as the issuer of the last certificate sent. A private CA, usually: give its root with --rootcert.
+   */
+  readonly untrustedRoot?:
+    | { readonly subject: string; readonly sent: boolean; readonly selfSignedLeaf: boolean; readonly leafOnly: boolean }
+    | undefined;
+  /** With missingIntermediate: the store and the roots in it that are not the leaf's issuer. */
+  readonly missingIntermediateEvidence?: { readonly store: string; readonly roots: readonly string[] } | undefined;
   readonly trust: readonly TrustResult[];
   readonly sslmodes: readonly SslmodeVerdict[];
   readonly user: string;
@@ -141,6 +152,8 @@ function ordered(r: ProbeResult): ProbeResult {
     'tlsSession',
     'chain',
     'missingIntermediate',
+    'missingIntermediateEvidence',
+    'untrustedRoot',
     'hostname',
     'trust',
     'sslmodes',
@@ -278,7 +291,17 @@ export async function probe(target: Endpoint, opts: ProbeOptions = {}): Promise<
     const trust: TrustResult[] = [];
     for (const s of stores) trust.push(await verifyAgainst(s, chainDer, result.chain?.topIssuer));
     result.trust = trust;
-    if (result.chain?.endsAtLeaf) result.missingIntermediate = !trust.some((t) => t.content?.kind === 'has-root');
+    if (result.chain) {
+      const userStores = stores.filter((s) => s.label !== 'system' && s.exists);
+      const end = await chainEnd(result.chain, trust, userStores);
+      if (end?.kind === 'missing-intermediate') {
+        result.missingIntermediate = true;
+        result.missingIntermediateEvidence = { store: end.store, roots: end.roots };
+      } else if (end?.kind === 'untrusted-root') {
+        const { kind: _kind, ...root } = end;
+        result.untrustedRoot = root;
+      }
+    }
   }
 
   // 5. sslmode verdicts, with the store libpq would use for verify-ca/verify-full.

@@ -7,16 +7,21 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { type ConfigInput, type GatewayConfig, loadConfig } from '../config/load.js';
 import { PgtlsError } from '../errors.js';
 import { type HbaLine, readHbaFile } from '../hba/hba.js';
 import { parseHba } from '../hba/hba.js';
 import { type IdentLine, readIdentFile } from '../hba/ident.js';
+import { type TrustedRange, parseTrustedList } from '../hba/proxy-trusted.js';
 import { hbaError, tokenizeAuthText } from '../hba/tokenize.js';
 import { type TlsMaterial, TlsStore, loadTlsMaterial } from '../tls/context.js';
+import { assertHandshakePossible } from '../tls/self-check.js';
+import { type SniSelector, loadSniSelector } from '../tls/sni.js';
 import { handleConnection } from './connection.js';
+import { watchFileDescriptors } from './fd-watch.js';
+import { type FileWatch, watchFiles } from './file-watch.js';
 import { ensureLocalCa } from './local-ca.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import { type UpstreamTarget, parseUpstreamUrl, sendCancel } from './upstream.js';
@@ -28,7 +33,16 @@ interface State {
   readonly hba: readonly HbaLine[];
   readonly ident: readonly IdentLine[];
   readonly material: TlsMaterial | undefined;
+  /** ssl_sni = on with pg_hosts.conf entries; undefined otherwise (material serves everyone). */
+  readonly sni: SniSelector | undefined;
+  readonly proxyTrusted: readonly TrustedRange[];
   readonly upstream: UpstreamTarget;
+}
+
+/** hosts_file, or PostgreSQL 19's default name, pg_hosts.conf, beside the config file (else in data_directory). */
+function hostsFile(config: GatewayConfig): string {
+  if (config.hosts_file !== '') return config.hosts_file;
+  return join(config.config_file ? dirname(config.config_file) : resolve(config.data_directory), 'pg_hosts.conf');
 }
 
 /** Settings that need a restart, as PostgreSQL's PGC_POSTMASTER parameters do. */
@@ -63,6 +77,18 @@ async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: S
         ...(previous?.material ? { previous: previous.material } : {}),
       })
     : undefined;
+  if (material) await assertHandshakePossible(material);
+  let sni: SniSelector | undefined;
+  if (config.ssl && config.ssl_sni) {
+    const selector = loadSniSelector(
+      { ...config, hosts_file: hostsFile(config) },
+      { isReload: previous !== undefined, ...(previous?.sni ? { previous: previous.sni } : {}) },
+    );
+    // A missing or empty pg_hosts.conf: the ssl_* files serve everyone, as in PostgreSQL 19.
+    if (selector.source === 'ok') sni = selector;
+  }
+  const trusted = parseTrustedList(config.proxy_protocol_trusted);
+  const proxyTrusted = trusted.ok ? trusted.ranges : [];
   const hba = config.hba_file ? readHbaFile(config.hba_file) : builtinHba(config);
   for (const line of hba) {
     if (line.method === 'peer' || (line.method === 'ident' && line.type === 'local')) {
@@ -97,7 +123,7 @@ async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: S
     sslcert: config.upstream_sslcert,
     sslkey: config.upstream_sslkey,
   };
-  return { config, hba, ident, material, upstream };
+  return { config, hba, ident, material, sni, proxyTrusted, upstream };
 }
 
 /** What a configuration check found: the facts an operator wants to see before starting (or after a reload). */
@@ -169,6 +195,10 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #sessions = new Set<{ client: Duplex; backend: Duplex }>();
   #cancelKeys = new Map<string, number>();
   #shuttingDown = false;
+  #nextId = 1;
+  #stopFdWatch: () => void = () => undefined;
+  #fileWatch: FileWatch | undefined;
+  #acceptErrors = { count: 0, last: 0 };
   readonly #input: ConfigInput;
   readonly #opts: GatewayOptions;
 
@@ -186,7 +216,62 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     const state = await buildState(input, opts);
     const gw = new Gateway(state, input, opts);
     await gw.#listen();
+    gw.#stopFdWatch = watchFileDescriptors((e) =>
+      gw.emit(
+        'warning',
+        e.atLimit
+          ? {
+              msg: `could not accept new connections: ${e.open} of ${e.limit} file descriptors in use (EMFILE); new connections are being dropped`,
+              hint: 'Raise the open-files limit (ulimit -n, LimitNOFILE=) or set max_client_conn below it.',
+            }
+          : { msg: `accepting connections again: ${e.open} of ${e.limit} file descriptors in use` },
+      ),
+    );
+    gw.#armFileWatch();
     return gw;
+  }
+
+  /** The files whose change triggers a reload under watch_files. */
+  #watchedFiles(): string[] {
+    const c = this.#state.config;
+    return [
+      c.config_file,
+      c.ssl_cert_file,
+      c.ssl_key_file,
+      c.ssl_ca_file,
+      c.ssl_crl_file,
+      c.ssl_crl_dir,
+      c.ssl_dh_params_file,
+      c.hba_file,
+      c.ident_file,
+      ...(c.ssl_sni
+        ? [
+            hostsFile(c),
+            ...(this.#state.sni?.materials() ?? []).flatMap((m) => [
+              m.material.settings.ssl_cert_file,
+              m.material.settings.ssl_key_file,
+              m.material.settings.ssl_ca_file,
+            ]),
+          ]
+        : []),
+      // include/include_dir targets of pg_hba.conf and of the config file are covered by their own lines' files
+      ...new Set(this.#state.hba.map((l) => l.file).filter((f) => f.startsWith('/'))),
+    ].filter((f) => f !== '');
+  }
+
+  #armFileWatch(): void {
+    if (!this.#state.config.watch_files || this.#shuttingDown) {
+      this.#fileWatch?.close();
+      this.#fileWatch = undefined;
+      return;
+    }
+    if (this.#fileWatch) {
+      this.#fileWatch.update(this.#watchedFiles());
+      return;
+    }
+    this.#fileWatch = watchFiles(this.#watchedFiles(), (changed) => {
+      void this.reload({ trigger: 'file change', files: changed });
+    });
   }
 
   get config(): GatewayConfig {
@@ -204,8 +289,20 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   get upstream(): UpstreamTarget {
     return this.#state.upstream;
   }
+  get sni(): SniSelector | undefined {
+    return this.#state.sni;
+  }
+  get proxyTrusted(): readonly TrustedRange[] {
+    return this.#state.proxyTrusted;
+  }
   get shuttingDown(): boolean {
     return this.#shuttingDown;
+  }
+  get clientCount(): number {
+    return this.#sockets.size;
+  }
+  nextConnectionId(): number {
+    return this.#nextId++;
   }
 
   /** Addresses actually listened on (port resolved when 0 was configured). */
@@ -239,6 +336,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
         );
         server.listen({ host, port, ipv6Only: host.includes(':') }, () => resolve());
       });
+      this.#onAcceptError(server);
       // With port 0 every address shares the port the first one got.
       port = (server.address() as { port: number }).port;
       this.#servers.push(server);
@@ -257,6 +355,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
         );
         server.listen({ path }, () => done());
       });
+      this.#onAcceptError(server);
       this.#unixSockets.push(path);
       this.#servers.push(server);
     }
@@ -265,6 +364,33 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   /** Unix socket files the gateway listens on. */
   get unixSockets(): readonly string[] {
     return this.#unixSockets;
+  }
+
+  /**
+   * accept() can fail after listening started — above all EMFILE, when every file descriptor is in use: libuv then
+   * drops the connection it could not accept. The listener keeps going; the log says what happened, at most once a
+   * second with a count, as PostgreSQL logs "could not accept new connection".
+   */
+  #onAcceptError(server: Server): void {
+    server.removeAllListeners('error');
+    server.on('error', (err: NodeJS.ErrnoException) => {
+      const e = this.#acceptErrors;
+      e.count++;
+      const now = Date.now();
+      if (now - e.last < 1000) return;
+      e.last = now;
+      const hint =
+        err.code === 'EMFILE' || err.code === 'ENFILE'
+          ? 'the gateway is out of file descriptors: raise its open-files limit (ulimit -n) or set max_client_conn'
+          : undefined;
+      this.emit('warning', {
+        msg: `could not accept new connection: ${err.message}`,
+        code: err.code,
+        dropped: e.count,
+        ...(hint ? { hint } : {}),
+      });
+      e.count = 0;
+    });
   }
 
   #accept(sock: Socket): void {
@@ -277,7 +403,9 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   }
 
   /** Re-read config, hba, ident, certificate, key, CA and CRL. On error the old state stays in force. */
-  async reload(): Promise<{ ok: true; warnings: string[] } | { ok: false; error: PgtlsError | Error }> {
+  async reload(
+    why: { trigger: 'signal' | 'file change' | 'admin'; files?: string[] } = { trigger: 'signal' },
+  ): Promise<{ ok: true; warnings: string[] } | { ok: false; error: PgtlsError | Error }> {
     try {
       const next = await buildState(this.#input, this.#opts, this.#state);
       const warnings: string[] = [];
@@ -290,10 +418,11 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
       this.#state = { ...next, config: Object.freeze({ ...next.config, ...kept }) };
       if (next.material) this.#tls.swap(next.material);
       warnings.push(...report(this.#state).warnings);
-      this.emit('reload', { ok: true, warnings });
+      this.#armFileWatch();
+      this.emit('reload', { ok: true, warnings, ...why });
       return { ok: true, warnings };
     } catch (error) {
-      this.emit('reload', { ok: false, error });
+      this.emit('reload', { ok: false, error, ...why });
       return { ok: false, error: error as Error };
     }
   }
@@ -344,6 +473,8 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
    */
   async close(timeoutMs = this.#state.config.shutdown_timeout): Promise<void> {
     this.#shuttingDown = true;
+    this.#stopFdWatch();
+    this.#fileWatch?.close();
     // net.Server#close stops accepting now but calls back only once every connection has ended: do not wait here.
     const listenersClosed = Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     if (this.#sessions.size > 0 && timeoutMs > 0) {

@@ -32,7 +32,25 @@ export const AZURE_SSL_REQUIRED = 'SSL connection is required. Please specify SS
 /** require_secure_transport = on and the session is plaintext. */
 export function plaintextRefused(w: Who, style: ErrorStyle): WireError {
   if (style === 'azure') return fatal(SqlState.InvalidAuthorizationSpecification, AZURE_SSL_REQUIRED);
-  return noHbaEntry(w);
+  // PostgreSQL's own text (clients and scripts match on it), with a DETAIL saying which rule refused: a matching
+  // `host` line may well exist.
+  return {
+    ...noHbaEntry(w),
+    detail: 'The gateway refuses connections without SSL (require_secure_transport = on).',
+  };
+}
+
+/**
+ * Too many connections: PostgreSQL's text when max_connections is reached, for the gateway's own limits —
+ * max_client_conn, or no file descriptor left to reach the backend with (limit undefined).
+ */
+export function tooManyClients(limit: number | undefined): WireError {
+  return fatal(SqlState.TooManyConnections, 'sorry, too many clients already', {
+    detail:
+      limit === undefined
+        ? 'The gateway has no file descriptor left to open a backend connection.'
+        : `The gateway accepts at most ${limit} client connections (max_client_conn).`,
+  });
 }
 
 /** No pg_hba.conf line matched: ClientAuthentication()'s implicit reject. */

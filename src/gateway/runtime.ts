@@ -3,18 +3,26 @@ import type { Duplex } from 'node:stream';
 import type { GatewayConfig } from '../config/load.js';
 import type { HbaLine } from '../hba/hba.js';
 import type { IdentLine } from '../hba/ident.js';
+import type { TrustedRange } from '../hba/proxy-trusted.js';
 import type { TlsStore } from '../tls/context.js';
+import type { SniSelector } from '../tls/sni.js';
+import type { ClientTransport } from './transport.js';
 import type { UpstreamTarget } from './upstream.js';
 
 /** One structured log record per connection. Never holds keys, passwords or message contents. */
 export interface ConnectionRecord {
+  /** The gateway's own id for the connection (unique per process; the admin console's KILL CLIENT takes it). */
+  id: number;
   client: string;
   client_port: number;
   negotiation: 'plaintext' | 'sslrequest' | 'direct';
   sni?: string;
+  alpn?: string;
   tls_version?: string | undefined;
   cipher?: string | undefined;
-  client_cert?: { subject: string; serial: string; issuer: string };
+  /** Key-exchange group, when the transport can tell (the native one). */
+  group?: string;
+  client_cert?: { subject: string; serial: string; issuer: string; not_after: string };
   /** OpenSSL's reason when a presented client certificate did not verify. */
   client_cert_error?: string;
   user?: string;
@@ -27,6 +35,12 @@ export interface ConnectionRecord {
   reason?: string;
   sqlstate?: string;
   upstream_error?: string;
+  /** Set when a trusted load balancer sent a PROXY header: the peer that sent it (client/client_port are the header's). */
+  proxy?: { peer: string; peer_port: number; version: 1 | 2; command: 'LOCAL' | 'PROXY' };
+  /** file:line of the pg_hosts.conf entry whose certificate was served (ssl_sni). */
+  hosts_line?: string;
+  /** The backend process the session is relayed to (from BackendKeyData). */
+  backend_pid?: number;
   bytes_from_client?: number;
   bytes_from_backend?: number;
   duration_ms?: number;
@@ -37,8 +51,17 @@ export interface GatewayRuntime {
   readonly hba: readonly HbaLine[];
   readonly ident: readonly IdentLine[];
   readonly tls: TlsStore;
+  /** ssl_sni with pg_hosts.conf entries: chooses the material per connection (undefined: `tls` serves everyone). */
+  readonly sni?: SniSelector | undefined;
+  /** proxy_protocol_trusted, parsed. */
+  readonly proxyTrusted: readonly TrustedRange[];
   readonly upstream: UpstreamTarget;
   readonly shuttingDown: boolean;
+  /** The TLS transport for client handshakes (undefined: Node's). */
+  readonly transport?: ClientTransport | undefined;
+  /** Client connections open now (for max_client_conn). */
+  readonly clientCount: number;
+  nextConnectionId(): number;
   cancel(pid: number, key: Buffer, record: ConnectionRecord): Promise<void>;
   /** Remember a session's cancel key; returns the function that forgets it. */
   registerCancelKey(pid: number, key: Buffer): () => void;

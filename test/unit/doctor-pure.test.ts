@@ -1,6 +1,9 @@
 /** Pure parts of the doctor: targets, policies, sslmode verdicts, startup replies, raw ClientHello, cipher table. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { AttemptFailure } from '../../src/client/errors.js';
+import { explainedFailure, refusedEndpoints, skippedAttempts } from '../../src/doctor/attempts.js';
+import { chainEnd, inspectChain, verifyAgainstStore } from '../../src/doctor/chain.js';
 import { CIPHER_SUITES, findSuite, suitesFor } from '../../src/doctor/cipher-suites.js';
 import { type SslmodeFacts, judgeStartup, sslmodeVerdicts, verifyReason } from '../../src/doctor/facts.js';
 import { LEGACY_SUITES, clientHello, legacyBits, parseServerHello } from '../../src/doctor/legacy-suites.js';
@@ -8,6 +11,7 @@ import { checkPolicy, customPolicy, parseTlsVersion, policyByName } from '../../
 import type { ScanResult } from '../../src/doctor/scan.js';
 import { parseEndpoint } from '../../src/doctor/wire.js';
 import { isPgtlsError } from '../../src/errors.js';
+import { type Issued, createIntermediateCA, createRootCA, createServerCert } from '../../src/pki/generate.js';
 
 test('parseEndpoint: host, host:port, [v6]:port, bare v6; bad ports are coded errors', () => {
   assert.deepEqual(parseEndpoint('db.example.com'), { host: 'db.example.com', port: 5432 });
@@ -191,4 +195,111 @@ test('startup replies: hba refusals, client-certificate demands and auth request
     verifyReason('UNABLE_TO_GET_ISSUER_CERT_LOCALLY', { kind: 'pinned-intermediate', subject: 'CN=I', issuer: 'CN=R' }),
     /intermediate "CN=I" but not the root above it \("CN=R"\)/,
   );
+});
+
+/** One of libpq's attempts, as pgtls/client records it. */
+const attempt = (address: string, method: AttemptFailure['method'], message: string, host = 'localhost') =>
+  Object.freeze({
+    host,
+    address,
+    port: '5432',
+    method,
+    message,
+    prefix: `connection to server at "${host}" (${address}), port 5432 failed: `,
+  });
+
+test('explained attempt: the last one that reached a server, not the first refused address', () => {
+  const refused = attempt(
+    '::1',
+    'ssl',
+    'Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?',
+  );
+  const cert = attempt('127.0.0.1', 'ssl', 'SSL error: certificate verify failed');
+  assert.equal(explainedFailure([refused, cert]), cert);
+  assert.deepEqual(skippedAttempts([refused, cert], cert), ['libpq tried ::1 port 5432 first: Connection refused']);
+  // A timeout on the first address is passed over the same way.
+  const slow = attempt('10.0.0.1', 'ssl', 'timeout expired');
+  const pw = attempt('10.0.0.2', 'ssl', 'fe_sendauth: no password supplied');
+  assert.equal(explainedFailure([slow, pw]), pw);
+  // Nothing reached: the first attempt, and every refused endpoint is named ([v6]:port).
+  const refused4 = attempt('127.0.0.1', 'ssl', 'Connection refused');
+  assert.equal(explainedFailure([refused, refused4]), refused);
+  assert.deepEqual(refusedEndpoints([refused, refused4, refused4]), ['[::1]:5432', '127.0.0.1:5432']);
+  assert.equal(explainedFailure([]), undefined);
+});
+
+test('explained attempt: TLS then plaintext on one address (sslmode=prefer) explains the TLS attempt', () => {
+  const refused = attempt('::1', 'ssl', 'Connection refused');
+  const tls = attempt('127.0.0.1', 'ssl', 'SSL error: certificate verify failed');
+  const plain = attempt(
+    '127.0.0.1',
+    'plain',
+    'FATAL:  no pg_hba.conf entry for host "127.0.0.1", user "u", database "d", no encryption',
+  );
+  assert.equal(explainedFailure([refused, tls, plain]), tls);
+  assert.deepEqual(skippedAttempts([refused, tls, plain], tls), [
+    'libpq tried ::1 port 5432 first: Connection refused',
+  ]);
+  // A later host that refused does not hide an earlier host's real failure (target_session_attrs moves on).
+  const readOnly = attempt('127.0.0.1', 'ssl', 'session is read-only', 'a');
+  const other = attempt('127.0.0.2', 'ssl', 'Connection refused', 'b');
+  assert.equal(explainedFailure([readOnly, other]), readOnly);
+});
+
+test('chainEnd: untrusted private root vs missing intermediate, from generated chains', async () => {
+  const root = await createRootCA({ subject: { CN: 'Root' } });
+  const inter = await createIntermediateCA(root, { subject: { CN: 'Inter' } });
+  const viaInter = await createServerCert(inter, { subject: { CN: 'db' }, hosts: ['db'] });
+  const direct = await createServerCert(root, { subject: { CN: 'db' }, hosts: ['db'] });
+  const der = (...c: Issued[]) => c.map((x) => Buffer.from(x.cert.rawData));
+  const store = (...c: Issued[]) => ({
+    label: 'root.crt',
+    path: 'root.crt',
+    exists: true,
+    certificates: c.map((x) => x.cert),
+  });
+  const end = async (sent: Buffer[], ...stores: ReturnType<typeof store>[]) =>
+    chainEnd(await inspectChain(sent), await Promise.all(stores.map((s) => verifyAgainstStore(sent, s))), stores);
+  // Leaf issued by the root, sent alone, no store of the user's: the root is not trusted here (not "missing").
+  assert.deepEqual(await end(der(direct)), {
+    kind: 'untrusted-root',
+    subject: 'CN=Root',
+    sent: false,
+    selfSignedLeaf: false,
+    leafOnly: true,
+  });
+  // Leaf + intermediate: ends at the root above the intermediate.
+  assert.deepEqual(await end(der(viaInter, inter)), {
+    kind: 'untrusted-root',
+    subject: 'CN=Root',
+    sent: false,
+    selfSignedLeaf: false,
+    leafOnly: false,
+  });
+  // Root sent; a self-signed server certificate.
+  assert.deepEqual(await end(der(viaInter, inter, root)), {
+    kind: 'untrusted-root',
+    subject: 'CN=Root',
+    sent: true,
+    selfSignedLeaf: false,
+    leafOnly: false,
+  });
+  assert.deepEqual(await end(der(root)), {
+    kind: 'untrusted-root',
+    subject: 'CN=Root',
+    sent: true,
+    selfSignedLeaf: true,
+    leafOnly: false,
+  });
+  // Leaf from the intermediate sent alone, and the user's root is not its issuer: the intermediate is missing.
+  assert.deepEqual(await end(der(viaInter), store(root)), {
+    kind: 'missing-intermediate',
+    issuer: 'CN=Inter',
+    store: 'root.crt',
+    roots: ['CN=Root'],
+  });
+  // Verifies, or the store's content already explains it (pinned intermediate): nothing to add.
+  assert.equal(await end(der(viaInter, inter), store(root)), undefined);
+  assert.equal(await end(der(direct), store(root)), undefined);
+  assert.equal(await end(der(viaInter), store(inter)), undefined);
 });

@@ -3,7 +3,7 @@
  * keeping what arrives beyond the current packet so that it can be checked (buffer stuffing) or handed on.
  */
 import type { Duplex } from 'node:stream';
-import { type InitialDecode, decodeInitialPacket } from '../protocol/startup.js';
+import { type InitialDecode, decodeInitialPacket } from '../../protocol/startup.js';
 
 export type ReadResult =
   | InitialDecode
@@ -31,6 +31,8 @@ export class InitialReader {
     stream.on('data', this.onData);
     stream.once('end', this.onEnd);
     stream.once('close', this.onEnd);
+    // A 'data' listener does not restart a stream that an earlier phase paused (the PROXY header reader does).
+    stream.resume();
   }
 
   next(): Promise<ReadResult> {

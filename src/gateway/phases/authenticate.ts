@@ -1,12 +1,14 @@
 /**
- * The relay phases of a session once the gateway has let it through: `authenticate` (backend messages are framed
- * only to learn BackendKeyData and to see ReadyForQuery) and then `relay` (bytes spliced both ways, no parsing,
- * backpressure respected). The relay does not care how the backend socket was obtained, so pooling can slot in.
+ * Phase 3, authenticate. Today the backend authenticates (trust / password methods at the gateway mean "the
+ * backend checks"): the exchange is relayed unchanged both ways, and backend messages are framed only to learn
+ * BackendKeyData and to see ReadyForQuery or an ErrorResponse. For `cert` the gateway has already authenticated the
+ * certificate in the startup phase and the backend must trust the gateway for that user.
  */
 import type { Duplex } from 'node:stream';
-import { BackendMessage } from '../protocol/constants.js';
-import { decodeErrorFields } from '../protocol/error-response.js';
-import { MessageReader, parseBackendKeyData } from '../protocol/framing.js';
+import { BackendMessage } from '../../protocol/constants.js';
+import { decodeErrorFields } from '../../protocol/error-response.js';
+import { MessageReader, parseBackendKeyData } from '../../protocol/framing.js';
+import type { ClientConnection } from '../client-connection.js';
 
 /** Generous: during authentication the backend sends small messages; a SASL/GSS token is the largest. */
 const MAX_AUTH_MESSAGE = 1 << 20;
@@ -19,8 +21,42 @@ export interface AuthOutcome {
 }
 
 /**
+ * Send the client's StartupMessage (and whatever it pipelined behind it) to the backend and relay the exchange until
+ * the backend sends ReadyForQuery. Resolves true when the session may be relayed; otherwise the record says why and
+ * the connection is being closed.
+ */
+export async function authenticateAtBackend(
+  c: ClientConnection,
+  startupPacket: Buffer,
+  pipelined: Buffer,
+): Promise<AuthOutcome> {
+  const backend = c.backend!;
+  backend.write(startupPacket);
+  if (pipelined.length > 0) backend.write(pipelined);
+  const auth = await relayAuthentication(c.stream, backend);
+  if (auth.ok) return auth;
+  const { record } = c;
+  if (c.timedOut) {
+    // authentication_timeout already wrote the record (slowloris after the StartupMessage).
+  } else if (auth.error) {
+    record.outcome = 'refused';
+    record.reason = `backend: ${auth.error.message}`;
+    record.sqlstate = auth.error.code;
+  } else if (c.gone) {
+    record.outcome = 'closed';
+    record.reason = 'client closed the connection during authentication';
+  } else {
+    record.outcome = 'refused';
+    record.reason = 'backend closed the connection during authentication';
+  }
+  // The backend's ErrorResponse, if any, has been forwarded: close after it.
+  c.closeAfter();
+  return auth;
+}
+
+/**
  * Forward the authentication exchange unchanged in both directions until the backend sends ReadyForQuery (ok) or an
- * ErrorResponse / closes (not ok). Resolves with the cancel key seen on the way.
+ * ErrorResponse / either side closes (not ok). Resolves with the cancel key seen on the way.
  */
 export function relayAuthentication(client: Duplex, backend: Duplex): Promise<AuthOutcome> {
   return new Promise((resolve) => {
@@ -62,47 +98,15 @@ export function relayAuthentication(client: Duplex, backend: Duplex): Promise<Au
       }
     };
     const onClose = () => finish({ ok: false, ...(key ? { key } : {}) });
+    // Either side may be gone already (its 'close' came and went while we awaited something else).
+    if (client.destroyed || backend.destroyed) {
+      onClose();
+      return;
+    }
     client.on('data', fromClient);
     backend.on('data', fromBackend);
     backend.once('close', onClose);
     client.once('close', onClose);
-    client.resume();
-    backend.resume();
-  });
-}
-
-export interface RelayStats {
-  bytesFromClient: number;
-  bytesFromBackend: number;
-}
-
-/**
- * Splice two streams: each chunk read from one is written to the other; when a write reports a full buffer the
- * reading side pauses until 'drain'. Ends propagate (half-close), errors and closes tear both down.
- */
-export function splice(client: Duplex, backend: Duplex, stats: RelayStats): Promise<void> {
-  return new Promise((resolve) => {
-    let closed = 0;
-    const pipeOne = (from: Duplex, to: Duplex, count: 'bytesFromClient' | 'bytesFromBackend') => {
-      from.on('data', (d: Buffer) => {
-        stats[count] += d.length;
-        if (!to.write(d)) from.pause();
-      });
-      to.on('drain', () => from.resume());
-      from.once('end', () => to.end());
-    };
-    pipeOne(client, backend, 'bytesFromClient');
-    pipeOne(backend, client, 'bytesFromBackend');
-    const onClose = () => {
-      closed++;
-      client.destroy();
-      backend.destroy();
-      if (closed === 1) resolve();
-    };
-    client.once('close', onClose);
-    backend.once('close', onClose);
-    client.on('error', () => client.destroy());
-    backend.on('error', () => backend.destroy());
     client.resume();
     backend.resume();
   });

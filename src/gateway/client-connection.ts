@@ -1,0 +1,158 @@
+/**
+ * The state of one client connection while it moves through the phases (./phases/): the socket, the stream the
+ * phases speak the protocol on (plaintext, or decrypted TLS), the backend once attached, the log record, and the
+ * two rules that keep the gateway from leaking (issue 8):
+ * - nothing a client started outlives it: when the client goes away in any phase, its backend connection goes too;
+ * - a FATAL ends the connection: PostgreSQL exits after sending one, so the gateway closes the socket once the
+ *   bytes are flushed, whatever the client sends next (node-postgres sends Terminate and then closes).
+ */
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { GatewayConfig } from '../config/load.js';
+import { normalizeAddress } from '../hba/match.js';
+import { type WireError, encodeErrorResponse, encodeErrorResponseV2 } from '../protocol/error-response.js';
+import type { TlsMaterial } from '../tls/context.js';
+import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
+import type { TlsSession } from './transport.js';
+
+/** How long a refused client may take to read its FATAL before the socket is closed regardless. */
+const LINGER_AFTER_FATAL_MS = 5000;
+
+const ignore = () => undefined;
+
+export class ClientConnection {
+  readonly started = Date.now();
+  /** A Unix-socket client has no address: PostgreSQL calls it "[local]" and only `local` hba lines match it. */
+  readonly local: boolean;
+  readonly record: ConnectionRecord;
+  /** One consistent configuration for the whole connection, even across a reload. */
+  readonly cfg: GatewayConfig;
+  stream: Duplex;
+  tls: TlsSession | undefined;
+  /** The TLS material the handshake used (the main one, or a pg_hosts.conf entry's). */
+  material: TlsMaterial | undefined;
+  backend: Duplex | undefined;
+  #gone = false;
+  #timedOut = false;
+  #closing = false;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(
+    readonly socket: Socket,
+    readonly rt: GatewayRuntime,
+  ) {
+    this.local = socket.remoteAddress === undefined;
+    this.cfg = rt.config;
+    this.record = {
+      id: rt.nextConnectionId(),
+      client: this.local ? '[local]' : normalizeAddress(socket.remoteAddress ?? ''),
+      client_port: socket.remotePort ?? 0,
+      negotiation: 'plaintext',
+      outcome: 'closed',
+    };
+    socket.setNoDelay(true);
+    this.stream = socket;
+    this.#watch(socket);
+    this.#timer = setTimeout(() => this.#timeout(), this.cfg.authentication_timeout);
+    this.#timer.unref(); // never the reason the process stays alive (e.g. after close())
+  }
+
+  /** True once the client's socket has closed (FIN seen, reset, or destroyed by us). */
+  get gone(): boolean {
+    return this.#gone;
+  }
+
+  /** True when authentication_timeout ended the connection. */
+  get timedOut(): boolean {
+    return this.#timedOut;
+  }
+
+  #watch(s: Duplex): void {
+    s.on('error', ignore);
+    s.once('close', () => this.#clientGone());
+  }
+
+  #clientGone(): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    this.backend?.destroy();
+  }
+
+  #timeout(): void {
+    this.#timedOut = true;
+    this.record.outcome = 'refused';
+    this.record.reason = 'authentication timeout';
+    this.destroy();
+  }
+
+  /** The phases now speak through `s` (the TLS session's stream). */
+  useTls(session: TlsSession): void {
+    this.tls = session;
+    this.stream = session.stream;
+    this.#watch(session.stream);
+  }
+
+  /** Keep `backend` for this connection — unless the client already left, in which case it is closed at once. */
+  attachBackend(backend: Duplex): boolean {
+    backend.on('error', ignore);
+    if (this.#gone) {
+      backend.destroy();
+      return false;
+    }
+    this.backend = backend;
+    return true;
+  }
+
+  /** The session was let through: authentication_timeout no longer applies. */
+  authenticated(): void {
+    clearTimeout(this.#timer);
+  }
+
+  /** Send a FATAL the gateway built and close the connection (see the class comment). */
+  fatal(err: WireError, reason?: string, protocolMajor = 3): void {
+    this.record.outcome = 'refused';
+    this.record.reason = reason ?? err.message;
+    this.record.sqlstate = err.code;
+    this.closeAfter(protocolMajor < 3 ? encodeErrorResponseV2(err) : encodeErrorResponse(err));
+  }
+
+  /**
+   * Write `last` (if any), then close: destroyed once the bytes are flushed, or after LINGER_AFTER_FATAL_MS if the
+   * client does not read them. What the client sends meanwhile is read and dropped, so its FIN is seen.
+   */
+  closeAfter(last?: Buffer): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.backend?.destroy();
+    const s = this.stream;
+    if (s.destroyed) {
+      this.destroy();
+      return;
+    }
+    const linger = setTimeout(() => this.destroy(), LINGER_AFTER_FATAL_MS);
+    linger.unref();
+    s.once('close', () => clearTimeout(linger));
+    s.once('finish', () => setImmediate(() => this.destroy()));
+    s.on('data', ignore);
+    s.resume();
+    s.end(last);
+  }
+
+  /** True once closeAfter() has taken over closing the connection. */
+  get closingAfterFatal(): boolean {
+    return this.#closing;
+  }
+
+  /** Close everything now. */
+  destroy(): void {
+    this.stream.destroy();
+    this.socket.destroy();
+    this.backend?.destroy();
+  }
+
+  /** Stop the timer; called once, when the connection is over. */
+  finish(): void {
+    clearTimeout(this.#timer);
+    this.record.duration_ms = Date.now() - this.started;
+  }
+}

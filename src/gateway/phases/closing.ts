@@ -1,0 +1,14 @@
+/**
+ * Phase 6, closing: whatever happened, the client's socket and its backend connection are closed (never left
+ * half-open: each holds a descriptor) and exactly one record is logged.
+ */
+import type { ClientConnection } from '../client-connection.js';
+
+export function closing(c: ClientConnection): void {
+  c.finish();
+  if (c.record.outcome === 'relayed') c.destroy();
+  // A refused connection may still be flushing its FATAL (ClientConnection.closeAfter closes it after that); any
+  // other end closes now.
+  else if (!c.closingAfterFatal) c.destroy();
+  c.rt.emitConnection(c.record);
+}
