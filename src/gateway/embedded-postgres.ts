@@ -251,8 +251,7 @@ export async function runnableBinaries(
     }
     return copied;
   } catch (cause) {
-    await rm(tmp, { recursive: true, force: true });
-    if (created) await removeCreated(into, created);
+    await removeCreated(tmp, created); // and `into` too if this call made it and it is empty again
     if (cause instanceof PgtlsError) throw cause;
     throw new PgtlsError(
       ERR_EMBEDDED,
