@@ -7,6 +7,7 @@ import { errorMessage, isPgtlsError } from '../errors.js';
 import { type EmbeddedPostgres, startEmbedded } from '../gateway/embedded-mode.js';
 import { type CheckReport, Gateway, checkConfiguration } from '../gateway/gateway.js';
 import type { ConnectionRecord } from '../gateway/runtime.js';
+import { WorkerPool, isWorker, serveAsWorker, workerCount, workerId } from '../gateway/workers.js';
 import { type Command, EXIT, type ParsedArgs, flag, parseCommandArgs, str, strs } from './command.js';
 import { RELOAD_STATUS_FILE, type ReloadStatus } from './reload.js';
 
@@ -100,6 +101,22 @@ async function check(input: ConfigInput, json: boolean): Promise<number> {
   return EXIT.ok;
 }
 
+/** A worker of `workers = N`: the gateway alone, coordinated by the primary (src/gateway/workers.ts). */
+async function runWorker(input: ConfigInput): Promise<number> {
+  const up = process.env.PGTLS_WORKER_UPSTREAM;
+  const gw = await Gateway.start(
+    input,
+    up ? { defaultUpstream: JSON.parse(up) as { host: string; port: number } } : {},
+  );
+  const worker = workerId();
+  gw.on('connection', (r: ConnectionRecord) => {
+    if (gw.config.log_connections) log({ level: 'info', msg: 'connection', worker, ...r });
+  });
+  gw.on('warning', (w: Record<string, unknown>) => log({ level: 'warn', worker, ...w }));
+  serveAsWorker(gw);
+  return new Promise<number>(() => undefined); // the primary's 'stop' message ends the process
+}
+
 export const command: Command = async (argv) => {
   const options = Object.fromEntries(keyFlags.map((k) => [k, { type: 'string' as const }]));
   const args = parseCommandArgs(
@@ -117,12 +134,20 @@ export const command: Command = async (argv) => {
   const input = configInput(args);
   if (flag(args, 'check')) return check(input, flag(args, 'json'));
   const preview = loadConfig(input); // fails fast, before PostgreSQL is started, on any config error
+  if (isWorker()) return runWorker(input);
   let embedded: EmbeddedPostgres | undefined;
   const progress = (msg: string) => process.stderr.write(`pgtls: ${msg}\n`);
   if (preview.upstream === '') embedded = await startEmbedded(preview.data_directory, progress);
-  let gw: Gateway;
+  const count = workerCount(preview.workers);
+  let gw: Gateway | WorkerPool;
   try {
-    gw = await Gateway.start(input, embedded ? { defaultUpstream: embedded.upstream } : {});
+    if (count > 1) {
+      // Workers run this same command; the embedded cluster (started here, once) is their upstream.
+      const env: Record<string, string> = embedded ? { PGTLS_WORKER_UPSTREAM: JSON.stringify(embedded.upstream) } : {};
+      gw = await WorkerPool.start(preview, count, env);
+    } else {
+      gw = await Gateway.start(input, embedded ? { defaultUpstream: embedded.upstream } : {});
+    }
   } catch (err) {
     await embedded?.cluster.stop().catch(() => undefined);
     process.stderr.write(`${describeError(err)}\n`);
@@ -148,6 +173,7 @@ export const command: Command = async (argv) => {
     if (gw.config.log_connections) log({ level: 'info', msg: 'connection', ...r });
   });
   gw.on('warning', (w: Record<string, unknown>) => log({ level: 'warn', ...w }));
+  gw.on('notice', (w: Record<string, unknown>) => log({ level: 'info', ...w }));
   gw.on('reload', (e: { ok: boolean; warnings?: string[]; error?: unknown; trigger?: string; files?: string[] }) => {
     const why = { trigger: e.trigger, ...(e.files ? { files: e.files } : {}) };
     if (e.ok) log({ level: 'info', msg: 'configuration reloaded', ...why, warnings: e.warnings });
@@ -178,7 +204,8 @@ export const command: Command = async (argv) => {
     ? `TLS ${c.ssl_min_protocol_version}${c.ssl_max_protocol_version ? `–${c.ssl_max_protocol_version}` : '+'}`
     : 'TLS OFF';
   const backendText = embedded ? `embedded PostgreSQL ${embedded.version}` : c.upstream;
-  process.stderr.write(`pgtls: gateway listening on ${where.join(', ')} (${tlsText}) → ${backendText}\n`);
+  const workersText = gw instanceof WorkerPool ? `, ${gw.workerCount} workers` : '';
+  process.stderr.write(`pgtls: gateway listening on ${where.join(', ')} (${tlsText}${workersText}) → ${backendText}\n`);
   if (embedded) {
     const rootcert = join(resolve(c.data_directory), 'tls', 'ca.crt');
     const usesLocalCa = c.sources.ssl_cert_file === 'default';
@@ -198,7 +225,14 @@ export const command: Command = async (argv) => {
       process.stderr.write(`The password for user postgres is in ${embedded.passwordFile}.\n\n`);
     }
   }
-  log({ level: 'info', msg: 'ready', listen: where, upstream: embedded ? 'embedded' : c.upstream, pid: process.pid });
+  log({
+    level: 'info',
+    msg: 'ready',
+    listen: where,
+    upstream: embedded ? 'embedded' : c.upstream,
+    pid: process.pid,
+    ...(gw instanceof WorkerPool ? { workers: gw.workerCount } : {}),
+  });
   for (const w of gw.report().warnings) log({ level: 'warn', msg: w });
 
   return new Promise<number>((done) => {
@@ -210,8 +244,8 @@ export const command: Command = async (argv) => {
         level: 'info',
         msg: 'shutting down',
         signal,
-        sessions: gw.sessionCount,
-        timeout_ms: gw.config.shutdown_timeout,
+        ...(gw instanceof Gateway ? { sessions: gw.sessionCount } : { workers: gw.workerCount }),
+        timeout_ms: c.shutdown_timeout,
       });
       await gw.close();
       if (embedded) await embedded.cluster.stop().catch((e: unknown) => log({ level: 'error', msg: errorMessage(e) }));

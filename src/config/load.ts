@@ -47,11 +47,46 @@ export interface GatewayConfig extends TlsSettings {
   readonly log_connections: boolean;
   readonly max_client_conn: number;
   readonly watch_files: boolean;
+  /** '1'…'256' or 'auto'. */
+  readonly workers: string;
+  readonly auth_file: string;
+  readonly auth_user: string;
+  readonly auth_query: string;
+  readonly auth_dbname: string;
   readonly proxy_protocol: boolean;
   /** The list as written; parse with parseTrustedList() (checked at load). */
   readonly proxy_protocol_trusted: string;
   readonly ssl_sni: boolean;
   readonly hosts_file: string;
+  readonly admin_users: string;
+  readonly stats_users: string;
+  readonly metrics_listen_addresses: string;
+  readonly metrics_port: number;
+  readonly metrics_ssl_cert_file: string;
+  readonly metrics_ssl_key_file: string;
+  readonly metrics_auth_file: string;
+  readonly report_min_protocol_version: TlsVersionName | '';
+  readonly report_ciphers: string;
+  readonly report_tls13_ciphers: string;
+  readonly report_require_client_cert: boolean;
+  readonly report_require_secure_transport: boolean;
+  readonly report_list_size: number;
+  readonly client_tls_facts_to_backend: 'off' | 'startup' | 'view' | 'both';
+  /** Pooling (src/gateway/pool/settings.ts); durations in milliseconds. */
+  readonly pool_mode: 'relay' | 'session' | 'transaction';
+  readonly default_pool_size: number;
+  readonly min_pool_size: number;
+  readonly reserve_pool_size: number;
+  readonly reserve_pool_timeout: number;
+  readonly max_db_connections: number;
+  readonly server_idle_timeout: number;
+  readonly server_lifetime: number;
+  readonly server_reset_query: string;
+  readonly server_reset_query_always: boolean;
+  readonly server_check_query: string;
+  readonly server_check_delay: number;
+  readonly query_wait_timeout: number;
+  readonly max_prepared_statements: number;
   /** Where each value came from ("pgtls.conf:12", "--port", "PGTLS_PORT", "default"). */
   readonly sources: Readonly<Record<ConfigKey, string>>;
   /** The config file, if one was given (reload re-reads it). */
@@ -158,6 +193,11 @@ export function loadConfig(input: ConfigInput): GatewayConfig {
 }
 
 function checkConflicts(c: GatewayConfig): void {
+  if (!/^(auto|[1-9]\d{0,2})$/.test(c.workers) || (c.workers !== 'auto' && Number(c.workers) > 256)) {
+    throw new PgtlsError(ERR_CONFIG_VALUE, `invalid value for parameter "workers": "${c.workers}"`, {
+      details: { hint: "Use a number from 1 to 256, or 'auto' for one worker per CPU.", source: c.sources.workers },
+    });
+  }
   if (!c.ssl && c.require_secure_transport) {
     throw new PgtlsError(ERR_CONFIG_CONFLICT, 'ssl = off cannot be combined with require_secure_transport = on', {
       details: {

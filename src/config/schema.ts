@@ -80,6 +80,11 @@ export const SCHEMA = {
   },
   data_directory: { kind: { type: 'path' }, default: './pgtls-data', help: 'generated CA/certs, embedded cluster' },
   log_connections: { kind: { type: 'bool' }, default: 'on', help: 'one JSON line per connection' },
+  workers: {
+    kind: { type: 'string' },
+    default: '1',
+    help: "processes sharing the port: a number, or 'auto' for one per CPU",
+  },
   watch_files: {
     kind: { type: 'bool' },
     default: 'off',
@@ -90,6 +95,19 @@ export const SCHEMA = {
     default: '0',
     help: "client connections at once (PgBouncer's name; 0: no limit); beyond it: FATAL 53300",
   },
+  auth_file: {
+    kind: { type: 'path' },
+    default: '',
+    help: "PgBouncer's userlist.txt: the gateway authenticates password-method hba lines itself",
+  },
+  auth_user: { kind: { type: 'string' }, default: '', help: 'user that runs auth_query on the backend' },
+  auth_query: {
+    kind: { type: 'string' },
+    default:
+      'SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname = $1 AND rolcanlogin',
+    help: "query returning (user, secret) for $1 (PgBouncer's default)",
+  },
+  auth_dbname: { kind: { type: 'string' }, default: '', help: "database for auth_query (empty: the client's)" },
   proxy_protocol: {
     kind: { type: 'bool' },
     default: 'off',
@@ -105,6 +123,123 @@ export const SCHEMA = {
     kind: { type: 'path' },
     default: '',
     help: "pg_hosts.conf, PostgreSQL 19's format (empty: none, the ssl_* files serve everyone)",
+  },
+  admin_users: {
+    kind: { type: 'string' },
+    default: '',
+    help: 'users allowed every admin console command (dbname=pgtls), comma-separated',
+  },
+  stats_users: {
+    kind: { type: 'string' },
+    default: '',
+    help: 'users allowed the read-only SHOW commands of the admin console, comma-separated',
+  },
+  metrics_listen_addresses: {
+    kind: { type: 'string' },
+    default: 'localhost',
+    help: 'addresses of the /metrics and status page listener',
+  },
+  metrics_port: {
+    kind: { type: 'int', min: 0, max: 65535 },
+    default: '0',
+    help: 'port of the /metrics and status page listener (0: no listener)',
+  },
+  metrics_ssl_cert_file: { kind: { type: 'path' }, default: '', help: 'serve the metrics listener over TLS' },
+  metrics_ssl_key_file: { kind: { type: 'path' }, default: '', help: 'key of metrics_ssl_cert_file' },
+  metrics_auth_file: {
+    kind: { type: 'path' },
+    default: '',
+    help: 'user:password lines for HTTP basic auth on the metrics listener (empty: none)',
+  },
+  report_min_protocol_version: {
+    kind: { type: 'enum', values: TLS_VERSIONS, allowEmpty: true },
+    default: '',
+    help: 'report-only: list sessions below this TLS version',
+  },
+  report_ciphers: { kind: { type: 'string' }, default: '', help: 'report-only: TLS ≤ 1.2 suites allowed (OpenSSL)' },
+  report_tls13_ciphers: { kind: { type: 'string' }, default: '', help: 'report-only: TLS 1.3 suites allowed' },
+  report_require_client_cert: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'report-only: list sessions without a client certificate',
+  },
+  report_require_secure_transport: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'report-only: list plaintext sessions',
+  },
+  report_list_size: {
+    kind: { type: 'int', min: 1, max: 1_000_000 },
+    default: '1000',
+    help: 'report-only: how many recent would-be refusals SHOW WOULD_REFUSE keeps',
+  },
+  client_tls_facts_to_backend: {
+    kind: { type: 'enum', values: ['off', 'startup', 'view', 'both'] },
+    default: 'off',
+    help: "show the client's TLS facts to SQL: pgtls.* startup settings, the pgtls.pg_stat_ssl view, or both",
+  },
+  // Pooling (PgBouncer's names and defaults, doc/config.md of PgBouncer 1.25; see docs/pooling.md).
+  pool_mode: {
+    kind: { type: 'enum', values: ['relay', 'session', 'transaction'] },
+    default: 'relay',
+    help: 'relay: a fresh backend connection per client (no pooling); session; transaction',
+  },
+  default_pool_size: {
+    kind: { type: 'int', min: 1, max: 100_000 },
+    default: '20',
+    help: 'servers per (database, user)',
+  },
+  min_pool_size: { kind: { type: 'int', min: 0, max: 100_000 }, default: '0', help: 'servers kept open per pool' },
+  reserve_pool_size: {
+    kind: { type: 'int', min: 0, max: 100_000 },
+    default: '0',
+    help: 'extra servers for a client waiting longer than reserve_pool_timeout',
+  },
+  reserve_pool_timeout: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 86_400_000 },
+    default: '5s',
+    help: 'wait before the reserve pool is used (0: at once)',
+  },
+  max_db_connections: {
+    kind: { type: 'int', min: 0, max: 1_000_000 },
+    default: '0',
+    help: 'servers per database over all users (0: no limit)',
+  },
+  server_idle_timeout: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 2_147_483_000 },
+    default: '600s',
+    help: 'close a server idle this long (0: never)',
+  },
+  server_lifetime: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 2_147_483_000 },
+    default: '3600s',
+    help: 'close a server this old when it is released (0: never)',
+  },
+  server_reset_query: { kind: { type: 'string' }, default: 'DISCARD ALL', help: 'run on release in session mode' },
+  server_reset_query_always: {
+    kind: { type: 'bool' },
+    default: 'off',
+    help: 'run server_reset_query in transaction mode too',
+  },
+  server_check_query: {
+    kind: { type: 'string' },
+    default: '<empty>',
+    help: "check before reusing a server ('<empty>': an empty query; '': no check)",
+  },
+  server_check_delay: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 86_400_000 },
+    default: '30s',
+    help: 'reuse a server idle less than this without server_check_query',
+  },
+  query_wait_timeout: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 2_147_483_000 },
+    default: '120s',
+    help: 'a client waits this long for a server, then FATAL "query_wait_timeout" (0: forever)',
+  },
+  max_prepared_statements: {
+    kind: { type: 'int', min: 0, max: 100_000 },
+    default: '200',
+    help: 'named protocol-level prepared statements per server in transaction mode (0: not tracked)',
   },
 } as const satisfies Record<string, KeySpec>;
 

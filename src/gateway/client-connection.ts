@@ -12,6 +12,7 @@ import type { GatewayConfig } from '../config/load.js';
 import { normalizeAddress } from '../hba/match.js';
 import { type WireError, encodeErrorResponse, encodeErrorResponseV2 } from '../protocol/error-response.js';
 import type { TlsMaterial } from '../tls/context.js';
+import type { LiveHandle } from './admin/client-registry.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import type { TlsSession } from './transport.js';
 
@@ -32,6 +33,8 @@ export class ClientConnection {
   /** The TLS material the handshake used (the main one, or a pg_hosts.conf entry's). */
   material: TlsMaterial | undefined;
   backend: Duplex | undefined;
+  /** This connection in the admin console's SHOW CLIENTS (state, TLS facts, backend pid, live byte counts). */
+  readonly live: LiveHandle;
   #gone = false;
   #timedOut = false;
   #closing = false;
@@ -42,7 +45,8 @@ export class ClientConnection {
     readonly rt: GatewayRuntime,
   ) {
     this.local = socket.remoteAddress === undefined;
-    this.cfg = rt.config;
+    // The configuration in force with the admin console's runtime SETs (require_secure_transport, …) applied.
+    this.cfg = rt.operator.connectionConfig();
     this.record = {
       id: rt.nextConnectionId(),
       client: this.local ? '[local]' : normalizeAddress(socket.remoteAddress ?? ''),
@@ -52,6 +56,7 @@ export class ClientConnection {
     };
     socket.setNoDelay(true);
     this.stream = socket;
+    this.live = rt.operator.register(this.record, () => this.destroy());
     this.#watch(socket);
     this.#timer = setTimeout(() => this.#timeout(), this.cfg.authentication_timeout);
     this.#timer.unref(); // never the reason the process stays alive (e.g. after close())
@@ -153,6 +158,7 @@ export class ClientConnection {
   /** Stop the timer; called once, when the connection is over. */
   finish(): void {
     clearTimeout(this.#timer);
+    this.live.end();
     this.record.duration_ms = Date.now() - this.started;
   }
 }

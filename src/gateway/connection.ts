@@ -5,15 +5,40 @@
  */
 import type { Socket } from 'node:net';
 import { encodeErrorResponse } from '../protocol/error-response.js';
+import { encodeStartupMessage } from '../protocol/startup.js';
+import { loginToBackend } from './backend-login.js';
 import { ClientConnection } from './client-connection.js';
 import { attach } from './phases/attach.js';
+import { authenticateAtGateway, gatewayChecks } from './phases/authenticate-gateway.js';
 import { authenticateAtBackend } from './phases/authenticate.js';
 import { closing } from './phases/closing.js';
+import { maybeConsole } from './phases/console.js';
 import { negotiate } from './phases/negotiate.js';
+import { pooledSession } from './phases/pooled.js';
 import { relay } from './phases/relay.js';
 import { startup } from './phases/startup.js';
 import * as refuse from './refusals.js';
 import type { GatewayRuntime } from './runtime.js';
+import { stripClientFacts, tlsFactsAsStartupOptions } from './ssl-view.js';
+import type { RelayStats } from './transport.js';
+
+/**
+ * The StartupMessage for the backend: the client's own, byte for byte — unless the gateway must add the client's TLS
+ * facts as pgtls.* settings (client_tls_facts_to_backend), or drop pgtls.* settings the client sent itself (a
+ * client must not be able to claim TLS facts it does not have).
+ */
+function backendStartupPacket(
+  c: ClientConnection,
+  raw: Buffer,
+  params: ReadonlyArray<readonly [string, string]>,
+): Buffer {
+  const mode = c.cfg.client_tls_facts_to_backend;
+  const own = stripClientFacts(params);
+  const add = mode === 'startup' || mode === 'both';
+  if (!add && own.length === params.length) return raw;
+  const code = raw.readUInt32BE(4);
+  return encodeStartupMessage([...own, ...(add ? tlsFactsAsStartupOptions(c.tls?.facts, c.record) : [])], code);
+}
 
 export async function handleConnection(socket: Socket, rt: GatewayRuntime): Promise<void> {
   const c = new ClientConnection(socket, rt);
@@ -22,17 +47,54 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
     if (!negotiated) return;
     const admitted = await startup(c, negotiated.packet);
     if (!admitted) return;
-    // authenticate + attach: the backend authenticates, so it is attached first and the exchange relayed to it.
-    if (!(await attach(c))) return;
-    const auth = await authenticateAtBackend(c, negotiated.packet.raw, negotiated.pipelined);
-    if (!auth.ok) return;
+    if (await maybeConsole(c, admitted, negotiated.pipelined)) return;
+    if (rt.pools) {
+      await pooledSession(c, rt.pools, admitted, negotiated.pipelined);
+      return;
+    }
+    const startupPacket = backendStartupPacket(c, negotiated.packet.raw, admitted.params.params);
+    let auth: { ok: boolean; key?: { pid: number; key: Buffer } | undefined };
+    if (gatewayChecks(admitted.line, rt.secrets)) {
+      // authenticate at the gateway, then attach a backend the gateway logs in to itself.
+      const done = await authenticateAtGateway(c, admitted.line, admitted.who.user, admitted.who.database, rt.secrets!);
+      if (!done) return;
+      if (!(await attach(c))) return;
+      const login = await loginToBackend(c.backend!, startupPacket, done.credentials);
+      if (!login.ok) {
+        c.fatal(
+          login.fromBackend
+            ? { severity: 'FATAL', code: login.error.code, message: login.error.message }
+            : refuse.backendLoginFailed(),
+          `backend login: ${login.error.message}`,
+        );
+        return;
+      }
+      c.record.backend_auth = login.method;
+      c.stream.write(login.afterAuth);
+      const pending = Buffer.concat([negotiated.pipelined, done.pending]);
+      if (pending.length > 0) c.backend!.write(pending);
+      auth = { ok: true, key: login.key };
+    } else {
+      // authenticate + attach: the backend authenticates, so it is attached first and the exchange relayed to it.
+      if (!(await attach(c))) return;
+      auth = await authenticateAtBackend(c, startupPacket, negotiated.pipelined);
+      if (!auth.ok) return;
+    }
     c.authenticated();
     c.record.outcome = 'relayed';
-    if (auth.key) c.record.backend_pid = auth.key.pid;
+    if (auth.key) {
+      c.record.backend_pid = auth.key.pid;
+      c.live.setBackendPid(auth.key.pid);
+    }
+    const stats: RelayStats = { bytesFromClient: 0, bytesFromBackend: 0 };
+    c.live.setRelayStats(stats);
+    c.live.setState('active');
+    const wouldRefuse = rt.operator.hooks.sessionRelayed(c.record, c.tls?.facts, auth.key?.pid);
+    if (wouldRefuse.length > 0) c.record.would_refuse = wouldRefuse.map((r) => r.message);
     const unregister = auth.key ? rt.registerCancelKey(auth.key.pid, auth.key.key) : () => undefined;
     const end = rt.trackSession(c.stream, c.backend!);
     try {
-      const stats = await relay(c);
+      await relay(c, stats);
       c.record.bytes_from_client = stats.bytesFromClient;
       c.record.bytes_from_backend = stats.bytesFromBackend;
     } finally {

@@ -1,190 +1,49 @@
-import { lookup } from 'node:dns/promises';
 /**
  * The gateway: listeners, the state in force (config, hba, ident, TLS, upstream), reload and shutdown.
- * Reload builds a complete new state first and swaps it only when every part loaded; on any error the old state
- * stays in force. Established sessions are never touched by a reload: each connection read the state it needed.
+ * Reload builds a complete new state first (./state.ts) and swaps it only when every part loaded; on any error the
+ * old state stays in force. Established sessions are never touched by a reload: each connection read the state it
+ * needed.
  */
 import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { type ConfigInput, type GatewayConfig, loadConfig } from '../config/load.js';
+import type { ConfigInput, GatewayConfig } from '../config/load.js';
 import { PgtlsError } from '../errors.js';
-import { type HbaLine, readHbaFile } from '../hba/hba.js';
-import { parseHba } from '../hba/hba.js';
-import { type IdentLine, readIdentFile } from '../hba/ident.js';
-import { type TrustedRange, parseTrustedList } from '../hba/proxy-trusted.js';
-import { hbaError, tokenizeAuthText } from '../hba/tokenize.js';
-import { type TlsMaterial, TlsStore, loadTlsMaterial } from '../tls/context.js';
-import { assertHandshakePossible } from '../tls/self-check.js';
-import { type SniSelector, loadSniSelector } from '../tls/sni.js';
+import type { HbaLine } from '../hba/hba.js';
+import type { IdentLine } from '../hba/ident.js';
+import type { TrustedRange } from '../hba/proxy-trusted.js';
+import { type TlsMaterial, TlsStore } from '../tls/context.js';
+import type { SniSelector } from '../tls/sni.js';
 import { handleConnection } from './connection.js';
 import { watchFileDescriptors } from './fd-watch.js';
 import { type FileWatch, watchFiles } from './file-watch.js';
-import { ensureLocalCa } from './local-ca.js';
+import { listenHosts } from './listen-hosts.js';
+import { Operator } from './operator.js';
+import { PasswordLogin } from './pool/login.js';
+import { Pools } from './pool/pools.js';
+import { poolSettingsFrom } from './pool/settings.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
-import { type UpstreamTarget, parseUpstreamUrl, sendCancel } from './upstream.js';
+import type { SecretSource } from './secrets.js';
+import {
+  type CheckReport,
+  type GatewayOptions,
+  type State,
+  buildState,
+  checkConfiguration,
+  hostsFile,
+  loadMockSecret,
+  report,
+} from './state.js';
+import { type UpstreamTarget, connectUpstream, sendCancel } from './upstream.js';
+
+export { type CheckReport, type GatewayOptions, checkConfiguration };
 
 export const ERR_LISTEN = 'PGTLS_ERR_LISTEN';
 
-interface State {
-  readonly config: GatewayConfig;
-  readonly hba: readonly HbaLine[];
-  readonly ident: readonly IdentLine[];
-  readonly material: TlsMaterial | undefined;
-  /** ssl_sni = on with pg_hosts.conf entries; undefined otherwise (material serves everyone). */
-  readonly sni: SniSelector | undefined;
-  readonly proxyTrusted: readonly TrustedRange[];
-  readonly upstream: UpstreamTarget;
-}
-
-/** hosts_file, or PostgreSQL 19's default name, pg_hosts.conf, beside the config file (else in data_directory). */
-function hostsFile(config: GatewayConfig): string {
-  if (config.hosts_file !== '') return config.hosts_file;
-  return join(config.config_file ? dirname(config.config_file) : resolve(config.data_directory), 'pg_hosts.conf');
-}
-
 /** Settings that need a restart, as PostgreSQL's PGC_POSTMASTER parameters do. */
 const RESTART_ONLY = ['listen_addresses', 'port', 'unix_socket_directories', 'data_directory', 'ssl'] as const;
-
-export interface GatewayOptions {
-  /** The upstream to use when the config has none (the embedded cluster). */
-  readonly defaultUpstream?: { host: string; port: number };
-}
-
-/** Built-in rules when no hba_file is given: TLS for everyone (or anything, when TLS is not required). */
-function builtinHba(config: GatewayConfig): HbaLine[] {
-  // `local` matches only the optional Unix socket; `trust` at the gateway means the backend authenticates.
-  const text = `local all all trust\n${config.require_secure_transport ? 'hostssl' : 'host'} all all all trust\n`;
-  return parseHba(tokenizeAuthText(text, '(built-in pg_hba.conf)'));
-}
-
-async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: State): Promise<State> {
-  let config = loadConfig(input);
-  if (config.ssl && (config.ssl_cert_file === '' || config.ssl_key_file === '')) {
-    if (config.ssl_cert_file !== config.ssl_key_file && (config.ssl_cert_file === '' || config.ssl_key_file === '')) {
-      throw new PgtlsError('PGTLS_ERR_CONFIG_CONFLICT', 'ssl_cert_file and ssl_key_file must be set together', {
-        details: { hint: 'Set both, or neither to use the generated local CA under data_directory.' },
-      });
-    }
-    const local = await ensureLocalCa(config.data_directory);
-    config = Object.freeze({ ...config, ssl_cert_file: local.serverCert, ssl_key_file: local.serverKey });
-  }
-  const material = config.ssl
-    ? loadTlsMaterial(config, {
-        isReload: previous !== undefined,
-        ...(previous?.material ? { previous: previous.material } : {}),
-      })
-    : undefined;
-  if (material) await assertHandshakePossible(material);
-  let sni: SniSelector | undefined;
-  if (config.ssl && config.ssl_sni) {
-    const selector = loadSniSelector(
-      { ...config, hosts_file: hostsFile(config) },
-      { isReload: previous !== undefined, ...(previous?.sni ? { previous: previous.sni } : {}) },
-    );
-    // A missing or empty pg_hosts.conf: the ssl_* files serve everyone, as in PostgreSQL 19.
-    if (selector.source === 'ok') sni = selector;
-  }
-  const trusted = parseTrustedList(config.proxy_protocol_trusted);
-  const proxyTrusted = trusted.ok ? trusted.ranges : [];
-  const hba = config.hba_file ? readHbaFile(config.hba_file) : builtinHba(config);
-  for (const line of hba) {
-    if (line.method === 'peer' || (line.method === 'ident' && line.type === 'local')) {
-      // PostgreSQL asks the kernel who the socket's peer is; the backend would see the gateway, not the client.
-      throw hbaError(
-        "peer authentication needs the client's operating-system user, which the gateway cannot pass on to the backend",
-        line.file,
-        line.line,
-        'Use trust (the backend then authenticates), a password method or cert on this line.',
-      );
-    }
-    if (line.clientcert !== 'off' && !material?.requestCert) {
-      throw hbaError(
-        'client certificates can only be checked if a root certificate store is available',
-        line.file,
-        line.line,
-        'Make sure the configuration parameter "ssl_ca_file" is set.',
-      );
-    }
-  }
-  const ident = config.ident_file ? readIdentFile(config.ident_file) : [];
-  const up = config.upstream ? parseUpstreamUrl(config.upstream) : opts.defaultUpstream;
-  if (!up) {
-    throw new PgtlsError('PGTLS_ERR_CONFIG_VALUE', 'no upstream configured', {
-      details: { hint: "Set upstream = 'postgres://host:port', or run without one to start the embedded PostgreSQL." },
-    });
-  }
-  const upstream: UpstreamTarget = {
-    ...up,
-    sslmode: config.upstream ? config.upstream_sslmode : 'disable',
-    sslrootcert: config.upstream_sslrootcert,
-    sslcert: config.upstream_sslcert,
-    sslkey: config.upstream_sslkey,
-  };
-  return { config, hba, ident, material, sni, proxyTrusted, upstream };
-}
-
-/** What a configuration check found: the facts an operator wants to see before starting (or after a reload). */
-export interface CheckReport {
-  readonly config: GatewayConfig;
-  readonly hbaLines: number;
-  readonly identLines: number;
-  readonly certificate?: { subject: string; issuer: string; validTo: string; daysLeft: number; chainLength: number };
-  readonly upstream: string;
-  readonly warnings: readonly string[];
-}
-
-/** Certificates expiring within this many days are reported at start and at every reload. */
-const EXPIRY_WARNING_DAYS = 30;
-
-function report(state: State): CheckReport {
-  const warnings: string[] = [];
-  let certificate: CheckReport['certificate'];
-  if (state.material) {
-    const leaf = state.material.leaf;
-    const daysLeft = Math.floor((Date.parse(leaf.validTo) - Date.now()) / 86_400_000);
-    certificate = {
-      subject: leaf.subject.replace(/\n/g, ', '),
-      issuer: leaf.issuer.replace(/\n/g, ', '),
-      validTo: new Date(leaf.validTo).toISOString(),
-      daysLeft,
-      chainLength: state.material.chainLength,
-    };
-    if (daysLeft < 0) warnings.push(`the server certificate in ${state.config.ssl_cert_file} has expired`);
-    else if (daysLeft <= EXPIRY_WARNING_DAYS) {
-      warnings.push(`the server certificate in ${state.config.ssl_cert_file} expires in ${daysLeft} days`);
-    }
-  }
-  if (!state.config.ssl) {
-    warnings.push('ssl = off: every session is plaintext (development only)');
-    // PostgreSQL logs the same warning for each such line when it loads pg_hba.conf.
-    for (const l of state.hba.filter((h) => h.type === 'hostssl')) {
-      warnings.push(
-        `hostssl record cannot match because SSL is disabled (line ${l.line} of configuration file "${l.file}")`,
-      );
-    }
-  } else if (!state.config.require_secure_transport)
-    warnings.push('require_secure_transport = off: plaintext sessions are allowed');
-  const u = state.upstream;
-  return {
-    config: state.config,
-    hbaLines: state.hba.length,
-    identLines: state.ident.length,
-    ...(certificate ? { certificate } : {}),
-    upstream: `${u.host}:${u.port} (upstream_sslmode=${u.sslmode})`,
-    warnings,
-  };
-}
-
-/**
- * Load and check everything a start would (config, hba, ident, certificate, key, CA, CRL) without listening:
- * `pgtls serve --check`. Throws the same errors a start would.
- */
-export async function checkConfiguration(input: ConfigInput, opts: GatewayOptions = {}): Promise<CheckReport> {
-  return report(await buildState(input, { defaultUpstream: { host: '(embedded)', port: 0 }, ...opts }));
-}
 
 export class Gateway extends EventEmitter implements GatewayRuntime {
   #state: State;
@@ -200,15 +59,60 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #fileWatch: FileWatch | undefined;
   #acceptErrors = { count: 0, last: 0 };
   readonly #input: ConfigInput;
+  readonly mockSecret: Buffer;
+  readonly operator: Operator;
+  readonly pools: Pools | undefined;
   readonly #opts: GatewayOptions;
 
   private constructor(state: State, input: ConfigInput, opts: GatewayOptions) {
     super();
+    const gw = this;
     this.#state = state;
     this.#input = input;
-    this.#opts = opts;
     // With ssl = off there is no material; a store is still needed by the type, never used for handshakes.
     this.#tls = new TlsStore(state.material as TlsMaterial);
+    this.mockSecret = loadMockSecret(state.config.data_directory);
+    // Pools live as long as the gateway; pool_mode and the pool settings are read at start (restart to change them).
+    const c = state.config;
+    if (c.pool_mode !== 'relay') {
+      const login = new PasswordLogin({
+        get upstream() {
+          return gw.#state.upstream;
+        },
+        password: (user) => {
+          const own = gw.#state.authFile?.get(user)?.secret;
+          return own !== undefined && !own.startsWith('SCRAM-SHA-256$') ? own : undefined;
+        },
+      });
+      this.pools = new Pools(
+        poolSettingsFrom(c),
+        login,
+        (srv) => login.cancel(srv),
+        (event, detail) => this.emit('notice', { msg: `pool: ${event}`, ...detail }),
+      );
+    } else this.pools = undefined;
+    this.operator = new Operator({
+      get config() {
+        return gw.#state.config;
+      },
+      get hba() {
+        return gw.#state.hba;
+      },
+      currentMaterial: () => (gw.#state.material ? gw.#tls.current() : undefined),
+      swapMaterial: (m) => gw.#tls.swap(m),
+      reload: (why) => gw.reload(why),
+      backendFor: () => {
+        const c = gw.#state.config;
+        if (c.auth_user === '') return undefined;
+        const own = gw.#state.authFile?.get(c.auth_user)?.secret;
+        return {
+          connect: () => connectUpstream(gw.#state.upstream),
+          creds: { user: c.auth_user, ...(own !== undefined ? { password: own, md5Secret: own } : {}) },
+        };
+      },
+      log: (level, w) => gw.emit(level === 'warn' ? 'warning' : 'notice', w),
+    });
+    this.#opts = opts;
   }
 
   /** Load and check everything, then listen. Throws PgtlsError (naming the file/line/key) on any problem. */
@@ -216,6 +120,12 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     const state = await buildState(input, opts);
     const gw = new Gateway(state, input, opts);
     await gw.#listen();
+    try {
+      await gw.operator.start();
+    } catch (err) {
+      await gw.close(0);
+      throw err;
+    }
     gw.#stopFdWatch = watchFileDescriptors((e) =>
       gw.emit(
         'warning',
@@ -291,6 +201,9 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   }
   get sni(): SniSelector | undefined {
     return this.#state.sni;
+  }
+  get secrets(): SecretSource | undefined {
+    return this.#state.secrets;
   }
   get proxyTrusted(): readonly TrustedRange[] {
     return this.#state.proxyTrusted;
@@ -419,17 +332,31 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
       if (next.material) this.#tls.swap(next.material);
       warnings.push(...report(this.#state).warnings);
       this.#armFileWatch();
+      this.operator.reloaded(true);
       this.emit('reload', { ok: true, warnings, ...why });
       return { ok: true, warnings };
     } catch (error) {
+      this.operator.reloaded(false);
       this.emit('reload', { ok: false, error, ...why });
       return { ok: false, error: error as Error };
     }
   }
 
+  /** Set in a worker: hands a cancel this worker cannot place to the other workers (see workers.ts). */
+  forwardCancel: ((pid: number, key: Buffer) => void) | undefined;
+
   async cancel(pid: number, key: Buffer, record: ConnectionRecord): Promise<void> {
     const id = `${pid}:${key.toString('hex')}`;
+    if (this.pools && (await this.pools.cancel(pid, key))) {
+      record.reason = `cancel forwarded for pooled client ${pid}`;
+      return;
+    }
     if (!this.#cancelKeys.has(id)) {
+      if (this.forwardCancel) {
+        this.forwardCancel(pid, key);
+        record.reason = 'cancel request passed to the other workers';
+        return;
+      }
       // PostgreSQL ignores unknown cancel keys silently (and logs); so do we.
       record.reason = 'cancel request for an unknown backend';
       return;
@@ -438,6 +365,21 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     await sendCancel(this.#state.upstream, pid, key).catch((err: Error) => {
       record.upstream_error = err.message;
     });
+  }
+
+  /** A cancel another worker received: forwarded if this worker owns the session, ignored otherwise. */
+  async cancelFromPeer(pid: number, key: Buffer): Promise<void> {
+    if (!this.#cancelKeys.has(`${pid}:${key.toString('hex')}`)) return;
+    const record: ConnectionRecord = {
+      id: this.nextConnectionId(),
+      client: '(another worker)',
+      client_port: 0,
+      negotiation: 'plaintext',
+      outcome: 'cancel',
+    };
+    await this.cancel(pid, key, record);
+    record.reason = `cancel from another worker forwarded for backend pid ${pid}`;
+    this.emitConnection(record);
   }
 
   registerCancelKey(pid: number, key: Buffer): () => void {
@@ -475,6 +417,10 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     this.#shuttingDown = true;
     this.#stopFdWatch();
     this.#fileWatch?.close();
+    await this.operator.close().catch(() => undefined);
+    this.pools?.close();
+    await this.operator.close().catch(() => undefined);
+    this.pools?.close();
     // net.Server#close stops accepting now but calls back only once every connection has ended: do not wait here.
     const listenersClosed = Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     if (this.#sessions.size > 0 && timeoutMs > 0) {
@@ -495,20 +441,4 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     // Destroyed sessions unregister on their 'close' events, a tick later.
     if (this.#sessions.size > 0) await new Promise<void>((resolve) => this.once('drained', resolve));
   }
-}
-
-/** listen_addresses as PostgreSQL reads it: comma-separated host names/IPs, '*' for all, 'localhost' resolved. */
-async function listenHosts(value: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const item of value
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean)) {
-    if (item === '*') out.push('0.0.0.0', '::');
-    else if (item === 'localhost') {
-      const addrs = await lookup('localhost', { all: true }).catch(() => [{ address: '127.0.0.1' }]);
-      out.push(...new Set(addrs.map((a) => a.address)));
-    } else out.push(item);
-  }
-  return [...new Set(out)];
 }

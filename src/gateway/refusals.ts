@@ -145,6 +145,20 @@ export function upstreamUnavailable(): WireError {
   });
 }
 
+/** The gateway authenticated the client but could not log in to the backend with what it has. */
+export function backendLoginFailed(): WireError {
+  return fatal(SqlState.ConnectionFailure, 'could not log in to the database server behind the gateway', {
+    hint: 'The gateway authenticated you but the backend refused its login; the gateway log has the reason.',
+  });
+}
+
+/** The admin console is reachable only over TLS (or the local Unix socket). */
+export function consoleNeedsTls(): WireError {
+  return fatal(SqlState.InvalidAuthorizationSpecification, 'the admin console requires an SSL connection', {
+    hint: 'Connect with sslmode=require or stronger.',
+  });
+}
+
 export function shuttingDown(): WireError {
   return fatal(SqlState.CannotConnectNow, 'the database system is shutting down');
 }

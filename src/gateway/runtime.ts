@@ -6,6 +6,9 @@ import type { IdentLine } from '../hba/ident.js';
 import type { TrustedRange } from '../hba/proxy-trusted.js';
 import type { TlsStore } from '../tls/context.js';
 import type { SniSelector } from '../tls/sni.js';
+import type { Operator } from './operator.js';
+import type { Pools } from './pool/pools.js';
+import type { SecretSource } from './secrets.js';
 import type { ClientTransport } from './transport.js';
 import type { UpstreamTarget } from './upstream.js';
 
@@ -31,6 +34,12 @@ export interface ConnectionRecord {
   /** file:line of the pg_hba.conf line that matched. */
   hba?: string;
   authenticated_as?: string;
+  /** How the gateway authenticated the client itself (scram-sha-256, scram-sha-256-plus, md5, password). */
+  auth_method?: string;
+  /** SCRAM-SHA-256-PLUS: the channel binding was checked. */
+  channel_binding?: boolean;
+  /** How the gateway logged in to the backend (trust, password, md5, scram, scram-plus). */
+  backend_auth?: string;
   outcome: 'relayed' | 'refused' | 'cancel' | 'closed' | 'error';
   reason?: string;
   sqlstate?: string;
@@ -39,6 +48,10 @@ export interface ConnectionRecord {
   proxy?: { peer: string; peer_port: number; version: 1 | 2; command: 'LOCAL' | 'PROXY' };
   /** file:line of the pg_hosts.conf entry whose certificate was served (ssl_sni). */
   hosts_line?: string;
+  /** report_* policy: why this session would have been refused under it (it was not). */
+  would_refuse?: string[];
+  /** pool_mode session/transaction: the mode, and the pid of the gateway-made key the client got. */
+  pooled?: { mode: string; backend_key_pid: number };
   /** The backend process the session is relayed to (from BackendKeyData). */
   backend_pid?: number;
   bytes_from_client?: number;
@@ -53,6 +66,14 @@ export interface GatewayRuntime {
   readonly tls: TlsStore;
   /** ssl_sni with pg_hosts.conf entries: chooses the material per connection (undefined: `tls` serves everyone). */
   readonly sni?: SniSelector | undefined;
+  /** auth_file / auth_query: set when the gateway authenticates password-method lines itself. */
+  readonly secrets?: SecretSource | undefined;
+  /** Per-gateway random bytes for SCRAM mock salts (unknown users look like known ones). */
+  readonly mockSecret: Buffer;
+  /** pool_mode = session | transaction (undefined: the 1:1 relay). */
+  readonly pools?: Pools | undefined;
+  /** Registry, metrics, report-only policy, runtime SETs, the console's view. */
+  readonly operator: Operator;
   /** proxy_protocol_trusted, parsed. */
   readonly proxyTrusted: readonly TrustedRange[];
   readonly upstream: UpstreamTarget;

@@ -42,7 +42,9 @@ export async function negotiate(c: ClientConnection): Promise<Negotiated | undef
       initial = chosen.bytes;
     }
     c.material = material;
+    const t0 = process.hrtime.bigint();
     const r = await (rt.transport ?? nodeTransport).accept(c.socket, material, initial);
+    rt.operator.hooks.handshake(Number(process.hrtime.bigint() - t0) / 1e9, r.ok);
     if (!r.ok) {
       record.outcome = c.gone && !record.reason ? 'closed' : 'refused';
       record.reason = r.reason.startsWith('client closed') ? r.reason : `could not accept SSL connection: ${r.reason}`;
@@ -51,6 +53,7 @@ export async function negotiate(c: ClientConnection): Promise<Negotiated | undef
     }
     c.useTls(r.session);
     const f = r.session.facts;
+    c.live.setTls(f);
     record.tls_version = f.version;
     record.cipher = f.cipher;
     if (f.group) record.group = f.group;
@@ -144,6 +147,7 @@ export async function negotiate(c: ClientConnection): Promise<Negotiated | undef
       c.fatal(unsupportedProtocolError(p.kind === 'SSLRequest' ? 80877103 : 80877104));
       return undefined;
     }
+    c.live.setState('startup');
     return { packet: p, pipelined: reader.detach() };
   }
 }

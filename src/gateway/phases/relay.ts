@@ -7,8 +7,7 @@ import type { Duplex } from 'node:stream';
 import type { ClientConnection } from '../client-connection.js';
 import type { RelayStats } from '../transport.js';
 
-export async function relay(c: ClientConnection): Promise<RelayStats> {
-  const stats: RelayStats = { bytesFromClient: 0, bytesFromBackend: 0 };
+export async function relay(c: ClientConnection, stats: RelayStats): Promise<RelayStats> {
   const backend = c.backend!;
   const native = c.tls?.splice;
   if (native && isPlainSocket(backend)) await native(backend, stats);

@@ -1,0 +1,588 @@
+/*
+ * N-API surface of the native data plane. Everything here runs on Node's main thread: the connection's sockets are
+ * watched with uv_poll on Node's own loop, and JavaScript is called back (napi_make_callback) only for the
+ * handshake result, decrypted bytes during startup/authentication, drain, and the end of the connection.
+ * Policy stays in TypeScript (src/tls/native.ts); this file only moves bytes and reports facts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <node_api.h>
+#include <uv.h>
+
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+#include "context.h"
+#include "engine.h"
+
+/* Event kinds passed as the first argument of the session callback. */
+enum { EV_HANDSHAKE_OK = 1, EV_HANDSHAKE_FAIL = 2, EV_DATA = 3, EV_END = 4, EV_DRAIN = 5, EV_CLOSE = 6 };
+
+typedef struct session {
+  pgtls_conn c;
+  napi_env env;
+  napi_ref self; /* strong while the connection is open: the callback must stay reachable */
+  napi_ref cb;
+  napi_async_context actx;
+  uv_poll_t cpoll, bpoll;
+  int cpoll_on, bpoll_on;
+  int cmask, bmask;
+  int open_handles; /* uv handles whose close callback has not run yet */
+  int busy;         /* inside run(): JavaScript called from here must not re-enter it */
+  int done;
+  int destroy_req;
+  int finalized;
+  int drain_wanted;
+  int end_emitted;
+  unsigned char rd[PGTLS_IOBUF];
+} session;
+
+#define CHECK(call)                                                                                                   \
+  do {                                                                                                                \
+    if ((call) != napi_ok) {                                                                                          \
+      napi_throw_error(env, "PGTLS_ERR_NATIVE", #call " failed");                                                   \
+      return NULL;                                                                                                    \
+    }                                                                                                                 \
+  } while (0)
+
+static void maybe_free(session *s) {
+  if (s->finalized && s->open_handles == 0 && s->done) free(s);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  session *s = h->data;
+  s->open_handles--;
+  maybe_free(s);
+}
+
+static void report_exception(napi_env env) {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    napi_value e;
+    napi_get_and_clear_last_exception(env, &e);
+    napi_fatal_exception(env, e);
+  }
+}
+
+/* Call the session's JavaScript callback; the result is written to *out when out is not NULL (inside the caller's
+ * handle scope). */
+static void emit(session *s, int argc, napi_value *argv, napi_value *out) {
+  napi_env env = s->env;
+  napi_value cb, recv, result = NULL;
+  if (!s->cb || napi_get_reference_value(env, s->cb, &cb) != napi_ok || !cb) return;
+  napi_get_global(env, &recv); /* napi_make_callback wants an object receiver */
+  if (napi_make_callback(env, s->actx, recv, cb, (size_t)argc, argv, &result) != napi_ok) report_exception(env);
+  if (out) *out = result;
+}
+
+static napi_value num(napi_env env, double v) {
+  napi_value r;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+static napi_value str(napi_env env, const char *v) {
+  napi_value r;
+  if (!v) {
+    napi_get_undefined(env, &r);
+    return r;
+  }
+  napi_create_string_utf8(env, v, NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static void set_interest(session *s, int want) {
+  if (s->done) return;
+  int cm = ((want & WANT_CR) ? UV_READABLE : 0) | ((want & WANT_CW) ? UV_WRITABLE : 0);
+  if (s->cpoll_on && cm != s->cmask) {
+    if (cm) uv_poll_start(&s->cpoll, cm, on_poll);
+    else uv_poll_stop(&s->cpoll);
+    s->cmask = cm;
+  }
+  int bm = ((want & WANT_BR) ? UV_READABLE : 0) | ((want & WANT_BW) ? UV_WRITABLE : 0);
+  if (s->bpoll_on && bm != s->bmask) {
+    if (bm) uv_poll_start(&s->bpoll, bm, on_poll);
+    else uv_poll_stop(&s->bpoll);
+    s->bmask = bm;
+  }
+}
+
+/* Run again on the next loop turn, outside any JavaScript frame: a writable socket reports at once. */
+static void kick(session *s) {
+  if (s->done) return;
+  int want = (s->cmask & UV_READABLE ? WANT_CR : 0) | WANT_CW;
+  if (s->bpoll_on) want |= (s->bmask & UV_READABLE ? WANT_BR : 0) | WANT_BW;
+  set_interest(s, want);
+}
+
+/* End of the connection: stop watching, close our fds, tell JavaScript once, let the wrapper be collected. */
+static void teardown(session *s, const char *why) {
+  if (s->done) return;
+  s->done = 1;
+  napi_env env = s->env;
+  if (s->cpoll_on) {
+    uv_close((uv_handle_t *)&s->cpoll, on_handle_closed);
+    s->open_handles++;
+    s->cpoll_on = 0;
+  }
+  if (s->bpoll_on) {
+    uv_close((uv_handle_t *)&s->bpoll, on_handle_closed);
+    s->open_handles++;
+    s->bpoll_on = 0;
+  }
+  double fc = (double)s->c.from_client, fb = (double)s->c.from_backend;
+  char reason[sizeof s->c.reason];
+  memcpy(reason, s->c.reason, sizeof reason);
+  pgtls_conn_free(&s->c); /* closes the dups; the original fds belong to the JavaScript sockets */
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value argv[4] = {num(env, EV_CLOSE), num(env, fc), num(env, fb), str(env, reason[0] ? reason : why)};
+    emit(s, 4, argv, NULL);
+    napi_close_handle_scope(env, scope);
+  }
+  if (s->cb) napi_delete_reference(env, s->cb);
+  s->cb = NULL;
+  if (s->actx) napi_async_destroy(env, s->actx);
+  s->actx = NULL;
+  uint32_t rc;
+  if (s->self) napi_reference_unref(env, s->self, &rc);
+}
+
+static napi_value facts_object(session *s) {
+  napi_env env = s->env;
+  SSL *ssl = s->c.ssl;
+  napi_value o;
+  napi_create_object(env, &o);
+  napi_set_named_property(env, o, "version", str(env, SSL_get_version(ssl)));
+  const SSL_CIPHER *ci = SSL_get_current_cipher(ssl);
+  int alg_bits = 0;
+  if (ci) SSL_CIPHER_get_bits(ci, &alg_bits);
+  napi_set_named_property(env, o, "cipher", str(env, ci ? SSL_CIPHER_get_name(ci) : ""));
+  napi_set_named_property(env, o, "bits", num(env, alg_bits));
+  int nid = SSL_get_negotiated_group(ssl);
+  if (nid > 0 && !(nid & TLSEXT_nid_unknown)) {
+    const char *g = OBJ_nid2sn(nid);
+    if (g) napi_set_named_property(env, o, "group", str(env, g));
+  }
+  const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (sni) napi_set_named_property(env, o, "sni", str(env, sni));
+  const unsigned char *alpn = NULL;
+  unsigned int alpn_len = 0;
+  SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+  if (alpn && alpn_len) {
+    napi_value a;
+    napi_create_string_latin1(env, (const char *)alpn, alpn_len, &a);
+    napi_set_named_property(env, o, "alpn", a);
+  }
+  X509 *peer = SSL_get1_peer_certificate(ssl);
+  if (peer) {
+    int n = i2d_X509(peer, NULL);
+    if (n > 0) {
+      void *data;
+      napi_value buf;
+      if (napi_create_buffer(env, (size_t)n, &data, &buf) == napi_ok) {
+        unsigned char *p = data;
+        i2d_X509(peer, &p);
+        napi_set_named_property(env, o, "peerCertificate", buf);
+      }
+    }
+    long vr = SSL_get_verify_result(ssl);
+    if (vr != X509_V_OK) napi_set_named_property(env, o, "peerVerifyError", str(env, X509_verify_cert_error_string(vr)));
+    X509_free(peer);
+  }
+  return o;
+}
+
+/* Emits one chunk (or the end) of decrypted bytes; returns whether JavaScript wants more now. */
+static void run_stream(session *s, int *want) {
+  *want = 0;
+  for (int i = 0; i < 16 && !s->done && !s->destroy_req && s->c.phase == PH_STREAM; i++) {
+    if (!s->c.reading || s->end_emitted) break;
+    int w = 0;
+    long n = pgtls_stream_read(&s->c, s->rd, sizeof s->rd, &w);
+    if (n == 0) {
+      *want |= w;
+      break;
+    }
+    napi_env env = s->env;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    if (n > 0) {
+      napi_value buf, res = NULL;
+      void *data;
+      napi_create_buffer_copy(env, (size_t)n, s->rd, &data, &buf);
+      napi_value argv[2] = {num(env, EV_DATA), buf};
+      emit(s, 2, argv, &res);
+      bool more = false;
+      if (res) napi_get_value_bool(env, res, &more);
+      s->c.reading = more ? s->c.reading : 0;
+    } else {
+      s->end_emitted = 1;
+      napi_value argv[2] = {num(env, EV_END), str(env, s->c.reason[0] ? s->c.reason : NULL)};
+      emit(s, 2, argv, NULL);
+    }
+    napi_close_handle_scope(env, scope);
+  }
+}
+
+static void run(session *s) {
+  if (s->busy || s->done) return;
+  s->busy = 1;
+  int want = 0;
+  if (s->c.phase == PH_HANDSHAKE) {
+    int r = pgtls_handshake_step(&s->c, &want);
+    if (r != 0) {
+      napi_env env = s->env;
+      napi_handle_scope scope;
+      napi_open_handle_scope(env, &scope);
+      if (r == 1) {
+        napi_value argv[2] = {num(env, EV_HANDSHAKE_OK), facts_object(s)};
+        emit(s, 2, argv, NULL);
+      } else {
+        napi_value argv[2] = {num(env, EV_HANDSHAKE_FAIL), str(env, s->c.reason)};
+        emit(s, 2, argv, NULL);
+        s->destroy_req = 1;
+      }
+      napi_close_handle_scope(env, scope);
+    }
+  }
+  if (s->c.phase == PH_STREAM && !s->destroy_req) {
+    run_stream(s, &want);
+    int fl = pgtls_flush(&s->c);
+    if (fl > 0) want |= WANT_CW;
+    if (s->c.c_wr_err) s->destroy_req = 1;
+    if (s->c.closing && pgtls_out_pending(&s->c) == 0) s->destroy_req = 1;
+    if (s->c.reading && !s->end_emitted && !s->c.c_rd_eof) want |= WANT_CR;
+    if (s->drain_wanted && pgtls_out_pending(&s->c) < PGTLS_CIPHER_CAP && !s->destroy_req) {
+      s->drain_wanted = 0;
+      napi_handle_scope scope;
+      napi_open_handle_scope(s->env, &scope);
+      napi_value argv[1] = {num(s->env, EV_DRAIN)};
+      emit(s, 1, argv, NULL);
+      napi_close_handle_scope(s->env, scope);
+    }
+  } else if (s->c.phase == PH_SPLICE && !s->destroy_req) {
+    if (pgtls_splice_pump(&s->c, &want) == 1) s->destroy_req = 1;
+  }
+  s->busy = 0;
+  if (s->destroy_req) teardown(s, "");
+  else set_interest(s, want);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  session *s = h->data;
+  if (s->done) return;
+  int is_client = h == &s->cpoll;
+  if (status < 0) {
+    snprintf(s->c.reason, sizeof s->c.reason, "%s", uv_strerror(status));
+    if (!s->busy) teardown(s, "");
+    return;
+  }
+  if (events & (UV_READABLE | UV_DISCONNECT)) {
+    if (is_client) s->c.c_readable = 1;
+    else s->c.b_readable = 1;
+  }
+  run(s);
+}
+
+static void finalize_session(napi_env env, void *data, void *hint) {
+  (void)hint;
+  session *s = data;
+  if (s->self) napi_delete_reference(env, s->self);
+  s->self = NULL;
+  s->finalized = 1;
+  if (!s->done) {
+    /* Unreachable while open (the strong reference), kept for safety: stop and close without JavaScript. */
+    s->done = 1;
+    if (s->cpoll_on) uv_close((uv_handle_t *)&s->cpoll, on_handle_closed), s->open_handles++;
+    if (s->bpoll_on) uv_close((uv_handle_t *)&s->bpoll, on_handle_closed), s->open_handles++;
+    s->cpoll_on = s->bpoll_on = 0;
+    pgtls_conn_free(&s->c);
+  }
+  maybe_free(s);
+}
+
+static session *unwrap(napi_env env, napi_value v) {
+  void *p = NULL;
+  if (napi_unwrap(env, v, &p) != napi_ok || !p) {
+    napi_throw_type_error(env, "PGTLS_ERR_NATIVE", "not a native TLS session");
+    return NULL;
+  }
+  return p;
+}
+
+/* ---- createContext(options) ---- */
+
+static char *get_string(napi_env env, napi_value obj, const char *name) {
+  napi_value v;
+  napi_valuetype t;
+  if (napi_get_named_property(env, obj, name, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok ||
+      t != napi_string)
+    return strdup("");
+  size_t len = 0;
+  napi_get_value_string_utf8(env, v, NULL, 0, &len);
+  char *s = malloc(len + 1);
+  if (!s) return NULL;
+  napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  return s;
+}
+
+static void free_ctx(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  SSL_CTX_free(data); /* sessions hold their own reference (SSL_new up-refs the context) */
+}
+
+static napi_value create_context(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  pgtls_ctx_opts o;
+  memset(&o, 0, sizeof o);
+  char *chain = get_string(env, argv[0], "certChain"), *ca = get_string(env, argv[0], "caFile"),
+       *crlf = get_string(env, argv[0], "crlFile"), *crld = get_string(env, argv[0], "crlDir"),
+       *ciphers = get_string(env, argv[0], "ciphers"), *t13 = get_string(env, argv[0], "tls13Ciphers"),
+       *groups = get_string(env, argv[0], "groups"), *dh = get_string(env, argv[0], "dhParams"),
+       *minv = get_string(env, argv[0], "minVersion"), *maxv = get_string(env, argv[0], "maxVersion");
+  napi_value keyv, prefv;
+  void *key = NULL;
+  size_t keylen = 0;
+  bool isbuf = false, prefer = false;
+  napi_get_named_property(env, argv[0], "key", &keyv);
+  napi_is_buffer(env, keyv, &isbuf);
+  if (isbuf) napi_get_buffer_info(env, keyv, &key, &keylen);
+  napi_get_named_property(env, argv[0], "preferServerCiphers", &prefv);
+  napi_get_value_bool(env, prefv, &prefer);
+  o.cert_chain_pem = chain;
+  o.key_pem = key;
+  o.key_pem_len = keylen;
+  o.ca_file = ca;
+  o.crl_file = crlf;
+  o.crl_dir = crld;
+  o.ciphers = ciphers;
+  o.tls13_ciphers = t13;
+  o.groups = groups;
+  o.dh_params_pem = dh;
+  o.prefer_server_ciphers = prefer;
+  o.min_version = pgtls_version_from_name(minv);
+  o.max_version = pgtls_version_from_name(maxv);
+  char err[512] = "";
+  SSL_CTX *ctx = NULL;
+  if (!chain || !ca || !crlf || !crld || !ciphers || !t13 || !groups || !dh || !minv || !maxv)
+    snprintf(err, sizeof err, "out of memory");
+  else if (!isbuf)
+    snprintf(err, sizeof err, "key must be a Buffer");
+  else if (o.min_version < 0 || o.max_version < 0)
+    snprintf(err, sizeof err, "unknown protocol version");
+  else
+    ctx = pgtls_ctx_new(&o, err, sizeof err);
+  free(chain), free(ca), free(crlf), free(crld), free(ciphers), free(t13), free(groups), free(dh), free(minv),
+      free(maxv);
+  if (!ctx) {
+    napi_throw_error(env, "PGTLS_ERR_TLS_CONFIG", err);
+    return NULL;
+  }
+  napi_value ext;
+  if (napi_create_external(env, ctx, free_ctx, NULL, &ext) != napi_ok) {
+    SSL_CTX_free(ctx);
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "napi_create_external failed");
+    return NULL;
+  }
+  return ext;
+}
+
+static int dup_fd(napi_env env, napi_value v) {
+  int32_t fd = -1;
+  if (napi_get_value_int32(env, v, &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "PGTLS_ERR_NATIVE", "not a file descriptor");
+    return -1;
+  }
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) napi_throw_error(env, "PGTLS_ERR_NATIVE", strerror(errno));
+  return d;
+}
+
+/* ---- accept(context, fd, initial, callback) -> session ---- */
+static napi_value accept_conn(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  SSL_CTX *ctx = NULL;
+  CHECK(napi_get_value_external(env, argv[0], (void **)&ctx));
+  void *init = NULL;
+  size_t init_len = 0;
+  bool isbuf = false;
+  napi_is_buffer(env, argv[2], &isbuf);
+  if (isbuf) napi_get_buffer_info(env, argv[2], &init, &init_len);
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  int fd = dup_fd(env, argv[1]);
+  if (fd < 0) return NULL;
+  session *s = calloc(1, sizeof *s);
+  if (!s) {
+    close(fd);
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "out of memory");
+    return NULL;
+  }
+  s->env = env;
+  if (pgtls_conn_init(&s->c, ctx, fd, init, init_len) != 0) {
+    pgtls_conn_free(&s->c);
+    free(s);
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "could not create SSL connection");
+    return NULL;
+  }
+  if (uv_poll_init(loop, &s->cpoll, fd) != 0) {
+    pgtls_conn_free(&s->c);
+    free(s);
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "uv_poll_init failed");
+    return NULL;
+  }
+  s->cpoll.data = s;
+  s->cpoll_on = 1;
+  napi_value obj, name;
+  napi_create_object(env, &obj);
+  napi_create_reference(env, argv[3], 1, &s->cb);
+  napi_create_string_utf8(env, "pgtls:native-tls", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, obj, name, &s->actx);
+  napi_wrap(env, obj, s, finalize_session, NULL, &s->self);
+  napi_reference_ref(env, s->self, NULL);
+  /* The handshake starts on the next loop turn (never inside this call): initial bytes may already suffice. */
+  set_interest(s, WANT_CR | (init_len ? WANT_CW : 0));
+  return obj;
+}
+
+/* write(session, buffer) -> true while the backlog is under its cap (else a drain event follows) */
+static napi_value write_conn(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], res;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = unwrap(env, argv[0]);
+  if (!s) return NULL;
+  void *data = NULL;
+  size_t len = 0;
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
+  if (s->done || s->c.phase != PH_STREAM) {
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "the TLS session is not writable");
+    return NULL;
+  }
+  int r = len ? pgtls_stream_write(&s->c, data, len) : 1;
+  if (r < 0) {
+    if (!s->busy) teardown(s, "write failed");
+    else s->destroy_req = 1;
+    napi_get_boolean(env, true, &res);
+    return res;
+  }
+  if (r == 0) {
+    s->drain_wanted = 1;
+    if (!s->busy) set_interest(s, WANT_CW | (s->cmask & UV_READABLE ? WANT_CR : 0));
+  }
+  napi_get_boolean(env, r == 1, &res);
+  return res;
+}
+
+/* setReading(session, bool) */
+static napi_value set_reading(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = unwrap(env, argv[0]);
+  if (!s) return NULL;
+  bool on = false;
+  napi_get_value_bool(env, argv[1], &on);
+  if (s->done || s->c.phase != PH_STREAM) return NULL;
+  int was = s->c.reading;
+  s->c.reading = on;
+  if (on && !was && !s->busy) kick(s);
+  return NULL;
+}
+
+/* end(session): close_notify, then close once it is out. */
+static napi_value end_conn(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = unwrap(env, argv[0]);
+  if (!s) return NULL;
+  if (s->done || s->c.phase != PH_STREAM) return NULL;
+  pgtls_stream_end(&s->c);
+  if (!s->busy) kick(s);
+  return NULL;
+}
+
+/* splice(session, backendFd, toBackend?, toClient?) */
+static napi_value splice_conn(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = unwrap(env, argv[0]);
+  if (!s) return NULL;
+  if (s->done || s->c.phase != PH_STREAM || s->c.closing) {
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "the TLS session cannot be spliced");
+    return NULL;
+  }
+  void *tb = NULL, *tc = NULL;
+  size_t tbl = 0, tcl = 0;
+  bool isbuf = false;
+  if (argc > 2 && napi_is_buffer(env, argv[2], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[2], &tb, &tbl);
+  isbuf = false;
+  if (argc > 3 && napi_is_buffer(env, argv[3], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[3], &tc, &tcl);
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  int bfd = dup_fd(env, argv[1]);
+  if (bfd < 0) return NULL;
+  if (uv_poll_init(loop, &s->bpoll, bfd) != 0) {
+    close(bfd);
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "uv_poll_init failed");
+    return NULL;
+  }
+  s->bpoll.data = s;
+  s->bpoll_on = 1;
+  s->c.reading = 0;
+  if (pgtls_splice_start(&s->c, bfd, tb, tbl, tc, tcl) != 0) {
+    if (s->c.bfd < 0) close(bfd);
+    if (!s->busy) teardown(s, "splice failed");
+    else s->destroy_req = 1;
+    return NULL;
+  }
+  if (!s->busy) kick(s);
+  return NULL;
+}
+
+/* destroy(session): close now, without close_notify (the caller decided the connection is over). */
+static napi_value destroy_conn(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = unwrap(env, argv[0]);
+  if (!s) return NULL;
+  if (s->busy) s->destroy_req = 1;
+  else teardown(s, "destroyed");
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor d[] = {
+      {"createContext", NULL, create_context, NULL, NULL, NULL, napi_default, NULL},
+      {"accept", NULL, accept_conn, NULL, NULL, NULL, napi_default, NULL},
+      {"write", NULL, write_conn, NULL, NULL, NULL, napi_default, NULL},
+      {"setReading", NULL, set_reading, NULL, NULL, NULL, napi_default, NULL},
+      {"end", NULL, end_conn, NULL, NULL, NULL, napi_default, NULL},
+      {"splice", NULL, splice_conn, NULL, NULL, NULL, napi_default, NULL},
+      {"destroy", NULL, destroy_conn, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
+  napi_value v;
+  napi_create_string_utf8(env, OpenSSL_version(OPENSSL_VERSION), NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, exports, "openssl", v);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,210 @@
+/**
+ * How a pool gets a new backend session: the `ServerLogin` seam, and the default implementation that connects with
+ * connectUpstream (TLS per upstream_sslmode) and answers the backend's authentication request with a password
+ * (trust, cleartext, md5, SCRAM-SHA-256) or with SCRAM keys (pass-through: a ClientKey recovered from the client's
+ * own SCRAM proof, as PgBouncer does since 1.14).
+ *
+ * The pool calls `open` with the credentials of the client that needs the server (PgBouncer issue #1186: never
+ * wait for keys another client might bring), so a login failure is that client's, not every waiting client's.
+ */
+import type { Duplex } from 'node:stream';
+import { md5PasswordMessage, passwordMessage } from '../../client/auth.js';
+import { PgtlsError } from '../../errors.js';
+import { decodeErrorFields } from '../../protocol/error-response.js';
+import { MessageReader, parseBackendKeyData } from '../../protocol/framing.js';
+import { BackendType } from '../../protocol/messages.js';
+import { ScramClient } from '../../protocol/scram-client.js';
+import { encodeStartupMessage } from '../../protocol/startup.js';
+import { type UpstreamTarget, connectUpstream, sendCancel } from '../upstream.js';
+import { type PoolKey, ServerConnection } from './server-connection.js';
+
+export const ERR_SERVER_LOGIN = 'PGTLS_ERR_SERVER_LOGIN';
+
+/** What a client brings that lets the gateway log in to the backend as that client's user. */
+export interface ServerCredentials {
+  /** The user's password in clear (from auth_file plain entries, a cleartext/md5 client login, or config). */
+  readonly password?: string;
+  /** SCRAM pass-through: ClientKey and ServerKey of the user's SCRAM secret (ServerKey checks the backend). */
+  readonly scramKeys?: { readonly clientKey: Buffer; readonly serverKey: Buffer };
+}
+
+export interface LoginRequest {
+  readonly key: PoolKey;
+  /** GUCs for the StartupMessage besides user and database (client_encoding, DateStyle, …). */
+  readonly params: ReadonlyMap<string, string>;
+  /** The credentials of the client this server is opened for; undefined for min_pool_size fill-up. */
+  readonly credentials: ServerCredentials | undefined;
+}
+
+/**
+ * The one thing a pool needs from the outside: a logged-in ServerConnection (ReadyForQuery seen, idle), or a
+ * rejection. A rejection carrying `backendError` (the backend's ErrorResponse fields) is shown to the client as
+ * the backend sent it ("password authentication failed …", "database … does not exist").
+ */
+export interface ServerLogin {
+  open(req: LoginRequest): Promise<ServerConnection>;
+}
+
+/** The backend refused the login: its ErrorResponse fields are kept for the client. */
+export class ServerLoginError extends PgtlsError {
+  constructor(
+    message: string,
+    readonly backendError?: Readonly<Record<string, string>>,
+    options: { cause?: unknown } = {},
+  ) {
+    super(ERR_SERVER_LOGIN, message, options);
+  }
+}
+
+export interface PasswordLoginOptions {
+  readonly upstream: UpstreamTarget;
+  /** Password for a user when the client brought none (a configured backend credential). */
+  readonly password?: (user: string) => string | undefined;
+  /** Milliseconds for connect + authentication (PgBouncer's server_connect_timeout + server_login). */
+  readonly timeoutMs?: number;
+}
+
+/** The default ServerLogin: connectUpstream, then a libpq-style password exchange. */
+export class PasswordLogin implements ServerLogin {
+  constructor(private readonly opts: PasswordLoginOptions) {}
+
+  /** A CancelRequest for a server's backend, to the same upstream (PostgreSQL reads it before any TLS). */
+  async cancel(server: ServerConnection): Promise<void> {
+    if (server.cancelKey) await sendCancel(this.opts.upstream, server.cancelKey.pid, server.cancelKey.key);
+  }
+
+  async open(req: LoginRequest): Promise<ServerConnection> {
+    let socket: Duplex;
+    try {
+      socket = await connectUpstream(this.opts.upstream);
+    } catch (e) {
+      throw new ServerLoginError(`could not connect to the backend: ${(e as Error).message}`, undefined, { cause: e });
+    }
+    socket.on('error', () => undefined);
+    try {
+      return await this.#authenticate(socket, req);
+    } catch (e) {
+      socket.destroy();
+      throw e;
+    }
+  }
+
+  #authenticate(socket: Duplex, req: LoginRequest): Promise<ServerConnection> {
+    const password = req.credentials?.password ?? this.opts.password?.(req.key.user);
+    const scramKeys = req.credentials?.scramKeys;
+    const startup: [string, string][] = [
+      ['user', req.key.user],
+      ['database', req.key.database],
+    ];
+    for (const [k, v] of req.params) startup.push([k, v]);
+    return new Promise((resolve, reject) => {
+      const reader = new MessageReader(1 << 20);
+      let scram: ScramClient | undefined;
+      let cancelKey: { pid: number; key: Buffer } | undefined;
+      const params: [string, string][] = [];
+      let settled = false;
+      const fail = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        cleanup();
+        reject(err);
+      };
+      const cleanup = () => {
+        clearTimeout(timer);
+        socket.off('data', onData);
+        socket.off('close', onClose);
+        socket.pause();
+      };
+      const needPassword = (): string | undefined => {
+        if (password === undefined) fail(new ServerLoginError(`no password for user "${req.key.user}"`));
+        return password;
+      };
+      const onData = (d: Buffer) => {
+        reader.push(d);
+        try {
+          for (let m = reader.next(); m; m = reader.next()) {
+            if (m.type === BackendType.Authentication) {
+              const code = m.body.readInt32BE(0);
+              if (code === 0) continue; // AuthenticationOk
+              if (code === 3) {
+                const pw = needPassword();
+                if (pw === undefined) return;
+                socket.write(passwordMessage(pw));
+              } else if (code === 5) {
+                const pw = needPassword();
+                if (pw === undefined) return;
+                socket.write(md5PasswordMessage(req.key.user, pw, m.body.subarray(4, 8)));
+              } else if (code === 10) {
+                const mechs = m.body.toString('utf8', 4).split('\0');
+                if (!mechs.includes('SCRAM-SHA-256')) {
+                  fail(
+                    new ServerLoginError(`backend offers no SASL mechanism the gateway supports (${mechs.join(' ')})`),
+                  );
+                  return;
+                }
+                if (!scramKeys && needPassword() === undefined) return;
+                // The shared SCRAM client (protocol/scram-client.ts); no channel binding on the hop to the backend.
+                scram = new ScramClient({
+                  mechanism: 'SCRAM-SHA-256',
+                  flag: 'n',
+                  ...(scramKeys ? { keys: scramKeys } : { password }),
+                });
+                socket.write(scram.initialResponse());
+              } else if (code === 11 && scram) {
+                const r = scram.serverFirstMessage(m.body.toString('utf8', 4));
+                if (!r.ok) {
+                  fail(new ServerLoginError(`SCRAM with the backend: ${r.error}`));
+                  return;
+                }
+                socket.write(r.message);
+              } else if (code === 12 && scram) {
+                // Checking the backend's signature proves it knows the secret (no rogue server in between).
+                const r = scram.serverFinalMessage(m.body.toString('utf8', 4));
+                if (!r.ok) {
+                  fail(new ServerLoginError(`SCRAM with the backend: ${r.error}`));
+                  return;
+                }
+              } else {
+                fail(new ServerLoginError(`backend asks for an authentication method the gateway lacks (${code})`));
+                return;
+              }
+            } else if (m.type === BackendType.BackendKeyData) {
+              cancelKey = parseBackendKeyData(m.body);
+            } else if (m.type === BackendType.ParameterStatus) {
+              const nul = m.body.indexOf(0);
+              params.push([m.body.toString('utf8', 0, nul), m.body.toString('utf8', nul + 1, m.body.length - 1)]);
+            } else if (m.type === BackendType.ErrorResponse) {
+              const fields = decodeErrorFields(m.body);
+              fail(new ServerLoginError(`backend refused the login: ${fields.M ?? ''}`, fields));
+              return;
+            } else if (m.type === BackendType.ReadyForQuery) {
+              if (settled) return;
+              settled = true;
+              cleanup();
+              const server = new ServerConnection(socket, req.key, cancelKey, req.params);
+              for (const [k, v] of params) {
+                server.params.set(k, v);
+                server.vars.set(k.toLowerCase(), v);
+              }
+              resolve(server);
+              return;
+            }
+            // NoticeResponse, NegotiateProtocolVersion: nothing to do.
+          }
+        } catch (e) {
+          fail(new ServerLoginError(`invalid message from the backend: ${(e as Error).message}`));
+        }
+      };
+      const onClose = () => fail(new ServerLoginError('backend closed the connection during login'));
+      const timer = setTimeout(
+        () => fail(new ServerLoginError('backend login timed out')),
+        this.opts.timeoutMs ?? 15_000,
+      );
+      timer.unref();
+      socket.on('data', onData);
+      socket.once('close', onClose);
+      socket.write(encodeStartupMessage(startup));
+      socket.resume();
+    });
+  }
+}

@@ -1,0 +1,378 @@
+/**
+ * Server pools, one per (database, user) as PgBouncer's PgPool (its objects.c / janitor.c): idle servers handed out
+ * newest first, clients queued FIFO while every server is busy, new servers logged in up to default_pool_size (and
+ * reserve_pool_size for a client that waited reserve_pool_timeout, and never beyond max_db_connections for the
+ * database), query_wait_timeout for a queued client, server_reset_query on release in session mode,
+ * server_check_query before reusing a server idle longer than server_check_delay, server_idle_timeout and
+ * server_lifetime enforced by a janitor whose timer never keeps the process alive.
+ *
+ * A server that failed, ended or answered a check or reset with an error is discarded and never handed out, so a
+ * backend restart heals the pool: the dead servers go, the next client's request logs in a new one.
+ */
+import * as refuse from '../refusals.js';
+import type { LoginRequest, ServerCredentials, ServerLogin } from './login.js';
+import type { PoolKey, ServerConnection } from './server-connection.js';
+import type { PoolSettings } from './settings.js';
+import { type ClientGone, PoolRefusal, QUERY_WAIT_TIMEOUT, loginRefusal } from './waiting.js';
+
+export { ClientGone, PoolRefusal, QUERY_WAIT_TIMEOUT, loginRefusal } from './waiting.js';
+
+interface Waiter {
+  readonly credentials: ServerCredentials | undefined;
+  /** The client's startup GUCs for a server logged in for it (built only then). */
+  readonly vars: () => ReadonlyMap<string, string>;
+  readonly since: number;
+  reserveOk: boolean;
+  opening: boolean;
+  resolve(s: ServerConnection): void;
+  reject(e: PoolRefusal): void;
+  unlisten?: () => void;
+}
+
+export interface PoolCounts {
+  readonly idle: number;
+  readonly active: number;
+  readonly opening: number;
+  readonly waiting: number;
+}
+
+/** Shared across the pools of one gateway: the per-database count behind max_db_connections. */
+export class DatabaseCounts {
+  readonly #n = new Map<string, number>();
+  get(db: string): number {
+    return this.#n.get(db) ?? 0;
+  }
+  add(db: string, d: number): void {
+    this.#n.set(db, this.get(db) + d);
+  }
+}
+
+export class Pool {
+  /** Idle servers; the most recently released last (handed out first: warm caches, as server_round_robin = 0). */
+  readonly #idle: ServerConnection[] = [];
+  /** Handed out, being checked, or being reset. */
+  readonly #busy = new Set<ServerConnection>();
+  readonly #queue: Waiter[] = [];
+  #opening = 0;
+  /** Credentials of the last client whose login succeeded: min_pool_size fills up with them. */
+  #lastCredentials: ServerCredentials | undefined;
+  #lastVars: ReadonlyMap<string, string> = new Map();
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+  /** ParameterStatus of the last server logged in: the welcome for a transaction-mode client (as PgBouncer's). */
+  welcomeParams: ReadonlyMap<string, string> | undefined;
+
+  constructor(
+    readonly key: PoolKey,
+    readonly settings: PoolSettings,
+    private readonly login: ServerLogin,
+    private readonly dbCounts: DatabaseCounts,
+    private readonly log: (event: string, detail: Record<string, unknown>) => void = () => undefined,
+  ) {}
+
+  get counts(): PoolCounts {
+    return { idle: this.#idle.length, active: this.#busy.size, opening: this.#opening, waiting: this.#queue.length };
+  }
+
+  /** Servers that exist or are being opened (what default_pool_size bounds). */
+  get size(): number {
+    return this.#idle.length + this.#busy.size + this.#opening;
+  }
+
+  /**
+   * A server for a client: an idle one (checked first if it idled longer than server_check_delay), a new one logged
+   * in with this client's credentials and startup GUCs, or the next one released — waiting at most
+   * query_wait_timeout. Rejects with a PoolRefusal.
+   */
+  acquire(
+    credentials: ServerCredentials | undefined,
+    vars: () => ReadonlyMap<string, string>,
+    signal?: ClientGone,
+  ): Promise<ServerConnection> {
+    if (this.#closed) return Promise.reject(new PoolRefusal(refuse.shuttingDown(), 'pool closed'));
+    if (signal?.aborted) return Promise.reject(new PoolRefusal(refuse.internalError(), 'client left'));
+    return new Promise((resolve, reject) => {
+      const w: Waiter = {
+        credentials,
+        vars,
+        since: Date.now(),
+        reserveOk: this.settings.reserve_pool_timeout === 0,
+        opening: false,
+        resolve,
+        reject,
+      };
+      this.#queue.push(w);
+      // A client that leaves while it waits leaves the queue (PgBouncer closes waiting clients the same way). The
+      // listener goes when the wait ends: a transaction-mode client waits with the same signal every transaction.
+      if (signal) {
+        w.unlisten = signal.on(() => {
+          if (this.#dequeue(w)) w.reject(new PoolRefusal(refuse.internalError(), 'client left while waiting'));
+        });
+      }
+      this.#pump();
+      this.#arm();
+    });
+  }
+
+  /**
+   * One timer per pool, for the oldest waiting client (the queue is FIFO, so it is the first to reach
+   * query_wait_timeout or reserve_pool_timeout) — not one per wait, which transaction pooling does per transaction.
+   */
+  #arm(): void {
+    const head = this.#queue[0];
+    if (this.#timer || !head) return;
+    const s = this.settings;
+    let at = Number.POSITIVE_INFINITY;
+    if (s.query_wait_timeout > 0) at = head.since + s.query_wait_timeout;
+    if (!head.reserveOk && s.reserve_pool_size > 0) at = Math.min(at, head.since + s.reserve_pool_timeout);
+    if (at === Number.POSITIVE_INFINITY) return;
+    this.#timer = setTimeout(() => this.#sweep(), Math.max(0, at - Date.now()) + 1);
+    this.#timer.unref();
+  }
+
+  #sweep(): void {
+    this.#timer = undefined;
+    const s = this.settings;
+    const now = Date.now();
+    for (const w of [...this.#queue]) {
+      const waited = now - w.since;
+      if (s.query_wait_timeout > 0 && waited >= s.query_wait_timeout) {
+        this.#dequeue(w);
+        this.log('query_wait_timeout', { ...this.key, waited_ms: waited });
+        w.reject(new PoolRefusal(QUERY_WAIT_TIMEOUT, `query_wait_timeout (${s.query_wait_timeout} ms) expired`));
+      } else if (waited >= s.reserve_pool_timeout) w.reserveOk = true;
+    }
+    this.#pump();
+    this.#arm();
+  }
+
+  /**
+   * The fast path of acquire(), without a promise or a timer: an idle server when no client is queued before this
+   * one and the server needs no check. undefined: take the queue (acquire()).
+   */
+  takeIdle(): ServerConnection | undefined {
+    if (this.#queue.length > 0 || this.#closed) return undefined;
+    const s = this.settings;
+    while (this.#idle.length > 0) {
+      const srv = this.#idle[this.#idle.length - 1]!;
+      if (s.server_check_query !== '' && Date.now() - srv.lastUsed >= s.server_check_delay) return undefined;
+      this.#idle.pop();
+      srv.unwatch();
+      if (srv.broken) this.#drop(srv, 'broken while idle');
+      else if (this.#overLifetime(srv)) this.#drop(srv, 'server lifetime over');
+      else {
+        this.#busy.add(srv);
+        return srv;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Give a server back. `clean` is false when the client left it in a state no reset can undo (inside a
+   * transaction, a query still running, a protocol error): it is closed. Otherwise it is reset (session mode, or
+   * server_reset_query_always) and handed to the next waiting client.
+   */
+  release(server: ServerConnection, clean: boolean, sessionMode: boolean): void {
+    this.#busy.delete(server);
+    server.lastUsed = Date.now();
+    if (!clean || server.broken || this.#closed || this.#overLifetime(server)) {
+      const why = !clean || server.broken ? 'released dirty' : this.#closed ? 'pool closed' : 'server lifetime over';
+      this.#drop(server, why);
+      this.#pump();
+      return;
+    }
+    const reset = this.settings.server_reset_query;
+    // Without a reset, what a session-mode client SET is unknown (the raw relay does not read it): forget the
+    // server's values so that the next client's are all SET.
+    if (reset === '' && sessionMode) server.vars.clear();
+    if (reset !== '' && (sessionMode || this.settings.server_reset_query_always)) {
+      this.#busy.add(server);
+      server.query(reset).then(
+        (r) => {
+          this.#busy.delete(server);
+          if (r.error || r.status !== 'I') this.#drop(server, `server_reset_query failed: ${r.error?.M ?? r.status}`);
+          else this.#offer(server);
+          this.#pump();
+        },
+        (e: Error) => {
+          this.#busy.delete(server);
+          this.#drop(server, `server_reset_query: ${e.message}`);
+          this.#pump();
+        },
+      );
+      return;
+    }
+    this.#offer(server);
+    this.#pump();
+  }
+
+  /** Janitor tick: idle and lifetime limits, then min_pool_size. */
+  maintain(now = Date.now()): void {
+    const s = this.settings;
+    for (let i = this.#idle.length - 1; i >= 0; i--) {
+      const srv = this.#idle[i]!;
+      const idleFor = now - srv.lastUsed;
+      if (srv.broken) this.#removeIdle(i, 'broken while idle');
+      else if (s.server_idle_timeout > 0 && idleFor > s.server_idle_timeout && this.size > s.min_pool_size)
+        this.#removeIdle(i, 'server idle timeout');
+      else if (this.#overLifetime(srv, now)) this.#removeIdle(i, 'server lifetime over');
+    }
+    if (!this.#closed && this.#lastCredentials && this.size < s.min_pool_size && this.#dbRoom()) this.#open(undefined);
+    // Room may have come from another pool of the database (max_db_connections).
+    this.#pump();
+  }
+
+  /** Clients wait here and no server may be added because the database is at max_db_connections. */
+  get starved(): boolean {
+    return this.#queue.length > 0 && this.#idle.length === 0 && !this.#dbRoom();
+  }
+
+  /** Close the longest-idle server to make room for another pool of the database. */
+  evictIdle(): boolean {
+    const srv = this.#idle.shift();
+    if (!srv) return false;
+    this.#drop(srv, 'evicted for another pool (max_db_connections)');
+    return true;
+  }
+
+  /** Close idle servers and refuse new requests; busy servers close when released. */
+  close(): void {
+    this.#closed = true;
+    for (let i = this.#idle.length - 1; i >= 0; i--) this.#removeIdle(i, 'pool closed');
+    clearTimeout(this.#timer);
+    for (const w of this.#queue.splice(0)) {
+      w.unlisten?.();
+      w.reject(new PoolRefusal(refuse.shuttingDown(), 'pool closed'));
+    }
+  }
+
+  #overLifetime(srv: ServerConnection, now = Date.now()): boolean {
+    return this.settings.server_lifetime > 0 && now - srv.created >= this.settings.server_lifetime;
+  }
+
+  #dbRoom(): boolean {
+    const max = this.settings.max_db_connections;
+    return max === 0 || this.dbCounts.get(this.key.database) < max;
+  }
+
+  #removeIdle(i: number, why: string): void {
+    const [srv] = this.#idle.splice(i, 1);
+    if (srv) this.#drop(srv, why);
+  }
+
+  #drop(srv: ServerConnection, why: string): void {
+    this.dbCounts.add(this.key.database, -1);
+    this.log('server closed', { ...this.key, server: srv.id, reason: why });
+    srv.discard();
+  }
+
+  #dequeue(w: Waiter): boolean {
+    const i = this.#queue.indexOf(w);
+    if (i < 0) return false;
+    this.#queue.splice(i, 1);
+    w.unlisten?.();
+    if (this.#queue.length === 0 && this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    return true;
+  }
+
+  /** A usable server: to the first waiting client, else idle. */
+  #offer(srv: ServerConnection): void {
+    const w = this.#queue[0];
+    if (w) {
+      this.#dequeue(w);
+      this.#busy.add(srv);
+      w.resolve(srv);
+      return;
+    }
+    srv.lastUsed = Date.now();
+    this.#idle.push(srv);
+    srv.watch();
+  }
+
+  /** Serve waiting clients from idle servers, then open new servers for those still waiting. */
+  #pump(): void {
+    while (this.#queue.length > 0 && this.#idle.length > 0) {
+      const srv = this.#idle.pop()!;
+      srv.unwatch();
+      if (srv.broken) {
+        this.#drop(srv, 'broken while idle');
+        continue;
+      }
+      if (this.#overLifetime(srv)) {
+        this.#drop(srv, 'server lifetime over');
+        continue;
+      }
+      const s = this.settings;
+      if (s.server_check_query !== '' && Date.now() - srv.lastUsed >= s.server_check_delay) {
+        this.#check(srv);
+        continue;
+      }
+      this.#offer(srv);
+    }
+    // One login per waiting client at most; the waiter whose credentials a login uses is the first without one.
+    const s = this.settings;
+    for (const w of this.#queue) {
+      if (w.opening) continue;
+      const limit = s.default_pool_size + (w.reserveOk ? s.reserve_pool_size : 0);
+      if (this.size >= limit || !this.#dbRoom()) break;
+      this.#open(w);
+    }
+  }
+
+  #check(srv: ServerConnection): void {
+    this.#busy.add(srv);
+    // `<empty>` in PgBouncer's docs means an empty query string: the cheapest round trip there is.
+    const sql = this.settings.server_check_query === '<empty>' ? '' : this.settings.server_check_query;
+    srv.query(sql, 10_000).then(
+      (r) => {
+        this.#busy.delete(srv);
+        if (r.error || r.status !== 'I') this.#drop(srv, `server_check_query failed: ${r.error?.M ?? r.status}`);
+        else this.#offer(srv);
+        this.#pump();
+      },
+      (e: Error) => {
+        this.#busy.delete(srv);
+        this.#drop(srv, `server_check_query: ${e.message}`);
+        this.#pump();
+      },
+    );
+  }
+
+  #open(w: Waiter | undefined): void {
+    this.#opening++;
+    this.dbCounts.add(this.key.database, 1);
+    if (w) w.opening = true;
+    const credentials = w ? w.credentials : this.#lastCredentials;
+    const params = w ? w.vars() : this.#lastVars;
+    const req: LoginRequest = { key: this.key, params, credentials };
+    this.login.open(req).then(
+      (srv) => {
+        this.#opening--;
+        if (w) w.opening = false;
+        this.#lastCredentials = credentials;
+        if (w) this.#lastVars = params;
+        this.welcomeParams = new Map(srv.params);
+        this.log('server opened', { ...this.key, server: srv.id, pid: srv.cancelKey?.pid });
+        if (this.#closed) {
+          this.#drop(srv, 'pool closed');
+          return;
+        }
+        this.#offer(srv);
+        this.#pump();
+      },
+      (e: Error) => {
+        this.#opening--;
+        this.dbCounts.add(this.key.database, -1);
+        if (w) w.opening = false;
+        this.log('server login failed', { ...this.key, error: e.message });
+        // The client whose credentials were used gets the failure; the others keep waiting (issue #1186).
+        if (w && this.#dequeue(w)) w.reject(loginRefusal(e));
+        this.#pump();
+      },
+    );
+  }
+}

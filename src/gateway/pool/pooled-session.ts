@@ -1,0 +1,304 @@
+/**
+ * One client in a pooled mode, from the moment it is authenticated to its end: its GUC values (startup parameters,
+ * then whatever the backend reports), its gateway-made cancel key, and its relay — a raw splice to a server borrowed
+ * for the whole session, or the transaction relay.
+ */
+import type { Duplex } from 'node:stream';
+import { type WireError, encodeErrorResponse } from '../../protocol/error-response.js';
+import {
+  encodeBackendKeyData,
+  encodeParameterStatus,
+  encodeReadyForQuery,
+  quoteIdent,
+  quoteLiteral,
+} from '../../protocol/messages.js';
+import type { RelayStats } from '../transport.js';
+import type { ServerCredentials } from './login.js';
+import { type ClientGone, type Pool, PoolRefusal } from './pool.js';
+import type { ClientStatement, StatementNames } from './prepared.js';
+import type { ServerConnection } from './server-connection.js';
+import { TxRelay } from './tx-relay.js';
+
+/** A client's value of one GUC: the name as the client or backend spelled it, and the value. */
+interface Var {
+  readonly name: string;
+  value: string;
+}
+
+/** The GUCs PgBouncer keeps per client (its varcache.c), by lower-case name. */
+const TRACKED = new Set([
+  'client_encoding',
+  'datestyle',
+  'timezone',
+  'intervalstyle',
+  'standard_conforming_strings',
+  'application_name',
+]);
+
+export interface SessionStats extends RelayStats {
+  /** Transactions relayed (transaction mode); 1 for a session. */
+  transactions: number;
+}
+
+export class PooledSession {
+  /** Lower-case GUC name → the client's value. */
+  readonly #vars = new Map<string, Var>();
+  readonly #statements = new Map<string, ClientStatement>();
+  #server: ServerConnection | undefined;
+  #tx: TxRelay | undefined;
+  #client: Duplex | undefined;
+
+  constructor(
+    readonly pool: Pool,
+    readonly mode: 'session' | 'transaction',
+    /** The gateway-made BackendKeyData the client gets (never the backend's). */
+    readonly cancelKey: { readonly pid: number; readonly key: Buffer },
+    startupVars: ReadonlyArray<readonly [string, string]>,
+    private readonly credentials: ServerCredentials | undefined,
+    private readonly names: StatementNames,
+    private readonly onEnd: () => void,
+  ) {
+    for (const [name, value] of startupVars) this.#vars.set(name.toLowerCase(), { name, value });
+  }
+
+  /** The server running this client's work right now (a CancelRequest goes to it). */
+  get server(): ServerConnection | undefined {
+    return this.mode === 'session' ? this.#server : this.#tx?.server;
+  }
+
+  #startupMap(): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const v of this.#vars.values()) m.set(v.name, v.value);
+    return m;
+  }
+
+  /**
+   * Borrow a server, make its GUCs the client's (SET where they differ, as PgBouncer's varcache), and take the
+   * values the backend reports back (it normalises some: DateStyle 'ISO' becomes 'ISO, MDY').
+   */
+  checkout(signal?: ClientGone): Promise<ServerConnection> {
+    return this.pool
+      .acquire(this.credentials, () => this.#startupMap(), signal)
+      .then((server) => (this.#sets(server).length === 0 ? server : this.#ready(server)));
+  }
+
+  /** checkout() without a promise when an idle server is there and already has the client's GUC values. */
+  checkoutNow(signal?: ClientGone): ServerConnection | Promise<ServerConnection> {
+    const server = this.pool.takeIdle();
+    if (!server) return this.checkout(signal);
+    return this.#sets(server).length === 0 ? server : this.#ready(server);
+  }
+
+  async #ready(server: ServerConnection): Promise<ServerConnection> {
+    try {
+      await this.#applyVars(server);
+    } catch (e) {
+      this.pool.release(server, false, false);
+      throw e;
+    }
+    return server;
+  }
+
+  #sets(server: ServerConnection): string[] {
+    const sets: string[] = [];
+    for (const [lower, v] of this.#vars) {
+      if (server.vars.get(lower) !== v.value) sets.push(`SET ${quoteIdent(v.name)} = ${quoteLiteral(v.value)}`);
+    }
+    return sets;
+  }
+
+  async #applyVars(server: ServerConnection): Promise<void> {
+    const sets = this.#sets(server);
+    if (sets.length === 0) return;
+    const r = await server.query(sets.join('; ')).catch((e: Error) => {
+      throw new PoolRefusal(
+        { severity: 'FATAL', code: '08006', message: 'server connection failed while applying session parameters' },
+        e.message,
+      );
+    });
+    if (r.error) {
+      // An invalid value (TimeZone = 'nowhere'): PostgreSQL refuses the startup packet with the same error.
+      const wire: WireError = { severity: 'FATAL', code: r.error.C ?? '22023', message: r.error.M ?? 'invalid value' };
+      throw new PoolRefusal(wire, `SET of a client parameter failed: ${r.error.M ?? ''}`);
+    }
+    for (const [lower, v] of this.#vars) {
+      const reported = server.params.get(v.name) ?? [...server.params].find(([k]) => k.toLowerCase() === lower)?.[1];
+      v.value = reported ?? v.value;
+      server.vars.set(lower, v.value);
+    }
+  }
+
+  /**
+   * Everything a client gets after AuthenticationOk: ParameterStatus for every reported GUC, the gateway's
+   * BackendKeyData, ReadyForQuery. Session mode borrows the client's server here and keeps it. Transaction mode
+   * answers from the pool's last login with the client's own values on top (PgBouncer's welcome message), so a
+   * client can connect while every server is busy; only a pool that never logged in borrows one first.
+   * `signal`: aborted when the client leaves while it waits (it leaves the queue).
+   */
+  async welcome(signal?: ClientGone): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    const known = this.mode === 'transaction' ? this.pool.welcomeParams : undefined;
+    let params: ReadonlyMap<string, string>;
+    if (known) {
+      const m = new Map(known);
+      for (const v of this.#vars.values()) {
+        const name = [...m.keys()].find((k) => k.toLowerCase() === v.name.toLowerCase());
+        if (name) m.set(name, v.value);
+      }
+      params = m;
+      for (const [name, value] of params) parts.push(encodeParameterStatus(name, value));
+    } else {
+      let server: ServerConnection;
+      try {
+        server = await this.checkout(signal);
+      } catch (e) {
+        this.onEnd();
+        throw e;
+      }
+      params = server.params;
+      parts.push(server.encodedParams());
+      if (this.mode === 'session') this.#server = server;
+      else this.pool.release(server, true, false);
+    }
+    // PgBouncer's varcache: the client's value of each tracked GUC is what it was told, so that a server another
+    // client SET differently is SET back before this client's next transaction.
+    for (const [name, value] of params) {
+      const lower = name.toLowerCase();
+      if (TRACKED.has(lower) && !this.#vars.has(lower)) this.#vars.set(lower, { name, value });
+    }
+    parts.push(encodeBackendKeyData(this.cancelKey.pid, this.cancelKey.key));
+    parts.push(encodeReadyForQuery('I'));
+    return Buffer.concat(parts);
+  }
+
+  /** Relay until the client leaves (`pipelined`: bytes it sent already). The server is returned or discarded. */
+  async run(client: Duplex, pipelined: Buffer = Buffer.alloc(0)): Promise<SessionStats> {
+    this.#client = client;
+    try {
+      if (this.mode === 'session') return await this.#runSession(client, pipelined);
+      const tx = new TxRelay(client, {
+        acquire: (signal) => {
+          const got = this.checkoutNow(signal);
+          return got instanceof Promise ? got.catch((e: unknown) => this.#refused(e)) : got;
+        },
+        release: (s, clean) => this.pool.release(s, clean, false),
+        noteClientParam: (name, value) => {
+          // Only the client's own GUCs: a reported read-only one (is_superuser, in_hot_standby) cannot be SET.
+          const lower = name.toLowerCase();
+          const v = this.#vars.get(lower);
+          if (v) v.value = value;
+          else if (TRACKED.has(lower)) this.#vars.set(lower, { name, value });
+        },
+        fatal: (message, code) => this.#send({ severity: 'FATAL', code, message }),
+        statements: this.#statements,
+        nameFor: (rest) => this.names.nameFor(rest),
+        maxPrepared: this.pool.settings.max_prepared_statements,
+      });
+      this.#tx = tx;
+      await tx.run(pipelined);
+      return { ...tx.stats };
+    } finally {
+      this.onEnd();
+    }
+  }
+
+  #send(err: WireError): void {
+    const c = this.#client;
+    if (c && !c.destroyed) c.write(encodeErrorResponse(err));
+  }
+
+  #refused(e: unknown): never {
+    const r = e instanceof PoolRefusal ? e : new PoolRefusal(refusalInternal, (e as Error).message);
+    this.#send(r.wire);
+    throw r;
+  }
+
+  async #runSession(client: Duplex, pipelined: Buffer): Promise<SessionStats> {
+    const server = this.#server;
+    if (!server) throw new Error('session mode: welcome() first');
+    const stats: SessionStats = { bytesFromClient: 0, bytesFromBackend: 0, transactions: 1 };
+    if (pipelined.length > 0) server.socket.write(pipelined);
+    const idle = await spliceSession(client, server, stats, pipelined.length === 0);
+    this.#server = undefined;
+    const clean = !server.broken && idle;
+    this.pool.release(server, clean, true);
+    return stats;
+  }
+}
+
+const refusalInternal: WireError = {
+  severity: 'FATAL',
+  code: 'XX000',
+  message: 'internal error in the pgtls gateway',
+  hint: 'The gateway log has the details.',
+};
+
+/**
+ * The relay phase's splice(), except that the client going away must leave the server open (it goes back to the
+ * pool): the client's Terminate ('X' 0 0 0 4, the last 5 bytes of a chunk) is not forwarded, and only the client
+ * side is closed. Resolves whether the server is known to be idle: the last bytes it sent were ReadyForQuery 'I'
+ * ('Z' 0 0 0 5 'I' ending a chunk) and the client sent nothing after — the raw relay reads no more than that.
+ */
+function spliceSession(
+  client: Duplex,
+  server: ServerConnection,
+  stats: SessionStats,
+  idleAtStart: boolean,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = server.socket;
+    let finished = false;
+    let idle = idleAtStart;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      client.off('data', fromClient);
+      s.off('data', fromServer);
+      client.off('drain', resumeServer);
+      s.off('drain', resumeClient);
+      s.off('close', onServerClose);
+      s.pause();
+      client.destroy();
+      resolve(idle && !s.destroyed);
+    };
+    const resumeServer = () => s.resume();
+    const resumeClient = () => client.resume();
+    const fromClient = (d: Buffer) => {
+      stats.bytesFromClient += d.length;
+      const n = d.length;
+      if (n >= 5 && d[n - 5] === 0x58 && d.readInt32BE(n - 4) === 4) {
+        if (n > 5) {
+          idle = false;
+          s.write(d.subarray(0, n - 5));
+        }
+        finish();
+        return;
+      }
+      idle = false;
+      if (!s.write(d)) client.pause();
+    };
+    const fromServer = (d: Buffer) => {
+      stats.bytesFromBackend += d.length;
+      const n = d.length;
+      idle = n >= 6 && d[n - 6] === 0x5a && d.readInt32BE(n - 5) === 5 && d[n - 1] === 0x49;
+      if (!client.write(d)) s.pause();
+    };
+    const onServerClose = () => {
+      finish();
+    };
+    if (client.destroyed || s.destroyed) {
+      finish();
+      return;
+    }
+    client.on('data', fromClient);
+    s.on('data', fromServer);
+    client.on('drain', resumeServer);
+    s.on('drain', resumeClient);
+    client.once('close', finish);
+    client.once('end', finish);
+    s.once('close', onServerClose);
+    client.on('error', () => client.destroy());
+    client.resume();
+    s.resume();
+  });
+}

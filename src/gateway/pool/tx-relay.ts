@@ -1,0 +1,433 @@
+/**
+ * Transaction pooling: a message-aware relay. The client's messages are framed and forwarded to a server borrowed
+ * for the transaction; the server goes back to the pool at ReadyForQuery 'I' once every message sent to it has been
+ * answered (a pipelined batch of Syncs is one unit, as PgBouncer's outstanding_requests list).
+ *
+ * To know which answer belongs to which request, the relay keeps a queue of what it sent, in order (Parse, Bind,
+ * Describe, Execute, Close, Sync, Query), and answers it made up itself (ParseComplete for a statement already
+ * prepared on this server, CloseComplete for a named statement the server keeps): a made-up answer is sent once
+ * everything before it has been answered. After an ErrorResponse the backend skips to the next Sync, and so does the
+ * queue. ParameterStatus from the backend updates the client's GUC values, which are SET on the next server if it
+ * differs (PgBouncer's varcache).
+ */
+import type { Duplex } from 'node:stream';
+import { MessageReader } from '../../protocol/framing.js';
+import {
+  BackendType,
+  CLOSE_COMPLETE,
+  FrontendType,
+  PARSE_COMPLETE,
+  decodeBind,
+  decodeParse,
+  decodeTarget,
+  encodeBind,
+  encodeParse,
+  encodeTarget,
+} from '../../protocol/messages.js';
+import { Expected } from './expected.js';
+import { eachMessage, joinFrames } from './frames.js';
+import type { ClientStatement } from './prepared.js';
+import { MAX_BACKEND_MESSAGE, type ServerConnection } from './server-connection.js';
+import { ClientGone } from './waiting.js';
+
+/** What a client may send in one message (PostgreSQL's PQ_LARGE_MESSAGE_LIMIT is 1 GiB). */
+export const MAX_CLIENT_MESSAGE = 1 << 30;
+
+/** What the relay needs from the session around it. */
+export interface TxHost {
+  /**
+   * A server for the next transaction, GUCs applied: at once when one is idle and ready, else a promise that rejects
+   * when the client must be disconnected (it has been told why).
+   */
+  acquire(signal: ClientGone): ServerConnection | Promise<ServerConnection>;
+  /** The transaction is over (clean) or the server is unusable (dirty). */
+  release(server: ServerConnection, clean: boolean): void;
+  /** A ParameterStatus reached the client: remember the value for the next server. */
+  noteClientParam(name: string, value: string): void;
+  /** Send a FATAL the gateway built and close the client. */
+  fatal(message: string, code: string): void;
+  readonly statements: Map<string, ClientStatement>;
+  nameFor(rest: Buffer): string;
+  readonly maxPrepared: number;
+}
+
+export interface TxStats {
+  bytesFromClient: number;
+  bytesFromBackend: number;
+  transactions: number;
+}
+
+export class TxRelay {
+  readonly #clientReader = new MessageReader(MAX_CLIENT_MESSAGE);
+  #server: ServerConnection | undefined;
+  readonly #queue = new Expected();
+  #toServer: Buffer[] = [];
+  #toClient: Buffer[] = [];
+  #acquiring = false;
+  #ended = false;
+  #desync = false;
+
+  /** The relay or the answer accounting lost track: the server cannot be reused, the client cannot go on. */
+  get #outOfStep(): boolean {
+    return this.#desync || this.#queue.desync;
+  }
+  #lastStatus = 'I';
+  /** The chunk being read in place: frames that are consecutive views of it are written without a copy. */
+  #chunk: Buffer | undefined;
+  /** Aborted when the client leaves: a wait for a server ends with it. */
+  readonly #gone = new ClientGone();
+  readonly stats: TxStats = { bytesFromClient: 0, bytesFromBackend: 0, transactions: 0 };
+  readonly #done: Promise<void>;
+  #resolveDone!: () => void;
+
+  readonly #onClientData = (d: Buffer) => {
+    this.stats.bytesFromClient += d.length;
+    if (this.#acquiring || this.#clientReader.buffered > 0) {
+      this.#clientReader.push(d);
+      this.#pumpClient();
+      return;
+    }
+    if (!this.#server) {
+      if (d.length === 5 && d[0] === FrontendType.Terminate) {
+        this.#end(); // goodbye between transactions: no server needed for that
+        return;
+      }
+      // Between transactions: the next one starts with this chunk.
+      const got = this.host.acquire(this.#gone);
+      if (got instanceof Promise) {
+        this.#clientReader.push(d);
+        this.#wait(got);
+        return;
+      }
+      this.#attach(got);
+    }
+    // The common case: a server is attached and the chunk starts a message. Read it in place.
+    this.#chunk = d;
+    try {
+      eachMessage(this.#clientReader, d, MAX_CLIENT_MESSAGE, (type, body, frame) =>
+        this.#fromClient(type, body, frame),
+      );
+    } catch {
+      this.host.fatal('invalid message length', '08P01');
+      this.#end();
+      return;
+    } finally {
+      this.#flushToServer();
+      this.#chunk = undefined;
+    }
+  };
+  readonly #onServerData = (d: Buffer) => {
+    this.stats.bytesFromBackend += d.length;
+    this.#fromServer(d);
+  };
+  readonly #onServerGone = () => {
+    // The backend died under the client (restart, terminate): as PgBouncer, the client goes too.
+    const s = this.#server;
+    if (!s) return;
+    this.#detach(false);
+    this.#end();
+  };
+  readonly #onClientDrain = () => this.#server?.socket.resume();
+  readonly #onServerDrain = () => this.client.resume();
+
+  constructor(
+    private readonly client: Duplex,
+    private readonly host: TxHost,
+  ) {
+    this.#done = new Promise((r) => {
+      this.#resolveDone = r;
+    });
+  }
+
+  /** Relay until the client leaves; the server in use at that moment is returned or discarded. */
+  run(pipelined: Buffer): Promise<void> {
+    const c = this.client;
+    c.on('data', this.#onClientData);
+    c.once('close', () => this.#end());
+    c.once('end', () => this.#end());
+    c.on('drain', this.#onClientDrain);
+    if (c.destroyed) this.#end();
+    else {
+      if (pipelined.length > 0) this.#onClientData(pipelined);
+      c.resume();
+    }
+    return this.#done;
+  }
+
+  /** The server running this client's transaction now (for a CancelRequest), if any. */
+  get server(): ServerConnection | undefined {
+    return this.#server;
+  }
+
+  #end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#gone.fire();
+    this.client.off('data', this.#onClientData);
+    this.client.off('drain', this.#onClientDrain);
+    // A transaction left open, an answer still due or bytes not yet written: the server cannot be reused
+    // (PgBouncer: "client disconnect while server was not ready" / "… with query in progress").
+    if (this.#server) this.#detach(this.#clean());
+    // Let what was written (an ErrorResponse, a FATAL) reach the client before closing.
+    const c = this.client;
+    if (!c.destroyed) {
+      c.once('finish', () => c.destroy());
+      c.end();
+      setTimeout(() => c.destroy(), 5000).unref();
+    }
+    this.#resolveDone();
+  }
+
+  #clean(): boolean {
+    const s = this.#server;
+    return (
+      !!s && !this.#outOfStep && this.#queue.length === 0 && this.#lastStatus === 'I' && s.socket.writableLength === 0
+    );
+  }
+
+  #attach(s: ServerConnection): void {
+    this.#server = s;
+    this.#queue.reset();
+    this.#lastStatus = 'I';
+    s.socket.on('data', this.#onServerData);
+    s.socket.once('close', this.#onServerGone);
+    s.socket.on('drain', this.#onServerDrain);
+    s.socket.resume();
+  }
+
+  #detach(clean: boolean): void {
+    const s = this.#server;
+    if (!s) return;
+    this.#server = undefined;
+    s.socket.off('data', this.#onServerData);
+    s.socket.off('close', this.#onServerGone);
+    s.socket.off('drain', this.#onServerDrain);
+    s.socket.pause();
+    this.stats.transactions++;
+    this.host.release(s, clean && !s.broken);
+  }
+
+  /** Handle client messages until one needs a server that is not there yet. */
+  /** No server was idle: stop reading the client until one comes (or the client is refused). */
+  #wait(got: Promise<ServerConnection>): void {
+    this.#acquiring = true;
+    this.client.pause();
+    got.then(
+      (s) => {
+        this.#acquiring = false;
+        if (this.#ended) {
+          this.host.release(s, true);
+          return;
+        }
+        this.#attach(s);
+        this.client.resume();
+        this.#pumpClient();
+      },
+      () => {
+        this.#acquiring = false;
+        this.#end();
+      },
+    );
+  }
+
+  #pumpClient(): void {
+    if (this.#acquiring || this.#ended) return;
+    try {
+      for (;;) {
+        if (this.#clientReader.buffered === 0) break;
+        if (!this.#server) {
+          // A message is waiting (complete or not): get a server first, reading no more meanwhile.
+          const got = this.host.acquire(this.#gone);
+          if (!(got instanceof Promise)) {
+            this.#attach(got);
+            continue;
+          }
+          this.#wait(got);
+          return;
+        }
+        const m = this.#clientReader.next();
+        if (!m) break;
+        if (!this.#fromClient(m.type, m.body, m.frame)) return;
+      }
+    } catch {
+      this.host.fatal('invalid message length', '08P01');
+      this.#end();
+      return;
+    } finally {
+      this.#flushToServer();
+    }
+  }
+
+  #flushToServer(): void {
+    const s = this.#server;
+    if (this.#toServer.length === 0 || !s) return;
+    const out = joinFrames(this.#toServer, this.#chunk);
+    if (!s.socket.write(out)) this.client.pause();
+  }
+
+  /** Queue bytes for the server; flushed (copied) before the client's reader sees its next chunk. */
+  #send(b: Buffer): void {
+    this.#toServer.push(b);
+  }
+
+  /** Returns false when the relay ended (Terminate, a FATAL). */
+  #fromClient(type: number, body: Buffer, frame: Buffer): boolean {
+    const h = this.host;
+    const track = h.maxPrepared > 0;
+    switch (type) {
+      case FrontendType.Terminate:
+        this.#flushToServer();
+        this.#end();
+        return false;
+      case FrontendType.Sync:
+        this.#queue.push({ k: 'sync' });
+        break;
+      case FrontendType.Query:
+      case FrontendType.FunctionCall:
+        this.#queue.push({ k: 'query' });
+        break;
+      case FrontendType.Execute:
+        this.#queue.push({ k: 'execute' });
+        break;
+      case FrontendType.Parse: {
+        const p = track ? decodeParse(body) : undefined;
+        if (!p || p.name === '') {
+          this.#queue.push({ k: 'parse', swallow: false });
+          break;
+        }
+        if (h.statements.has(p.name)) {
+          // PgBouncer disconnects here too (prepare.c): a client re-using a name it did not Close is broken.
+          h.fatal('prepared statement name is already in use', '08P01');
+          this.#desync = true;
+          this.#end();
+          return false;
+        }
+        const st: ClientStatement = { serverName: h.nameFor(p.rest), rest: Buffer.from(p.rest) };
+        h.statements.set(p.name, st);
+        if (this.#server!.prepared.has(st.serverName)) {
+          this.#touch(st.serverName);
+          this.#fake(PARSE_COMPLETE);
+        } else {
+          this.#prepare(st, false, p.name);
+        }
+        return true;
+      }
+      case FrontendType.Bind: {
+        const b = track ? decodeBind(body) : undefined;
+        const st = b && b.statement !== '' ? h.statements.get(b.statement) : undefined;
+        if (b && st) {
+          this.#ensure(st);
+          this.#send(encodeBind(body, b, st.serverName));
+          this.#queue.push({ k: 'bind' });
+          return true;
+        }
+        this.#queue.push({ k: 'bind' });
+        break;
+      }
+      case FrontendType.Describe: {
+        const t = track ? decodeTarget(body) : undefined;
+        const st = t?.kind === 'S' && t.name !== '' ? h.statements.get(t.name) : undefined;
+        if (st) {
+          this.#ensure(st);
+          this.#send(encodeTarget(FrontendType.Describe, 'S', st.serverName));
+          this.#queue.push({ k: 'describe' });
+          return true;
+        }
+        this.#queue.push({ k: 'describe' });
+        break;
+      }
+      case FrontendType.Close: {
+        const t = track ? decodeTarget(body) : undefined;
+        if (t?.kind === 'S' && t.name !== '') {
+          // The server keeps the statement for other clients; the client is told it is closed.
+          h.statements.delete(t.name);
+          this.#fake(CLOSE_COMPLETE);
+          return true;
+        }
+        this.#queue.push({ k: 'close', swallow: false });
+        break;
+      }
+      default:
+        // Flush, CopyData, CopyDone, CopyFail: no answer of their own.
+        break;
+    }
+    this.#send(frame);
+    return true;
+  }
+
+  #fake(msg: Buffer): void {
+    this.#queue.push({ k: 'fake', msg });
+    this.#queue.emitFakes(this.#toClient);
+    this.#flushToClient();
+  }
+
+  #touch(name: string): void {
+    const p = this.#server!.prepared;
+    p.delete(name);
+    p.set(name, true);
+  }
+
+  /** The statement is needed on this server: prepare it there (its ParseComplete swallowed) unless it is. */
+  #ensure(st: ClientStatement): void {
+    if (this.#server!.prepared.has(st.serverName)) this.#touch(st.serverName);
+    else this.#prepare(st, true, undefined);
+  }
+
+  #prepare(st: ClientStatement, swallow: boolean, clientName: string | undefined): void {
+    const s = this.#server!;
+    // Evict least recently used statements beyond max_prepared_statements (their CloseComplete swallowed).
+    for (const oldest of s.prepared.keys()) {
+      if (s.prepared.size < this.host.maxPrepared) break;
+      s.prepared.delete(oldest);
+      this.#send(encodeTarget(FrontendType.Close, 'S', oldest));
+      this.#queue.push({ k: 'close', swallow: true });
+    }
+    // Counted as prepared now, so that a Bind pipelined right behind does not prepare it twice; undone on error.
+    s.prepared.set(st.serverName, true);
+    this.#send(encodeParse(st.serverName, st.rest));
+    this.#queue.push({
+      k: 'parse',
+      swallow,
+      serverName: st.serverName,
+      ...(clientName !== undefined ? { clientName } : {}),
+    });
+  }
+
+  #fromServer(d: Buffer): void {
+    const s = this.#server!;
+    let release = false;
+    const fromReader = s.reader.buffered > 0;
+    try {
+      eachMessage(s.reader, d, MAX_BACKEND_MESSAGE, (type, body, frame) => {
+        if (this.#queue.onMessage(s, type, body, this.host)) this.#toClient.push(frame);
+        this.#queue.emitFakes(this.#toClient);
+        if (type === BackendType.ReadyForQuery) {
+          this.#lastStatus = String.fromCharCode(body[0] ?? 0);
+          if (this.#lastStatus === 'I' && this.#queue.length === 0) {
+            release = true;
+            return false;
+          }
+        }
+        return true;
+      });
+      // Bytes after the ReadyForQuery that ends the transaction belong to no one: the server is out of step.
+      if (release && s.reader.buffered > 0) this.#desync = true;
+    } catch {
+      this.#desync = true;
+      release = true;
+    }
+    this.#flushToClient(fromReader ? undefined : d);
+    if (release) {
+      this.#detach(!this.#outOfStep);
+      if (this.#outOfStep) this.#end();
+      // Messages the client sent meanwhile (paused on backpressure) get the next server.
+      else this.#pumpClient();
+    }
+  }
+
+  #flushToClient(chunk?: Buffer): void {
+    if (this.#toClient.length === 0) return;
+    const out = joinFrames(this.#toClient, chunk);
+    if (!this.client.write(out)) this.#server?.socket.pause();
+  }
+}

@@ -1,0 +1,355 @@
+/**
+ * The native transport (issue 11): the client's TLS handshake and the relay to the backend done by the C addon in
+ * native/, driven from Node's own event loop, behind the same seam as Node's `tls` (../gateway/transport.ts).
+ * TypeScript keeps every decision: which material, what the facts mean, when to splice. The addon is optional:
+ * loadNativeTransport() says undefined (and why, nativeUnavailableReason()) when it did not build or load.
+ *
+ * Handing a socket to native code: the addon works on a dup() of the net.Socket's fd. The JavaScript socket is
+ * stopped for good (readStop, and readStart made a no-op so no later resume() or read() can take bytes meant for
+ * OpenSSL), bytes Node had already read but nobody consumed are fed to OpenSSL first, and the socket is otherwise
+ * left alone: never end() it (a FIN would cut the connection under OpenSSL). Its lifetime is tied to the native
+ * session both ways: when the native side closes, the socket is destroyed (its fd closed, 'close' emitted as the
+ * caller expects); when the caller destroys the socket, the native side closes its dup at once. The connection
+ * ends when the last of the two fds is closed, so neither side can outlive the other by more than a callback.
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { PgtlsError } from '../errors.js';
+import type { ClientTransport, HandshakeResult, RelayStats, TlsFacts, TlsSession } from '../gateway/transport.js';
+import { ERR_TLS_CONFIG, type TlsMaterial, readCertificates } from './context.js';
+
+/** Event kinds from the addon (native/src/addon.c). */
+const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close: 6 } as const;
+
+type NativeHandle = object & { readonly __nativeSession: unique symbol };
+type NativeContext = object & { readonly __nativeContext: unique symbol };
+type EventCallback = (kind: number, a?: unknown, b?: unknown, c?: unknown) => boolean | undefined;
+
+interface Addon {
+  readonly openssl: string;
+  createContext(options: NativeContextOptions): NativeContext;
+  accept(ctx: NativeContext, fd: number, initial: Buffer | undefined, cb: EventCallback): NativeHandle;
+  write(s: NativeHandle, data: Buffer): boolean;
+  setReading(s: NativeHandle, on: boolean): void;
+  end(s: NativeHandle): void;
+  splice(s: NativeHandle, backendFd: number, toBackend: Buffer | undefined, toClient: Buffer | undefined): void;
+  destroy(s: NativeHandle): void;
+}
+
+interface NativeContextOptions {
+  certChain: string;
+  key: Buffer;
+  caFile: string;
+  crlFile: string;
+  crlDir: string;
+  ciphers: string;
+  tls13Ciphers: string;
+  groups: string;
+  dhParams: string;
+  preferServerCiphers: boolean;
+  minVersion: string;
+  maxVersion: string;
+}
+
+/** The libuv handle inside a net.Socket (TCPWrap or PipeWrap): the only way to its fd. */
+interface StreamHandle {
+  fd?: number;
+  reading?: boolean;
+  readStop(): number;
+  readStart(): number;
+}
+
+let loaded: { addon?: Addon; reason?: string } | undefined;
+
+function addonPath(): string {
+  // dist/src/tls/native.js -> <package>/native/build/Release; PGTLS_NATIVE_ADDON picks another build (ASan).
+  return (
+    process.env.PGTLS_NATIVE_ADDON ??
+    fileURLToPath(new URL('../../../native/build/Release/pgtls_native.node', import.meta.url))
+  );
+}
+
+function tryLoad(): { addon?: Addon; reason?: string } {
+  if (process.platform === 'win32') return { reason: 'the native data plane supports POSIX systems only' };
+  try {
+    const addon = createRequire(import.meta.url)(addonPath()) as Addon;
+    // The addon uses the OpenSSL inside this Node binary (its exported symbols), never a second copy.
+    if (!addon.openssl.startsWith(`OpenSSL ${process.versions.openssl} `)) {
+      return { reason: `the native addon runs ${addon.openssl}, Node carries OpenSSL ${process.versions.openssl}` };
+    }
+    return { addon };
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    return {
+      reason:
+        code === 'MODULE_NOT_FOUND'
+          ? 'the native addon was not built (npm run build:native)'
+          : `the native addon could not be loaded: ${(cause as Error).message.split('\n')[0]}`,
+    };
+  }
+}
+
+function loadAddon(): { addon?: Addon; reason?: string } {
+  loaded ??= tryLoad();
+  return loaded;
+}
+
+/** Why loadNativeTransport() returned undefined, or undefined when it did not. */
+export function nativeUnavailableReason(): string | undefined {
+  return loadAddon().reason;
+}
+
+const contexts = new WeakMap<TlsMaterial, NativeContext>();
+
+/**
+ * The native SSL_CTX for a TlsMaterial, built once per material: a reload makes a new material and so a new
+ * context, while sessions keep the one they started with (each SSL holds a reference to its SSL_CTX).
+ * CA and CRL are loaded by path, as PostgreSQL does (ssl_crl_dir is a hashed directory consulted per verification).
+ */
+export function createNativeServerContext(material: TlsMaterial): NativeContext {
+  const known = contexts.get(material);
+  if (known) return known;
+  const { addon, reason } = loadAddon();
+  if (!addon) throw new PgtlsError(ERR_TLS_CONFIG, `native TLS is not available: ${reason}`);
+  const s = material.settings;
+  const chain = readCertificates(s.ssl_cert_file, 'server certificate file');
+  if (chain[0]!.fingerprint256 !== material.leaf.fingerprint256) {
+    throw new PgtlsError(
+      ERR_TLS_CONFIG,
+      `could not load server certificate file "${s.ssl_cert_file}": it changed since the TLS material was loaded`,
+      { details: { file: s.ssl_cert_file, hint: 'Reload the configuration.' } },
+    );
+  }
+  // The decrypted key crosses into C as PEM in memory only, and the copy is wiped right after.
+  const key = Buffer.from(material.key.export({ type: 'pkcs8', format: 'pem' }) as string);
+  try {
+    const ctx = addon.createContext({
+      certChain: chain.map((c) => c.toString()).join('\n'),
+      key,
+      caFile: s.ssl_ca_file,
+      crlFile: s.ssl_crl_file,
+      crlDir: s.ssl_crl_dir,
+      ciphers: s.ssl_ciphers,
+      tls13Ciphers: s.ssl_tls13_ciphers,
+      groups: s.ssl_groups,
+      dhParams: s.ssl_dh_params_file === '' ? '' : readFileSync(s.ssl_dh_params_file, 'utf8'),
+      preferServerCiphers: s.ssl_prefer_server_ciphers,
+      minVersion: s.ssl_min_protocol_version,
+      maxVersion: s.ssl_max_protocol_version,
+    });
+    contexts.set(material, ctx);
+    return ctx;
+  } catch (cause) {
+    throw new PgtlsError(ERR_TLS_CONFIG, `could not create the native TLS context: ${(cause as Error).message}`, {
+      cause,
+    });
+  } finally {
+    key.fill(0);
+  }
+}
+
+/** Stop Node from ever reading this socket again and return its fd with the bytes it had read but not delivered. */
+function takeOver(socket: Socket): { fd: number; buffered: Buffer[] } {
+  const handle = (socket as unknown as { _handle?: StreamHandle })._handle;
+  const fd = handle?.fd;
+  if (!handle || typeof fd !== 'number' || fd < 0) {
+    throw new PgtlsError(ERR_TLS_CONFIG, 'native TLS needs a socket with a file descriptor');
+  }
+  socket.pause();
+  handle.reading = false;
+  handle.readStop();
+  handle.readStart = () => 0;
+  const buffered: Buffer[] = [];
+  for (let i = 0; i < 1024; i++) {
+    const chunk = socket.read() as Buffer | null;
+    if (chunk === null) break;
+    buffered.push(chunk);
+  }
+  return { fd, buffered };
+}
+
+/** Decrypted bytes for the startup and authentication phases, and the splice after. */
+class NativeTlsStream extends Duplex {
+  readonly #addon: Addon;
+  #handle: NativeHandle | undefined;
+  #spliced = false;
+  #closed = false;
+  #pendingWrite: ((err?: Error | null) => void) | undefined;
+  #onClose: ((fromClient: number, fromBackend: number, reason: string) => void) | undefined;
+  readonly #socket: Socket;
+
+  constructor(addon: Addon, socket: Socket) {
+    super({ allowHalfOpen: false });
+    this.#addon = addon;
+    this.#socket = socket;
+  }
+
+  attach(handle: NativeHandle): void {
+    this.#handle = handle;
+  }
+
+  /** The addon's events after the handshake. Returns whether more decrypted bytes are wanted now. */
+  event(kind: number, a: unknown, b: unknown, c: unknown): boolean {
+    switch (kind) {
+      case EV.data:
+        return this.push(a as Buffer);
+      case EV.end:
+        this.push(null);
+        return false;
+      case EV.drain: {
+        const cb = this.#pendingWrite;
+        this.#pendingWrite = undefined;
+        cb?.();
+        return false;
+      }
+      case EV.close: {
+        this.#closed = true;
+        const cb = this.#pendingWrite;
+        this.#pendingWrite = undefined;
+        cb?.(new Error('the TLS connection closed'));
+        this.#onClose?.(a as number, b as number, c as string);
+        this.#socket.destroy();
+        if (!this.destroyed) this.destroy();
+        return false;
+      }
+      default:
+        return false;
+    }
+  }
+
+  override _read(): void {
+    if (this.#handle && !this.#spliced && !this.#closed) this.#addon.setReading(this.#handle, true);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (!this.#handle || this.#closed || this.#spliced) {
+      cb(new Error('the TLS connection is closed'));
+      return;
+    }
+    try {
+      if (this.#addon.write(this.#handle, chunk)) cb();
+      else this.#pendingWrite = cb;
+    } catch (err) {
+      cb(err as Error);
+    }
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.#handle && !this.#closed && !this.#spliced) this.#addon.end(this.#handle);
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.#handle && !this.#closed && !this.#spliced) this.#addon.destroy(this.#handle);
+    cb(err);
+  }
+
+  /** Relay natively until either side closes; see TlsSession.splice. */
+  async splice(backend: Socket, stats: RelayStats): Promise<void> {
+    const handle = this.#handle;
+    if (!handle || this.#closed || this.#spliced) throw new Error('the TLS connection is closed');
+    this.#spliced = true;
+    this.#addon.setReading(handle, false);
+    // Decrypted bytes already in this stream that the caller did not read belong to the backend.
+    const toBackend: Buffer[] = [];
+    for (let i = 0; i < 1024; i++) {
+      const chunk = this.read() as Buffer | null;
+      if (chunk === null) break;
+      toBackend.push(chunk);
+    }
+    // Whatever the caller wrote to the backend must be out before native writes to the same fd.
+    for (let i = 0; i < 100 && backend.writableLength > 0 && !backend.destroyed; i++) {
+      await new Promise((resolve) => backend.once('drain', resolve));
+    }
+    if (this.#closed) throw new Error('the TLS connection is closed');
+    const { fd, buffered } = takeOver(backend);
+    const done = new Promise<void>((resolve) => {
+      this.#onClose = (fromClient, fromBackend) => {
+        stats.bytesFromClient += fromClient;
+        stats.bytesFromBackend += fromBackend;
+        backend.destroy();
+        resolve();
+      };
+    });
+    backend.once('close', () => {
+      if (!this.#closed) this.#addon.destroy(handle);
+    });
+    this.#addon.splice(
+      handle,
+      fd,
+      toBackend.length ? Buffer.concat(toBackend) : undefined,
+      buffered.length ? Buffer.concat(buffered) : undefined,
+    );
+    return done;
+  }
+}
+
+function toFacts(o: Record<string, unknown>): TlsFacts {
+  return {
+    version: o.version as string,
+    cipher: o.cipher as string,
+    bits: o.bits as number,
+    ...(typeof o.group === 'string' ? { group: o.group } : {}),
+    ...(typeof o.sni === 'string' ? { sni: o.sni } : {}),
+    ...(typeof o.alpn === 'string' ? { alpn: o.alpn } : {}),
+    ...(Buffer.isBuffer(o.peerCertificate) ? { peerCertificate: o.peerCertificate } : {}),
+    ...(typeof o.peerVerifyError === 'string' ? { peerVerifyError: o.peerVerifyError } : {}),
+  };
+}
+
+function makeTransport(addon: Addon): ClientTransport {
+  return {
+    name: 'native',
+    accept(socket: Socket, material: TlsMaterial, initial: Buffer | undefined): Promise<HandshakeResult> {
+      const ctx = createNativeServerContext(material);
+      if (socket.destroyed) return Promise.resolve({ ok: false, reason: 'EOF detected' });
+      const { fd, buffered } = takeOver(socket);
+      const first = Buffer.concat([...(initial ? [initial] : []), ...buffered]);
+      const stream = new NativeTlsStream(addon, socket);
+      return new Promise<HandshakeResult>((resolve) => {
+        let settled = false;
+        const cb: EventCallback = (kind, a, b, c) => {
+          if (kind === EV.handshakeOk) {
+            settled = true;
+            const session: TlsSession = {
+              facts: toFacts(a as Record<string, unknown>),
+              stream,
+              splice: (backend, stats) => stream.splice(backend, stats),
+            };
+            resolve({ ok: true, session });
+            return false;
+          }
+          if (kind === EV.handshakeFail) {
+            settled = true;
+            resolve({ ok: false, reason: a as string });
+            return false;
+          }
+          if (kind === EV.close && !settled) {
+            settled = true;
+            resolve({ ok: false, reason: (c as string) || 'EOF detected' });
+            socket.destroy();
+            return false;
+          }
+          return stream.event(kind, a, b, c);
+        };
+        const handle = addon.accept(ctx, fd, first.length ? first : undefined, cb);
+        stream.attach(handle);
+        socket.once('close', () => addon.destroy(handle));
+      });
+    },
+  };
+}
+
+let transport: ClientTransport | undefined;
+
+/** The native transport, or undefined when the addon is missing or unusable (see nativeUnavailableReason()). */
+export function loadNativeTransport(): ClientTransport | undefined {
+  if (transport) return transport;
+  const { addon } = loadAddon();
+  if (!addon) return undefined;
+  transport = makeTransport(addon);
+  return transport;
+}
