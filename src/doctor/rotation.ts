@@ -12,7 +12,7 @@ import { loadTlsMaterial } from '../client/tls-files.js';
 import { facts, likelyIssued, signatureVerifies } from '../pki/facts.js';
 import { isSelfSigned } from '../pki/inspect.js';
 import { parseCertificates, splitPem } from '../pki/pem.js';
-import { AZURE_ROOTS } from '../pki/roots.js';
+import { AZURE_ROOTS, describeSource, nodeStoreGap } from '../pki/roots.js';
 import type { x509 } from '../pki/x509.js';
 import { toX509, verifyAgainstStore } from './chain.js';
 import { closeTls, negotiate } from './wire.js';
@@ -162,18 +162,29 @@ export async function rotation(
       );
   }
 
-  // Azure: the three roots the documentation asks verify-ca/verify-full clients to deploy.
+  // Azure: the three roots the documentation asks verify-ca/verify-full clients to deploy. Each finding says which
+  // store was looked at — this client's, not Node's: libpq reads sslrootcert (a file, or the system store for
+  // sslrootcert=system). Whether Node's bundled store has the root is a separate fact, reported as one, because
+  // Node's list changes between releases (DigiCert Global Root CA left it after Node 20).
   const azure = chain.some((c) => isAzureFamily(c.issuer)) || roots.some((r) => isAzureFamily(r.subject));
   if (azure) {
     const have = new Set(roots.map((r) => facts(r).sha256));
+    const systemFile = material.value.rootSource === 'system' ? undefined : material.value.rootSource;
+    const where = describeSource(
+      plan.ssl.rootCert === 'system'
+        ? { source: 'system', ...(systemFile ? { file: systemFile } : {}) }
+        : { source: 'file', file: storeSummary.label },
+    );
     for (const known of AZURE_ROOTS) {
-      if (have.has(known.sha256)) add('ok', 'azure-root-present', `${known.name} is in the store`);
+      if (have.has(known.sha256)) add('ok', 'azure-root-present', `${known.name} is in this client's store, ${where}`);
       else
         add(
           'fail',
           'azure-root-missing',
-          `${known.name} is not in the store: Azure servers can move to it (root migration, read replicas)`,
+          `${known.name} is not in this client's store, ${where}: Azure servers can move to it (root migration, read replicas)`,
         );
+      const gap = nodeStoreGap(known);
+      if (gap) add('warn', 'azure-root-not-in-node-store', gap);
     }
   }
 

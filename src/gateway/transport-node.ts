@@ -28,7 +28,16 @@ export function opensslReason(err: Error): string {
 function verifyError(t: TLSSocket): string | undefined {
   const handle = (t as unknown as { _handle?: { verifyError?: () => Error | null } })._handle;
   const err = handle?.verifyError?.();
-  return err ? err.message : undefined;
+  return err ? opensslVerifyText(err.message) : undefined;
+}
+
+/**
+ * OpenSSL's X509_verify_cert_error_string() text, which PostgreSQL puts in its log and the gateway in its DETAIL.
+ * Node 24 and later append advice for Node users to some of them ("unable to verify the first certificate; if the
+ * root CA is installed locally, try running Node.js with --use-system-ca"); OpenSSL's texts contain no "; ".
+ */
+export function opensslVerifyText(message: string): string {
+  return message.split('; ')[0]!.trim();
 }
 
 function factsOf(t: TLSSocket): TlsFacts {

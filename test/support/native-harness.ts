@@ -8,6 +8,7 @@
 import { type Server, type Socket, connect, createServer } from 'node:net';
 import { type Duplex, pipeline } from 'node:stream';
 import { TLSSocket } from 'node:tls';
+import { opensslVerifyText } from '../../src/gateway/transport-node.js';
 import type { ClientTransport, HandshakeResult, RelayStats, TlsFacts } from '../../src/gateway/transport.js';
 import type { TlsMaterial } from '../../src/tls/context.js';
 
@@ -45,7 +46,8 @@ export const nodeTransport: ClientTransport = {
           ...(typeof servername === 'string' && servername ? { sni: servername } : {}),
           ...(tls.alpnProtocol ? { alpn: tls.alpnProtocol } : {}),
           ...(peer ? { peerCertificate: peer.raw } : {}),
-          ...(verr ? { peerVerifyError: verr.message } : {}),
+          // OpenSSL's text, without the advice Node 24+ appends (as the gateway's transport reports it)
+          ...(verr ? { peerVerifyError: opensslVerifyText(verr.message) } : {}),
         };
         resolve({ ok: true, session: { facts, stream: tls } });
       });

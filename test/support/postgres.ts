@@ -14,6 +14,7 @@ import {
   embeddedBinaries,
   ensureCluster,
   installClusterFile,
+  runnableBinaries,
   startCluster,
 } from '../../src/gateway/embedded-postgres.js';
 
@@ -45,8 +46,19 @@ export function flavorBinaries(flavor: Flavor): PostgresBinaries {
   return { bin, lib: '', version: '15' };
 }
 
+let runnable: Promise<PostgresBinaries> | undefined;
+/**
+ * The binaries the cluster's OS user can run: as root in a checkout the `postgres` user cannot search (under /root,
+ * in a `mktemp -d`), the embedded programs are run from their copy under /var/lib/pgtls, as `pgtls serve` does.
+ */
+function clusterBinaries(flavor: Flavor): Promise<PostgresBinaries> {
+  if (flavor !== 'embedded') return Promise.resolve(flavorBinaries(flavor));
+  runnable ??= runnableBinaries(embeddedBinaries());
+  return runnable;
+}
+
 async function template(flavor: Flavor): Promise<string> {
-  const binaries = flavorBinaries(flavor);
+  const binaries = await clusterBinaries(flavor);
   const dir = join(tmpdir(), `pgtls-test-template-${flavor}-${binaries.version}`);
   if (!existsSync(join(dir, 'PG_VERSION'))) {
     const staging = `${dir}.${process.pid}`;
@@ -91,7 +103,7 @@ export async function startTestCluster(opts: TestClusterOptions = {}): Promise<T
   const port = await freePort();
   const cluster = await startCluster(
     { dataDir, port, ...(opts.settings ? { settings: opts.settings } : {}) },
-    flavorBinaries(flavor),
+    await clusterBinaries(flavor),
   );
   return {
     ...cluster,
