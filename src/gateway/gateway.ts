@@ -152,6 +152,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
         };
       },
       log: (level, w) => gw.emit(level === 'warn' ? 'warning' : 'notice', w),
+      pools: () => (gw.pools ? { mode: gw.pools.settings.pool_mode, rows: gw.pools.list() } : undefined),
     });
     this.#opts = opts;
   }

@@ -17,6 +17,7 @@ import { withOverrides } from './admin/overrides.js';
 import type {
   LiveClient,
   OperatorView,
+  PoolRow,
   ReloadResult,
   RuntimeOverride,
   RuntimeSetting,
@@ -40,6 +41,8 @@ export interface OperatorHost {
   reload(why: { trigger: 'admin' }): Promise<{ ok: true } | { ok: false; error: Error }>;
   /** Connections to the backend for the gateway's own bookkeeping, with their credentials (auth_user). */
   backendFor(): { connect: () => Promise<Duplex>; creds: BackendCredentials } | undefined;
+  /** The pools, when pool_mode is session or transaction. */
+  pools(): { mode: string; rows: readonly PoolRow[] } | undefined;
   log(level: 'info' | 'warn', w: Record<string, unknown>): void;
 }
 
@@ -148,6 +151,9 @@ export class Operator implements OperatorView {
   }
 
   // OperatorView
+  pools(): { mode: string; rows: readonly PoolRow[] } | undefined {
+    return this.host.pools();
+  }
   clients(): Iterable<LiveClient> {
     return this.registry.clients();
   }

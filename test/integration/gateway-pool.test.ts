@@ -39,10 +39,14 @@ before(async () => {
   userlist = writeFixture(
     fx,
     'pool-userlist.txt',
-    `"alice" "${(r.rows[0] as { rolpassword: string }).rolpassword}"\n`,
+    `"alice" "${(r.rows[0] as { rolpassword: string }).rolpassword}"\n"admin" "pool-admin-pw"\n`,
     0o600,
   );
-  hba = writeFixture(fx, 'pool-hba.conf', 'hostssl all alice all scram-sha-256\n');
+  hba = writeFixture(
+    fx,
+    'pool-hba.conf',
+    'hostssl pgtls admin all scram-sha-256\nhostssl all alice all scram-sha-256\n',
+  );
 });
 after(async () => {
   await cluster?.destroy();
@@ -66,6 +70,7 @@ describe('transaction pooling', () => {
       auth_file: userlist,
       pool_mode: 'transaction',
       default_pool_size: '2',
+      admin_users: 'admin',
     });
   });
   after(async () => {
@@ -96,6 +101,12 @@ describe('transaction pooling', () => {
       cs.map((_, i) => 5 * (i + 1)),
     );
     assert.ok((await backends()) <= 2, 'no more servers than default_pool_size');
+    const pools = await psql(
+      `host=localhost hostaddr=127.0.0.1 port=${gw.port} user=admin dbname=pgtls sslmode=verify-full sslrootcert=${fx.root}`,
+      'SHOW POOLS',
+      { libpq: 18, env: { PGPASSWORD: 'pool-admin-pw' } },
+    );
+    assert.match(pools.stdout, /^postgres\|alice\|\d+\|0\|\d+\|\d+\|0\|0\|transaction$/m, pools.stderr);
     await Promise.all(cs.map((x) => x.end()));
   });
 

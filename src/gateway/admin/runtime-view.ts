@@ -63,9 +63,21 @@ export interface StatsSnapshot {
   readonly refusals_by_reason: Readonly<Record<string, number>>;
 }
 
+/** One pool for SHOW POOLS. */
+export interface PoolRow {
+  readonly database: string;
+  readonly user: string;
+  readonly idle: number;
+  readonly active: number;
+  readonly opening: number;
+  readonly waiting: number;
+}
+
 export interface OperatorView {
   /** The package version ("0.1.0"). */
   readonly version: string;
+  /** pool_mode and its pools (undefined without pooling). */
+  pools?(): { mode: string; rows: readonly PoolRow[] } | undefined;
   /** Live client connections, in id order. */
   clients(): Iterable<LiveClient>;
   /** The configuration in force (the one loaded at start or by the last reload, without runtime overrides). */

@@ -314,8 +314,8 @@ const WOULD_REFUSE: Table = {
 };
 
 /**
- * PgBouncer's SHOW POOLS / SERVERS column names; empty until pooling lands (gateway-auth-and-pooling issue): each
- * relayed session owns its backend, so there is no pool to show. The pooling work fills these rows.
+ * PgBouncer's SHOW POOLS column names (a subset): one row per (database, user) pool with pool_mode session or
+ * transaction; none with the 1:1 relay, where each session owns its backend. SHOW SERVERS stays empty for now.
  */
 const POOLS: Table = {
   columns: [
@@ -325,11 +325,25 @@ const POOLS: Table = {
     col('cl_waiting', 'int4'),
     col('sv_active', 'int4'),
     col('sv_idle', 'int4'),
-    col('sv_used', 'int4'),
+    col('sv_login', 'int4'),
     col('maxwait', 'int4'),
     col('pool_mode'),
   ],
-  rows: () => [],
+  rows: (view) => {
+    const p = view.pools?.();
+    if (!p) return [];
+    return p.rows.map((r) => [
+      r.database,
+      r.user,
+      '0',
+      String(r.waiting),
+      String(r.active),
+      String(r.idle),
+      String(r.opening),
+      '0',
+      p.mode,
+    ]);
+  },
 };
 
 const SERVERS: Table = {

@@ -68,6 +68,11 @@ export class Pools {
     return p;
   }
 
+  /** Every pool with its counts, for the console's SHOW POOLS. */
+  list(): { database: string; user: string; idle: number; active: number; opening: number; waiting: number }[] {
+    return [...this.#pools.values()].map((p) => ({ database: p.key.database, user: p.key.user, ...p.counts }));
+  }
+
   /** A session for an authenticated client; call welcome() then run() on it. */
   open(req: OpenRequest): PooledSession {
     const mode = this.settings.pool_mode === 'transaction' ? 'transaction' : 'session';
