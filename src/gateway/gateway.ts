@@ -15,7 +15,7 @@ import type { HbaLine } from '../hba/hba.js';
 import type { IdentLine } from '../hba/ident.js';
 import type { TrustedRange } from '../hba/proxy-trusted.js';
 import { type TlsMaterial, TlsStore } from '../tls/context.js';
-import { loadNativeTransport, nativeUnavailableReason } from '../tls/native.js';
+import { createNativeServerContext, loadNativeTransport, nativeUnavailableReason } from '../tls/native.js';
 import type { SniSelector } from '../tls/sni.js';
 import { handleConnection } from './connection.js';
 import { watchFileDescriptors } from './fd-watch.js';
@@ -93,6 +93,8 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #cancelKeys = new Map<string, number>();
   #shuttingDown = false;
   #nextId = 1;
+  /** Connections whose handler has not finished (and so whose log record is not written yet). */
+  #inFlight = 0;
   #stopFdWatch: () => void = () => undefined;
   #fileWatch: FileWatch | undefined;
   #acceptErrors = { count: 0, last: 0 };
@@ -161,6 +163,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   static async start(input: ConfigInput, opts: GatewayOptions = {}): Promise<Gateway> {
     const state = await buildState(input, opts);
     const gw = new Gateway(state, input, opts);
+    gw.#prepareTransport(state);
     await gw.#listen();
     try {
       await gw.operator.start();
@@ -181,6 +184,16 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     );
     gw.#armFileWatch();
     return gw;
+  }
+
+  /**
+   * With the native data plane, build its TLS contexts now, from the material just loaded: a problem then fails the
+   * start or the reload (all-or-nothing), never a client's handshake later.
+   */
+  #prepareTransport(state: State): void {
+    if (this.transport?.name !== 'native') return;
+    if (state.material) createNativeServerContext(state.material);
+    for (const m of state.sni?.materials() ?? []) createNativeServerContext(m.material);
   }
 
   /** The files whose change triggers a reload under watch_files. */
@@ -252,6 +265,10 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   }
   get shuttingDown(): boolean {
     return this.#shuttingDown;
+  }
+  /** Connections still being handled; 0 once every connection so far has been logged. */
+  get inFlight(): number {
+    return this.#inFlight;
   }
   get clientCount(): number {
     return this.#sockets.size;
@@ -351,10 +368,15 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #accept(sock: Socket): void {
     this.#sockets.add(sock);
     sock.once('close', () => this.#sockets.delete(sock));
-    handleConnection(sock, this).catch((err: unknown) => {
-      this.emit('warning', { msg: 'connection handler failed', error: (err as Error).message });
-      sock.destroy();
-    });
+    this.#inFlight++;
+    handleConnection(sock, this)
+      .catch((err: unknown) => {
+        this.emit('warning', { msg: 'connection handler failed', error: (err as Error).message });
+        sock.destroy();
+      })
+      .finally(() => {
+        this.#inFlight--;
+      });
   }
 
   /** Re-read config, hba, ident, certificate, key, CA and CRL. On error the old state stays in force. */
@@ -363,6 +385,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   ): Promise<{ ok: true; warnings: string[] } | { ok: false; error: PgtlsError | Error }> {
     try {
       const next = await buildState(this.#input, this.#opts, this.#state);
+      this.#prepareTransport(next);
       const warnings: string[] = [];
       for (const key of RESTART_ONLY) {
         if (next.config[key] !== this.#state.config[key]) {

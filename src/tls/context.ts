@@ -57,6 +57,8 @@ export interface TlsMaterial {
   readonly requestCert: boolean;
   readonly leaf: X509Certificate;
   readonly chainLength: number;
+  /** The served chain as PEM, as read at load time (the native transport builds its context from it, not the file). */
+  readonly chainPem: string;
   readonly settings: TlsSettings;
   /** Fingerprint of the CRL directory's contents when loaded; see TlsStore.current(). */
   readonly crlDirStamp: string;
@@ -296,7 +298,16 @@ export function loadTlsMaterial(
   } catch (cause) {
     throw fail(`could not create the TLS context: ${(cause as Error).message}`, {}, cause);
   }
-  return Object.freeze({ context, requestCert, leaf, chainLength: chain.length, settings: s, crlDirStamp: stamp, key });
+  return Object.freeze({
+    context,
+    requestCert,
+    leaf,
+    chainLength: chain.length,
+    chainPem: options.cert as string,
+    settings: s,
+    crlDirStamp: stamp,
+    key,
+  });
 }
 
 function probe(opts: SecureContextOptions, message: string, setting: string, hint?: string): void {

@@ -19,7 +19,7 @@ import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { PgtlsError } from '../errors.js';
 import type { ClientTransport, HandshakeResult, RelayStats, TlsFacts, TlsSession } from '../gateway/transport.js';
-import { ERR_TLS_CONFIG, type TlsMaterial, readCertificates } from './context.js';
+import { ERR_TLS_CONFIG, type TlsMaterial } from './context.js';
 
 /** Event kinds from the addon (native/src/addon.c). */
 const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close: 6 } as const;
@@ -115,19 +115,12 @@ export function createNativeServerContext(material: TlsMaterial): NativeContext 
   const { addon, reason } = loadAddon();
   if (!addon) throw new PgtlsError(ERR_TLS_CONFIG, `native TLS is not available: ${reason}`);
   const s = material.settings;
-  const chain = readCertificates(s.ssl_cert_file, 'server certificate file');
-  if (chain[0]!.fingerprint256 !== material.leaf.fingerprint256) {
-    throw new PgtlsError(
-      ERR_TLS_CONFIG,
-      `could not load server certificate file "${s.ssl_cert_file}": it changed since the TLS material was loaded`,
-      { details: { file: s.ssl_cert_file, hint: 'Reload the configuration.' } },
-    );
-  }
   // The decrypted key crosses into C as PEM in memory only, and the copy is wiped right after.
   const key = Buffer.from(material.key.export({ type: 'pkcs8', format: 'pem' }) as string);
   try {
     const ctx = addon.createContext({
-      certChain: chain.map((c) => c.toString()).join('\n'),
+      // The chain loaded with the material (a file changed since is the next reload's business, as with Node's).
+      certChain: material.chainPem,
       key,
       caFile: s.ssl_ca_file,
       crlFile: s.ssl_crl_file,

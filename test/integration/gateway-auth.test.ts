@@ -76,6 +76,7 @@ describe('auth_file: the gateway authenticates', () => {
       env: { PGPASSWORD: PW.alice },
     });
     assert.equal(r.stdout.trim(), 'alice', r.stderr);
+    await gw.settle();
     const rec = gw.records.filter((x) => x.user === 'alice').at(-1);
     assert.equal(rec?.auth_method, 'scram-sha-256-plus');
     assert.equal(rec?.channel_binding, true);
@@ -120,6 +121,7 @@ describe('auth_file: the gateway authenticates', () => {
   test('md5 (md5 secret in auth_file, md5 at the backend): right and wrong password', async () => {
     const ok = await psql(conninfo(gw.port, 'bob'), 'SELECT current_user', { libpq: 18, env: { PGPASSWORD: PW.bob } });
     assert.equal(ok.stdout.trim(), 'bob', ok.stderr);
+    await gw.settle();
     assert.equal(gw.records.filter((x) => x.user === 'bob').at(-1)?.backend_auth, 'md5');
     const bad = await psql(conninfo(gw.port, 'bob'), 'SELECT 1', { libpq: 18, env: { PGPASSWORD: 'x' } });
     assert.match(bad.stderr, /FATAL: {2}password authentication failed for user "bob"/);

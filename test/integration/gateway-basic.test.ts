@@ -29,6 +29,7 @@ describe('gateway: TLS in front of PostgreSQL', () => {
     );
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), 'postgres');
+    await gw.settle();
     const rec = gw.records.at(-1)!;
     assert.equal(rec.outcome, 'relayed');
     assert.equal(rec.tls_version, 'TLSv1.3');
@@ -61,6 +62,7 @@ describe('gateway: TLS in front of PostgreSQL', () => {
       { env, libpq: 18 },
     );
     assert.equal(r.code, 0, r.stderr);
+    await gw.settle();
     assert.equal(gw.records.at(-1)!.negotiation, 'direct');
   });
 });

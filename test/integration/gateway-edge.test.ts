@@ -202,6 +202,7 @@ describe('ssl_sni with pg_hosts.conf at the gateway', () => {
       { libpq: 18 },
     );
     assert.equal(r.stdout.trim(), '7', r.stderr);
+    await gw.settle();
     const rec = gw.records.filter((x) => x.outcome === 'relayed').at(-1);
     assert.equal(rec?.sni, 'b.example');
     assert.match(rec?.hosts_line ?? '', /sni-hosts\.conf:2$/);

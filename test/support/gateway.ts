@@ -10,6 +10,12 @@ export interface TestGateway {
   readonly port: number;
   readonly records: ConnectionRecord[];
   readonly configFile: string;
+  /**
+   * Wait (bounded) until every connection so far has been handled and logged: a client program may exit a moment
+   * before the gateway has seen its close (the native data plane reports it from its own poll), so a test reads
+   * `records` after this.
+   */
+  settle(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -43,5 +49,9 @@ export async function startTestGateway(
   const gw = await Gateway.start({ file: configFile, flags, env: {} });
   const records: ConnectionRecord[] = [];
   gw.on('connection', (r: ConnectionRecord) => records.push(r));
-  return { gw, port: gw.port, records, configFile, close: () => gw.close(2000) };
+  const settle = async () => {
+    const until = Date.now() + 5000;
+    while (gw.inFlight > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  };
+  return { gw, port: gw.port, records, configFile, settle, close: () => gw.close(2000) };
 }
