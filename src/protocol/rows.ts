@@ -6,6 +6,15 @@
  */
 import { PgtlsError } from '../errors.js';
 import { type WireError, encodeErrorResponse } from './error-response.js';
+import { encodeReadyForQuery as readyForQuery } from './messages.js';
+
+// One encoder per message in the protocol layer: these live in messages.ts (and AuthenticationOk with the other
+// authentication requests in scram.ts); the console's callers import them from here.
+export { encodeBackendKeyData, encodeParameterStatus, encodeQuery } from './messages.js';
+export { encodeAuthenticationOk } from './scram.js';
+
+/** ReadyForQuery ('Z'): Byte1 status — 'I' idle, 'T' in a transaction block, 'E' in a failed one. */
+export const encodeReadyForQuery = (status: 'I' | 'T' | 'E' = 'I'): Buffer => readyForQuery(status);
 
 export const ERR_QUERY_MESSAGE = 'PGTLS_ERR_PROTOCOL_QUERY';
 
@@ -107,16 +116,6 @@ export function encodeEmptyQueryResponse(): Buffer {
   return message('I', Buffer.alloc(0));
 }
 
-/** ReadyForQuery ('Z'): Byte1 status — 'I' idle, 'T' in a transaction block, 'E' in a failed one. */
-export function encodeReadyForQuery(status: 'I' | 'T' | 'E' = 'I'): Buffer {
-  return message('Z', Buffer.from(status, 'latin1'));
-}
-
-/** ParameterStatus ('S'): String name · String value. */
-export function encodeParameterStatus(name: string, value: string): Buffer {
-  return message('S', Buffer.concat([cstring(name), cstring(value)]));
-}
-
 /** NoticeResponse ('N') with severity NOTICE: the ErrorResponse layout, S and V fields saying NOTICE. */
 export function encodeNotice(text: string, detail?: string, code = '00000'): Buffer {
   const fields: [string, string][] = [
@@ -131,19 +130,6 @@ export function encodeNotice(text: string, detail?: string, code = '00000'): Buf
     Buffer.from([0]),
   ]);
   return message('N', body);
-}
-
-/** AuthenticationOk ('R', Int32 0). */
-export function encodeAuthenticationOk(): Buffer {
-  return message('R', Buffer.from([0, 0, 0, 0]));
-}
-
-/** BackendKeyData ('K'): Int32 pid · Byte[n] key. */
-export function encodeBackendKeyData(pid: number, key: Buffer): Buffer {
-  const b = Buffer.allocUnsafe(4 + key.length);
-  b.writeInt32BE(pid, 0);
-  key.copy(b, 4);
-  return message('K', b);
 }
 
 /** An ERROR (not FATAL: the session goes on) with a hint, as a console answers a command it cannot run. */
@@ -190,9 +176,4 @@ export function decodeQuery(body: Uint8Array): string {
     throw new PgtlsError(ERR_QUERY_MESSAGE, 'invalid byte sequence for encoding "UTF8"', { cause });
   }
   return decoded;
-}
-
-/** Encode a Query message (for tests and for clients). */
-export function encodeQuery(sql: string): Buffer {
-  return message('Q', cstring(sql));
 }

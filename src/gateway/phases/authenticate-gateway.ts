@@ -17,7 +17,11 @@ import {
 import { ScramServer, scramFailureToWire } from '../../auth/scram-server.js';
 import type { HbaLine } from '../../hba/hba.js';
 import { SqlState } from '../../protocol/constants.js';
-import { encodeAuthenticationOk } from '../../protocol/scram.js';
+import {
+  encodeAuthenticationCleartextPassword,
+  encodeAuthenticationMD5Password,
+  encodeAuthenticationOk,
+} from '../../protocol/scram.js';
 import type { BackendCredentials } from '../backend-login.js';
 import type { ClientConnection } from '../client-connection.js';
 import { MessageStream } from '../message-stream.js';
@@ -38,15 +42,6 @@ export interface GatewayAuthenticated {
   /** Bytes the client sent after its last authentication message (to go to the backend). */
   readonly pending: Buffer;
   readonly method: string;
-}
-
-function authRequest(code: number, extra: Buffer = Buffer.alloc(0)): Buffer {
-  const b = Buffer.alloc(9 + extra.length);
-  b[0] = 0x52; // 'R'
-  b.writeInt32BE(8 + extra.length, 1);
-  b.writeInt32BE(code, 5);
-  extra.copy(b, 9);
-  return b;
 }
 
 export async function authenticateAtGateway(
@@ -121,7 +116,7 @@ export async function authenticateAtGateway(
   let password: Buffer | undefined;
   if (method === 'md5') {
     const salt = md5Salt();
-    c.stream.write(authRequest(5, salt));
+    c.stream.write(encodeAuthenticationMD5Password(salt));
     const m = await nextPassword();
     if (!m) return closedDuring(c, reader);
     if (m.type !== 0x70)
@@ -130,7 +125,7 @@ export async function authenticateAtGateway(
     if ('error' in p) return refuse(p.error.message, p.error);
     check = verifyMd5Response(user, stored, salt, p.password.toString('latin1'));
   } else {
-    c.stream.write(authRequest(3));
+    c.stream.write(encodeAuthenticationCleartextPassword());
     const m = await nextPassword();
     if (!m) return closedDuring(c, reader);
     if (m.type !== 0x70)
