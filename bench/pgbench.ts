@@ -8,10 +8,10 @@
  *
  *   npm run build && node dist/bench/pgbench.js [--seconds 10] [--rounds 3] [--clients 8] [--threads 2] [--connect]
  *                                                [--hop unix|tcp] [--write docs/benchmarks.md]
- *                                                [--node /path/to/node] [--native]
+ *                                                [--node /path/to/node] [--native] [--workers N]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -32,6 +32,8 @@ const { values: opt } = parseArgs({
     node: { type: 'string' },
     /** Run the gateway with native_data_plane = on (the addon must be built for that Node). */
     native: { type: 'boolean', default: false },
+    /** The gateway's `workers` setting (processes sharing the port). */
+    workers: { type: 'string', default: '1' },
   },
 });
 const nodeBin = opt.node ?? process.execPath;
@@ -104,11 +106,33 @@ function pgbench(port: number, extra: string[]): Run {
 
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
-/** CPU a process has used so far, in µs: user and system time from /proc/PID/stat (fields 14 and 15). */
+/**
+ * CPU a process and its live children (the gateway's workers) have used so far, in µs: user and system time from
+ * /proc/PID/stat (fields 14 and 15), children found by their parent pid (field 4).
+ */
 function cpuOf(pid: number): { user: number; sys: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: (Number(fields[11]) * 1e6) / CLK_TCK, sys: (Number(fields[12]) * 1e6) / CLK_TCK };
+  const one = (p: string) => {
+    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return {
+      ppid: Number(fields[1]),
+      user: (Number(fields[11]) * 1e6) / CLK_TCK,
+      sys: (Number(fields[12]) * 1e6) / CLK_TCK,
+    };
+  };
+  const total = one(String(pid));
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const c = one(p);
+      if (c.ppid === pid) {
+        total.user += c.user;
+        total.sys += c.sys;
+      }
+    } catch {
+      // a process that ended while we looked
+    }
+  }
+  return { user: total.user, sys: total.sys };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -178,6 +202,7 @@ async function main() {
         "upstream_sslmode = 'disable'",
         'log_connections = off',
         `native_data_plane = ${opt.native ? 'on' : 'off'}`,
+        `workers = ${opt.workers}`,
         `data_directory = '${join(work, 'gw')}'`,
       ].join('\n'),
     );
@@ -298,7 +323,7 @@ async function main() {
         return `| ${k} | ${(c.user / c.tx).toFixed(1)} | ${(c.sys / c.tx).toFixed(1)} |`;
       }),
     ];
-    const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim()}${opt.native ? ' (native data plane)' : ''}, ${execFileSync('pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]}, PostgreSQL ${pg.binaries.version}`;
+    const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim()}${opt.native ? ' (native data plane)' : ''}${opt.workers !== '1' ? `, ${opt.workers} gateway workers` : ''}, ${execFileSync('pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]}, PostgreSQL ${pg.binaries.version}`;
     const report = `### ${new Date().toISOString().slice(0, 10)} — ${mode}\n\nMachine: ${machine}\n\n${lines.join('\n')}\n`;
     process.stdout.write(`\n${report}\n`);
     if (opt.write) {

@@ -48,6 +48,7 @@ export interface GatewayConfig extends TlsSettings {
   readonly max_client_conn: number;
   readonly watch_files: boolean;
   readonly native_data_plane: 'off' | 'on' | 'auto';
+  readonly routes_file: string;
   /** '1'…'256' or 'auto'. */
   readonly workers: string;
   readonly auth_file: string;
@@ -194,6 +195,19 @@ export function loadConfig(input: ConfigInput): GatewayConfig {
 }
 
 function checkConflicts(c: GatewayConfig): void {
+  if (c.routes_file !== '' && c.pool_mode !== 'relay') {
+    throw new PgtlsError(
+      ERR_CONFIG_CONFLICT,
+      'routes_file cannot be combined with pool_mode = session or transaction yet',
+      {
+        details: {
+          hint: 'Pools are per (database, user) on the one upstream; use pool_mode = relay with routes, or one gateway per upstream.',
+          routes_file: c.sources.routes_file,
+          pool_mode: c.sources.pool_mode,
+        },
+      },
+    );
+  }
   if (!/^(auto|[1-9]\d{0,2})$/.test(c.workers) || (c.workers !== 'auto' && Number(c.workers) > 256)) {
     throw new PgtlsError(ERR_CONFIG_VALUE, `invalid value for parameter "workers": "${c.workers}"`, {
       details: { hint: "Use a number from 1 to 256, or 'auto' for one worker per CPU.", source: c.sources.workers },

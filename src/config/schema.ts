@@ -85,6 +85,11 @@ export const SCHEMA = {
     default: 'off',
     help: "TLS and the relay in the native addon (native/): on (required), auto (when it built), off (Node's tls)",
   },
+  routes_file: {
+    kind: { type: 'path' },
+    default: '',
+    help: 'routes to other upstreams by SNI, database or user@server (empty: every session goes to upstream)',
+  },
   workers: {
     kind: { type: 'string' },
     default: '1',

@@ -15,6 +15,7 @@ import type { TlsMaterial } from '../tls/context.js';
 import type { LiveHandle } from './admin/client-registry.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import type { TlsSession } from './transport.js';
+import type { UpstreamTarget } from './upstream.js';
 
 /** How long a refused client may take to read its FATAL before the socket is closed regardless. */
 const LINGER_AFTER_FATAL_MS = 5000;
@@ -33,6 +34,10 @@ export class ClientConnection {
   /** The TLS material the handshake used (the main one, or a pg_hosts.conf entry's). */
   material: TlsMaterial | undefined;
   backend: Duplex | undefined;
+  /** The upstream a route chose (undefined: the configured upstream). */
+  upstream: UpstreamTarget | undefined;
+  /** The user name the backend gets when a route rewrote it (Azure's user@servername). */
+  backendUser: string | undefined;
   /** This connection in the admin console's SHOW CLIENTS (state, TLS facts, backend pid, live byte counts). */
   readonly live: LiveHandle;
   #gone = false;

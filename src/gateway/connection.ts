@@ -33,9 +33,13 @@ function backendStartupPacket(
   params: ReadonlyArray<readonly [string, string]>,
 ): Buffer {
   const mode = c.cfg.client_tls_facts_to_backend;
-  const own = stripClientFacts(params);
+  const renamed = c.backendUser;
+  const own = stripClientFacts(params).map(([k, v]): [string, string] => [
+    k,
+    k === 'user' && renamed !== undefined ? renamed : v,
+  ]);
   const add = mode === 'startup' || mode === 'both';
-  if (!add && own.length === params.length) return raw;
+  if (!add && own.length === params.length && renamed === undefined) return raw;
   const code = raw.readUInt32BE(4);
   return encodeStartupMessage([...own, ...(add ? tlsFactsAsStartupOptions(c.tls?.facts, c.record) : [])], code);
 }
@@ -91,7 +95,7 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
     c.live.setState('active');
     const wouldRefuse = rt.operator.hooks.sessionRelayed(c.record, c.tls?.facts, auth.key?.pid);
     if (wouldRefuse.length > 0) c.record.would_refuse = wouldRefuse.map((r) => r.message);
-    const unregister = auth.key ? rt.registerCancelKey(auth.key.pid, auth.key.key) : () => undefined;
+    const unregister = auth.key ? rt.registerCancelKey(auth.key.pid, auth.key.key, c.upstream) : () => undefined;
     const end = rt.trackSession(c.stream, c.backend!);
     try {
       await relay(c, stats);

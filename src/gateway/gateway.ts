@@ -25,6 +25,7 @@ import { Operator } from './operator.js';
 import { PasswordLogin } from './pool/login.js';
 import { Pools } from './pool/pools.js';
 import { poolSettingsFrom } from './pool/settings.js';
+import type { Route } from './routes.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import type { SecretSource } from './secrets.js';
 import {
@@ -90,7 +91,8 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #unixSockets: string[] = [];
   #sockets = new Set<Socket>();
   #sessions = new Set<{ client: Duplex; backend: Duplex }>();
-  #cancelKeys = new Map<string, number>();
+  /** Cancel keys of relayed sessions → how many sessions hold them, and the upstream they run on (routes). */
+  #cancelKeys = new Map<string, { n: number; upstream: UpstreamTarget | undefined }>();
   #shuttingDown = false;
   #nextId = 1;
   /** Connections whose handler has not finished (and so whose log record is not written yet). */
@@ -260,6 +262,9 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   get secrets(): SecretSource | undefined {
     return this.#state.secrets;
   }
+  get routes(): readonly Route[] {
+    return this.#state.routes;
+  }
   get proxyTrusted(): readonly TrustedRange[] {
     return this.#state.proxyTrusted;
   }
@@ -427,7 +432,8 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
       return;
     }
     record.reason = `cancel forwarded for backend pid ${pid}`;
-    await sendCancel(this.#state.upstream, pid, key).catch((err: Error) => {
+    const target = this.#cancelKeys.get(id)?.upstream ?? this.#state.upstream;
+    await sendCancel(target, pid, key).catch((err: Error) => {
       record.upstream_error = err.message;
     });
   }
@@ -447,13 +453,14 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     this.emitConnection(record);
   }
 
-  registerCancelKey(pid: number, key: Buffer): () => void {
+  registerCancelKey(pid: number, key: Buffer, upstream?: UpstreamTarget): () => void {
     const id = `${pid}:${key.toString('hex')}`;
-    this.#cancelKeys.set(id, (this.#cancelKeys.get(id) ?? 0) + 1);
+    const e = this.#cancelKeys.get(id);
+    this.#cancelKeys.set(id, { n: (e?.n ?? 0) + 1, upstream });
     return () => {
-      const n = (this.#cancelKeys.get(id) ?? 1) - 1;
-      if (n <= 0) this.#cancelKeys.delete(id);
-      else this.#cancelKeys.set(id, n);
+      const cur = this.#cancelKeys.get(id);
+      if (!cur || cur.n <= 1) this.#cancelKeys.delete(id);
+      else this.#cancelKeys.set(id, { ...cur, n: cur.n - 1 });
     };
   }
 

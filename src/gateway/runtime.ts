@@ -8,6 +8,7 @@ import type { TlsStore } from '../tls/context.js';
 import type { SniSelector } from '../tls/sni.js';
 import type { Operator } from './operator.js';
 import type { Pools } from './pool/pools.js';
+import type { Route } from './routes.js';
 import type { SecretSource } from './secrets.js';
 import type { ClientTransport } from './transport.js';
 import type { UpstreamTarget } from './upstream.js';
@@ -46,6 +47,8 @@ export interface ConnectionRecord {
   upstream_error?: string;
   /** Set when a trusted load balancer sent a PROXY header: the peer that sent it (client/client_port are the header's). */
   proxy?: { peer: string; peer_port: number; version: 1 | 2; command: 'LOCAL' | 'PROXY' };
+  /** file:line of the routes_file line that chose the upstream. */
+  route?: string;
   /** file:line of the pg_hosts.conf entry whose certificate was served (ssl_sni). */
   hosts_line?: string;
   /** report_* policy: why this session would have been refused under it (it was not). */
@@ -74,6 +77,8 @@ export interface GatewayRuntime {
   readonly pools?: Pools | undefined;
   /** Registry, metrics, report-only policy, runtime SETs, the console's view. */
   readonly operator: Operator;
+  /** routes_file's routes, in file order. */
+  readonly routes: readonly Route[];
   /** proxy_protocol_trusted, parsed. */
   readonly proxyTrusted: readonly TrustedRange[];
   readonly upstream: UpstreamTarget;
@@ -85,7 +90,7 @@ export interface GatewayRuntime {
   nextConnectionId(): number;
   cancel(pid: number, key: Buffer, record: ConnectionRecord): Promise<void>;
   /** Remember a session's cancel key; returns the function that forgets it. */
-  registerCancelKey(pid: number, key: Buffer): () => void;
+  registerCancelKey(pid: number, key: Buffer, upstream?: UpstreamTarget): () => void;
   /** Track an established session for shutdown; returns the function that untracks it. */
   trackSession(client: Duplex, backend: Duplex): () => void;
   emitConnection(record: ConnectionRecord): void;

@@ -17,6 +17,7 @@ import { type TlsMaterial, loadTlsMaterial } from '../tls/context.js';
 import { assertHandshakePossible } from '../tls/self-check.js';
 import { type SniSelector, loadSniSelector } from '../tls/sni.js';
 import { ensureLocalCa } from './local-ca.js';
+import { type Route, readRoutesFile } from './routes.js';
 import { AuthQuery, type SecretSource, secretSource } from './secrets.js';
 import { type UpstreamTarget, connectUpstream, parseUpstreamUrl } from './upstream.js';
 
@@ -32,6 +33,8 @@ export interface State {
   /** auth_file / auth_query, when the gateway authenticates password-method lines itself. */
   readonly secrets: SecretSource | undefined;
   readonly authFile: AuthFile | undefined;
+  /** routes_file: other upstreams by SNI, database or user@server. */
+  readonly routes: readonly Route[];
 }
 
 /**
@@ -151,7 +154,8 @@ export async function buildState(input: ConfigInput, opts: GatewayOptions, previ
         )
       : undefined;
   const secrets = authFile || authQuery ? secretSource(authFile, authQuery) : undefined;
-  return { config, hba, ident, material, sni, proxyTrusted, upstream, secrets, authFile };
+  const routes = config.routes_file ? readRoutesFile(config.routes_file, upstream) : [];
+  return { config, hba, ident, material, sni, proxyTrusted, upstream, secrets, authFile, routes };
 }
 
 /** What a configuration check found: the facts an operator wants to see before starting (or after a reload). */

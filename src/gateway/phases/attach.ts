@@ -11,7 +11,7 @@ import { connectUpstream } from '../upstream.js';
 export async function attach(c: ClientConnection): Promise<boolean> {
   const { record, rt } = c;
   try {
-    const backend = await connectUpstream(rt.upstream);
+    const backend = await connectUpstream(c.upstream ?? rt.upstream);
     if (!c.attachBackend(backend)) {
       record.outcome = 'closed';
       record.reason = 'client closed the connection before its backend connection was open';

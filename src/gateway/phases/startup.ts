@@ -12,6 +12,7 @@ import { type StartupParameters, parseStartupMessage } from '../../protocol/star
 import { peerSubjects } from '../client-cert.js';
 import type { ClientConnection } from '../client-connection.js';
 import * as refuse from '../refusals.js';
+import { chooseRoute } from '../routes.js';
 import { peerCertificate } from '../transport-node.js';
 import type { StartupPacket } from './negotiate.js';
 
@@ -39,9 +40,20 @@ export async function startup(c: ClientConnection, packet: StartupPacket): Promi
     return undefined;
   }
   const sp = parsed.value;
+  // A route may pick another upstream, and strip Azure's @servername from the user (before hba sees it).
+  const choice = chooseRoute(rt.routes, {
+    sni: c.tls?.facts.sni,
+    database: truncateName(sp.database),
+    user: sp.user,
+  });
+  if (choice) {
+    c.upstream = choice.route.upstream;
+    record.route = choice.route.where;
+    if (choice.user !== sp.user) c.backendUser = choice.user;
+  }
   const who: refuse.Who = {
     host: record.client,
-    user: truncateName(sp.user),
+    user: truncateName(choice?.user ?? sp.user),
     database: truncateName(sp.database),
     ssl: c.tls !== undefined,
     replication: sp.replication,
