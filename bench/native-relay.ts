@@ -27,12 +27,12 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureCluster, postgresRunAs, startCluster } from '../src/gateway/embedded-postgres.js';
 import { createIntermediateCA, createRootCA, createServerCert } from '../src/pki/generate.js';
+import { cpuOf, freePort, median, waitPort } from './support.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -48,31 +48,6 @@ const { values: opt } = parseArgs({
 });
 const seconds = Number(opt.seconds);
 
-function freePort(): Promise<number> {
-  return new Promise((res) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-  });
-}
-
-async function waitPort(port: number, tries = 100): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        res(true);
-      });
-      s.once('error', () => res(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`nothing listens on port ${port}`);
-}
-
 function runPgbench(port: number, secs: number, clients = opt.clients!, threads = opt.threads!) {
   const args = ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-S', '-n', '-c', clients, '-j', threads];
   const out = execFileSync('pgbench', [...args, '-T', String(secs), 'postgres'], {
@@ -85,14 +60,6 @@ function runPgbench(port: number, secs: number, clients = opt.clients!, threads 
   if (!m || !n) throw new Error(`no tps in pgbench output:\n${out}`);
   return { tps: Number(m[1]), tx: Number(n[1]) };
 }
-
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-function cpuOf(pid: number): { user: number; sys: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: (Number(f[11]) * 1e6) / CLK_TCK, sys: (Number(f[12]) * 1e6) / CLK_TCK };
-}
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Total Ir of the newest callgrind dump of pid in dir. */
 function callgrindTotal(dir: string, pid: number): number {
@@ -123,7 +90,7 @@ async function instructionsPerTx(
     { stdio: ['ignore', 'ignore', openSync(join(dir, 'valgrind.log'), 'a')], cwd: dir },
   );
   try {
-    await waitPort(port, 1500); // Node under valgrind takes minutes to start on a loaded machine
+    await waitPort(port, 1500, 200); // Node under valgrind takes minutes to start on a loaded machine
     const ctl = (...a: string[]) =>
       spawnSync('callgrind_control', [...a, String(vg.pid)], { stdio: 'ignore', timeout: 120_000 });
     ctl('-i', 'on');
@@ -199,7 +166,7 @@ async function main() {
       const args = [new URL(script, import.meta.url).pathname, String(port), crt, key, upstream, ...extra];
       const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(child);
-      await waitPort(port);
+      await waitPort(port, 100, 200);
       return { port, pid: child.pid!, args };
     };
     process.stderr.write('bench: relays …\n');
@@ -248,7 +215,7 @@ async function main() {
         stdio: ['ignore', 'ignore', 'inherit'],
       });
       children.push(b);
-      await waitPort(bPort);
+      await waitPort(bPort, 100, 200);
       targets.pgbouncer = { port: bPort, pid: b.pid! };
       bouncerVersion = execFileSync('/usr/sbin/pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]!;
     }

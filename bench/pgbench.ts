@@ -11,12 +11,13 @@
  *                                                [--node /path/to/node] [--native] [--workers N]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureCluster, postgresRunAs, startCluster } from '../src/gateway/embedded-postgres.js';
 import { createIntermediateCA, createRootCA, createServerCert } from '../src/pki/generate.js';
+import { cpuOf, freePort, median, waitPort } from './support.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -39,33 +40,6 @@ const { values: opt } = parseArgs({
 const nodeBin = opt.node ?? process.execPath;
 const seconds = Number(opt.seconds);
 const rounds = Number(opt.rounds);
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((res) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-  });
-}
-
-async function waitPort(port: number): Promise<void> {
-  const { connect } = await import('node:net');
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        res(true);
-      });
-      s.once('error', () => res(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`nothing listens on port ${port}`);
-}
 
 interface Run {
   readonly tps: number;
@@ -103,39 +77,6 @@ function pgbench(port: number, extra: string[]): Run {
   if (!m || !n) throw new Error(`no tps in pgbench output:\n${out}`);
   return { tps: Number(m[1]), transactions: Number(n[1]) };
 }
-
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-
-/**
- * CPU a process and its live children (the gateway's workers) have used so far, in µs: user and system time from
- * /proc/PID/stat (fields 14 and 15), children found by their parent pid (field 4).
- */
-function cpuOf(pid: number): { user: number; sys: number } {
-  const one = (p: string) => {
-    const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return {
-      ppid: Number(fields[1]),
-      user: (Number(fields[11]) * 1e6) / CLK_TCK,
-      sys: (Number(fields[12]) * 1e6) / CLK_TCK,
-    };
-  };
-  const total = one(String(pid));
-  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      const c = one(p);
-      if (c.ppid === pid) {
-        total.user += c.user;
-        total.sys += c.sys;
-      }
-    } catch {
-      // a process that ended while we looked
-    }
-  }
-  return { user: total.user, sys: total.sys };
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main() {
   const work = mkdtempSync(join(tmpdir(), 'pgtls-bench-'));

@@ -1,0 +1,60 @@
+/** What the benchmark scripts share: free ports, waiting for a listener, per-process CPU from /proc, the median. */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+
+export function freePort(): Promise<number> {
+  return new Promise((res) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+/** Resolves once something accepts connections on 127.0.0.1:port; throws after `tries` attempts. */
+export async function waitPort(port: number, tries = 100, delayMs = 100): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    const ok = await new Promise<boolean>((res) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        res(true);
+      });
+      s.once('error', () => res(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, delayMs));
+  }
+  throw new Error(`nothing listens on port ${port}`);
+}
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+function statOf(pid: string): { ppid: number; user: number; sys: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(f[1]), user: (Number(f[11]) * 1e6) / CLK_TCK, sys: (Number(f[12]) * 1e6) / CLK_TCK };
+}
+
+/**
+ * CPU a process and its live children (the gateway's workers) have used so far, in µs: user and system time from
+ * /proc/PID/stat (fields 14 and 15), children found by their parent pid (field 4).
+ */
+export function cpuOf(pid: number): { user: number; sys: number } {
+  const total = statOf(String(pid));
+  for (const p of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const c = statOf(p);
+      if (c.ppid === pid) {
+        total.user += c.user;
+        total.sys += c.sys;
+      }
+    } catch {
+      // a process that ended while we looked
+    }
+  }
+  return { user: total.user, sys: total.sys };
+}
+
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
