@@ -4,13 +4,15 @@
  * idle, must stop growing: the last round may not end more than the tolerance above the second (the first round
  * pays for warm-up: JIT, TLS context, pools). PgBouncer (transaction pooling) sits between the gateway and
  * PostgreSQL so a thousand concurrent sessions do not need a thousand backends.
- * Sizes: PGTLS_MEMORY_SESSIONS (default 1000), PGTLS_MEMORY_CYCLES (6), PGTLS_MEMORY_TOLERANCE_KIB (8 MiB).
+ * Sizes: PGTLS_MEMORY_SESSIONS (default 1000), PGTLS_MEMORY_CYCLES (6), PGTLS_MEMORY_TOLERANCE_KIB (16 MiB).
  *
  * What "comes back" means, measured: after the fd leak of issue 8.10/8.11 was fixed, the JS heap after a full GC is
  * flat from round to round (≈ 11 MiB), while RSS still rises by a decreasing amount (e.g. +35, +15, +5, +7 MiB):
  * glibc keeps freed OpenSSL buffers in its arenas rather than returning them, and each round reuses them. So the
  * test asserts (1) no JS heap growth from round 2 on, and (2) RSS settles: over the last three rounds it grows by
- * at most the tolerance per round on average (nine rounds measured: +8, +5, +5, +6, −2, +1, +7 MiB after round 2).
+ * at most the tolerance per round on average (Node 20, nine rounds: +8, +5, +5, +6, −2, +1, +7 MiB after round 2;
+ * Node 26 with OpenSSL 3.5 keeps more: +17, +13, +9, +9 MiB). 16 MiB per 1,000 sessions still catches any leak of
+ * a session's socket or TLS state (the issue 8.10 leak held ≥ 50 KiB per session).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -24,7 +26,7 @@ import { type ServeChild, adminClient, fdCount, rssKiB, settle, startServeChild 
 const envInt = (name: string, dflt: number) => Number(process.env[name] ?? '') || dflt;
 const SESSIONS = envInt('PGTLS_MEMORY_SESSIONS', 1000);
 const CYCLES = Math.max(4, envInt('PGTLS_MEMORY_CYCLES', 6));
-const TOLERANCE_KIB = envInt('PGTLS_MEMORY_TOLERANCE_KIB', 8 * 1024);
+const TOLERANCE_KIB = envInt('PGTLS_MEMORY_TOLERANCE_KIB', 16 * 1024);
 const CONCURRENCY = 100;
 const GC_ON_SIGNAL = new URL('../../../test/support/gc-on-signal.cjs', import.meta.url).pathname;
 const skip = havePgBouncer() ? false : 'PgBouncer (/usr/sbin/pgbouncer) is not installed';
