@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureCluster, postgresRunAs, startCluster } from '../src/gateway/embedded-postgres.js';
 import { createIntermediateCA, createRootCA, createServerCert } from '../src/pki/generate.js';
-import { cpuOf, freePort, median, waitPort } from './support.js';
+import { cpuOf, freePort, median, pgbouncerIni, waitPort } from './support.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -163,26 +163,14 @@ async function main() {
     writeFileSync(join(work, 'userlist.txt'), '"postgres" ""\n');
     writeFileSync(
       join(work, 'pgbouncer.ini'),
-      [
-        '[databases]',
-        `postgres = host=${opt.hop === 'unix' ? pg.socketDir : '127.0.0.1'} port=${pgPort} dbname=postgres`,
-        '[pgbouncer]',
-        'listen_addr = 127.0.0.1',
-        `listen_port = ${bPort}`,
-        'auth_type = trust',
-        `auth_file = ${join(work, 'userlist.txt')}`,
-        'pool_mode = session',
-        'max_client_conn = 200',
-        'default_pool_size = 50',
-        'client_tls_sslmode = require',
-        `client_tls_cert_file = ${join(work, 'server.crt')}`,
-        `client_tls_key_file = ${join(work, 'server.key.bouncer')}`,
-        'server_tls_sslmode = disable',
-        'unix_socket_dir =',
-        'logfile =',
-        'log_connections = 0',
-        'log_disconnections = 0',
-      ].join('\n'),
+      pgbouncerIni({
+        pgHost: opt.hop === 'unix' ? pg.socketDir : '127.0.0.1',
+        pgPort,
+        port: bPort,
+        authFile: join(work, 'userlist.txt'),
+        certFile: join(work, 'server.crt'),
+        keyFile: join(work, 'server.key.bouncer'),
+      }),
     );
     writeFileSync(join(work, 'server.key.bouncer'), leaf.keyPem);
     for (const f of ['pgbouncer.ini', 'userlist.txt', 'server.key.bouncer']) own(join(work, f));

@@ -58,3 +58,37 @@ export function cpuOf(pid: number): { user: number; sys: number } {
 }
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/**
+ * pgbouncer.ini for the comparison: session pooling, client TLS with the given files (the same chain pgtls serves),
+ * trust to PostgreSQL on `pgHost` (its socket directory, or 127.0.0.1) — the same mode and hop as the gateway's.
+ */
+export function pgbouncerIni(o: {
+  pgHost: string;
+  pgPort: number;
+  port: number;
+  authFile: string;
+  certFile: string;
+  keyFile: string;
+}): string {
+  return [
+    '[databases]',
+    `postgres = host=${o.pgHost} port=${o.pgPort} dbname=postgres`,
+    '[pgbouncer]',
+    'listen_addr = 127.0.0.1',
+    `listen_port = ${o.port}`,
+    'auth_type = trust',
+    `auth_file = ${o.authFile}`,
+    'pool_mode = session',
+    'max_client_conn = 200',
+    'default_pool_size = 50',
+    'client_tls_sslmode = require',
+    `client_tls_cert_file = ${o.certFile}`,
+    `client_tls_key_file = ${o.keyFile}`,
+    'server_tls_sslmode = disable',
+    'unix_socket_dir =',
+    'logfile =',
+    'log_connections = 0',
+    'log_disconnections = 0',
+  ].join('\n');
+}

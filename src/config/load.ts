@@ -85,6 +85,7 @@ export interface GatewayConfig extends TlsSettings {
   readonly server_lifetime: number;
   readonly server_reset_query: string;
   readonly server_reset_query_always: boolean;
+  /** '' disables the check; '<empty>' sends an empty query (PgBouncer's default since 1.23). */
   readonly server_check_query: string;
   readonly server_check_delay: number;
   readonly query_wait_timeout: number;

@@ -3,26 +3,29 @@
  * `relay` is the gateway's 1:1 relay (a fresh backend connection per client, authenticated by the backend), kept as
  * the default so that a configuration without pool_mode behaves as before.
  */
+import type { GatewayConfig } from '../../config/load.js';
+
 export const POOL_MODES = ['relay', 'session', 'transaction'] as const;
 export type PoolMode = (typeof POOL_MODES)[number];
 
-export interface PoolSettings {
-  readonly pool_mode: PoolMode;
-  readonly default_pool_size: number;
-  readonly min_pool_size: number;
-  readonly reserve_pool_size: number;
-  readonly reserve_pool_timeout: number;
-  readonly max_db_connections: number;
-  readonly server_idle_timeout: number;
-  readonly server_lifetime: number;
-  readonly server_reset_query: string;
-  readonly server_reset_query_always: boolean;
-  /** '' disables the check; '<empty>' sends an empty query (PgBouncer's default since 1.23). */
-  readonly server_check_query: string;
-  readonly server_check_delay: number;
-  readonly query_wait_timeout: number;
-  readonly max_prepared_statements: number;
-}
+/** The pooling keys of the gateway's configuration (declared once, in GatewayConfig). */
+export type PoolSettings = Pick<
+  GatewayConfig,
+  | 'pool_mode'
+  | 'default_pool_size'
+  | 'min_pool_size'
+  | 'reserve_pool_size'
+  | 'reserve_pool_timeout'
+  | 'max_db_connections'
+  | 'server_idle_timeout'
+  | 'server_lifetime'
+  | 'server_reset_query'
+  | 'server_reset_query_always'
+  | 'server_check_query'
+  | 'server_check_delay'
+  | 'query_wait_timeout'
+  | 'max_prepared_statements'
+>;
 
 export const DEFAULT_POOL_SETTINGS: PoolSettings = Object.freeze({
   pool_mode: 'relay',
