@@ -12,17 +12,17 @@
  * transaction (µs, from /proc).
  *
  *   npm run build && node dist/bench/pool.js [--seconds 15] [--only session|simple|prepared] [--plain]
- *                                            [--hop tcp|unix] [--native on|off]
+ *                                            [--hop tcp|unix] [--native on|off] [--callgrind]
  *                                            [--cpu-prof DIR] [--node-arg ARG] [--target direct|pgbouncer|pgtls] [--write docs/benchmarks.md]
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, chownSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureCluster, postgresRunAs, startCluster } from '../src/gateway/embedded-postgres.js';
 import { createRootCA, createServerCert } from '../src/pki/generate.js';
-import { cpuOf, freePort, waitPort } from './support.js';
+import { callgrindPerTx, cpuOf, freePort, waitPort } from './support.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -38,6 +38,8 @@ const { values: opt } = parseArgs({
     target: { type: 'string', multiple: true },
     /** The gateway's native_data_plane (off | on | auto). */
     native: { type: 'string', default: 'off' },
+    /** Also count the gateway's instructions per transaction under callgrind (load-independent; slow). */
+    callgrind: { type: 'boolean', default: false },
     write: { type: 'string' },
   },
 });
@@ -79,12 +81,26 @@ interface Scenario {
   readonly mode: 'session' | 'transaction';
   readonly size: number;
   readonly args: string[];
+  /** The load under callgrind: fewer clients (Node runs ~50 × slower there), still more clients than servers. */
+  readonly cgArgs: string[];
 }
 
 const SCENARIOS: Scenario[] = [
-  { name: 'session', mode: 'session', size: 20, args: ['-C', '-c', '4', '-j', '1'] },
-  { name: 'simple', mode: 'transaction', size: 4, args: ['-c', '100', '-j', '2', '-M', 'simple'] },
-  { name: 'prepared', mode: 'transaction', size: 4, args: ['-c', '100', '-j', '2', '-M', 'prepared'] },
+  { name: 'session', mode: 'session', size: 20, args: ['-C', '-c', '4', '-j', '1'], cgArgs: ['-C', '-c', '2'] },
+  {
+    name: 'simple',
+    mode: 'transaction',
+    size: 4,
+    args: ['-c', '100', '-j', '2', '-M', 'simple'],
+    cgArgs: ['-c', '12', '-M', 'simple'],
+  },
+  {
+    name: 'prepared',
+    mode: 'transaction',
+    size: 4,
+    args: ['-c', '100', '-j', '2', '-M', 'prepared'],
+    cgArgs: ['-c', '12', '-M', 'prepared'],
+  },
 ];
 
 const cpuSince = (pid: number, from: { user: number; sys: number }) => {
@@ -151,7 +167,32 @@ async function main(): Promise<void> {
     say('|---|---|---|---|---|---|---|---|');
     writeFileSync(join(work, 'userlist.txt'), '"postgres" ""\n');
     own(join(work, 'userlist.txt'));
+    const gatewayConf = (sc: Scenario, port: number, dataName: string): string => {
+      const conf = join(work, `pgtls-${dataName}.conf`);
+      writeFileSync(
+        conf,
+        [
+          "listen_addresses = '127.0.0.1'",
+          `port = ${port}`,
+          `ssl = ${opt.plain ? 'off' : 'on'}`,
+          `require_secure_transport = ${opt.plain ? 'off' : 'on'}`,
+          "ssl_cert_file = 'server.crt'",
+          "ssl_key_file = 'gateway.key'",
+          "hba_file = 'hba.conf'",
+          `upstream = 'postgres://${encodeURIComponent(hopHost)}:${pgPort}'`,
+          "upstream_sslmode = 'disable'",
+          `pool_mode = ${sc.mode}`,
+          `default_pool_size = ${sc.size}`,
+          'max_client_conn = 500',
+          'log_connections = off',
+          `native_data_plane = ${opt.native}`,
+          `data_directory = '${join(work, dataName)}'`,
+        ].join('\n'),
+      );
+      return conf;
+    };
     writeFileSync(join(work, 'hba.conf'), `${opt.plain ? 'host' : 'hostssl'} all all 127.0.0.1/32 trust\n`);
+    const cg: string[] = [];
     for (const sc of SCENARIOS) {
       if (opt.only && opt.only !== sc.name) continue;
       process.stderr.write(`bench: ${sc.name} …\n`);
@@ -190,27 +231,7 @@ async function main(): Promise<void> {
       const bouncer = spawn('/usr/sbin/pgbouncer', [ini], { ...runAs, stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(bouncer);
       const gPort = await freePort();
-      const conf = join(work, `pgtls-${sc.name}.conf`);
-      writeFileSync(
-        conf,
-        [
-          "listen_addresses = '127.0.0.1'",
-          `port = ${gPort}`,
-          `ssl = ${opt.plain ? 'off' : 'on'}`,
-          `require_secure_transport = ${opt.plain ? 'off' : 'on'}`,
-          "ssl_cert_file = 'server.crt'",
-          "ssl_key_file = 'gateway.key'",
-          "hba_file = 'hba.conf'",
-          `upstream = 'postgres://${encodeURIComponent(hopHost)}:${pgPort}'`,
-          "upstream_sslmode = 'disable'",
-          `pool_mode = ${sc.mode}`,
-          `default_pool_size = ${sc.size}`,
-          'max_client_conn = 500',
-          'log_connections = off',
-          `native_data_plane = ${opt.native}`,
-          `data_directory = '${join(work, `gw-${sc.name}`)}'`,
-        ].join('\n'),
-      );
+      const conf = gatewayConf(sc, gPort, `gw-${sc.name}`);
       const gw = spawn(
         process.execPath,
         [
@@ -249,7 +270,28 @@ async function main(): Promise<void> {
       say(
         `| ${sc.mode} \`pgbench -S ${sc.args.join(' ')}\`, pool ${sc.size} | ${show(direct)} | ${show(bouncerRun)} | ${show(gwRun)} | ${ratio(gwRun, bouncerRun)} | ${ratio(gwRun, direct)} | ${per(bCpu, bouncerRun)} | ${per(gCpu, gwRun)} |`,
       );
+      if (opt.callgrind) {
+        process.stderr.write(`bench: ${sc.name} under callgrind (minutes) …\n`);
+        const cgPort = await freePort();
+        const cgDir = join(work, `callgrind-${sc.name}`);
+        mkdirSync(cgDir);
+        const cgConf = gatewayConf(sc, cgPort, `gw-cg-${sc.name}`);
+        const ir = await callgrindPerTx(
+          [process.execPath, new URL('../src/cli/main.js', import.meta.url).pathname, 'serve', '--config', cgConf],
+          cgPort,
+          cgDir,
+          (secs) => ({ tx: pgbench(cgPort, sc.cgArgs, secs).transactions }),
+          { warmup: 10, short: 10, long: 30 },
+        );
+        cg.push(`| ${sc.mode} \`pgbench -S ${sc.cgArgs.join(' ')}\`, pool ${sc.size} | ${Math.round(ir)} |`);
+      }
       await new Promise((r) => setTimeout(r, 500));
+    }
+    if (cg.length > 0) {
+      say('');
+      say('| under callgrind | gateway instructions per transaction |');
+      say('|---|---|');
+      for (const l of cg) say(l);
     }
     if (opt.write) appendFileSync(opt.write, `\n${lines.join('\n')}\n`);
   } finally {
