@@ -156,7 +156,10 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
         };
       },
       log: (level, w) => gw.emit(level === 'warn' ? 'warning' : 'notice', w),
-      pools: () => (gw.pools ? { mode: gw.pools.settings.pool_mode, rows: gw.pools.list() } : undefined),
+      pools: () =>
+        gw.pools
+          ? { mode: gw.pools.settings.pool_mode, rows: gw.pools.list(), servers: gw.pools.servers() }
+          : undefined,
     });
     this.#opts = opts;
   }

@@ -17,7 +17,7 @@ import { withOverrides } from './admin/overrides.js';
 import type {
   LiveClient,
   OperatorView,
-  PoolRow,
+  PoolsView,
   ReloadResult,
   RuntimeOverride,
   RuntimeSetting,
@@ -42,7 +42,7 @@ export interface OperatorHost {
   /** Connections to the backend for the gateway's own bookkeeping, with their credentials (auth_user). */
   backendFor(): { connect: () => Promise<Duplex>; creds: BackendCredentials } | undefined;
   /** The pools, when pool_mode is session or transaction. */
-  pools(): { mode: string; rows: readonly PoolRow[] } | undefined;
+  pools(): PoolsView | undefined;
   log(level: 'info' | 'warn', w: Record<string, unknown>): void;
 }
 
@@ -151,7 +151,7 @@ export class Operator implements OperatorView {
   }
 
   // OperatorView
-  pools(): { mode: string; rows: readonly PoolRow[] } | undefined {
+  pools(): PoolsView | undefined {
     return this.host.pools();
   }
   clients(): Iterable<LiveClient> {

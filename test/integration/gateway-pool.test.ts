@@ -106,8 +106,54 @@ describe('transaction pooling', () => {
       'SHOW POOLS',
       { libpq: 18, env: { PGPASSWORD: 'pool-admin-pw' } },
     );
-    assert.match(pools.stdout, /^postgres\|alice\|\d+\|0\|\d+\|\d+\|0\|0\|transaction$/m, pools.stderr);
+    // 20 clients logged in, none waiting now; maxwait 0 s 0 µs.
+    assert.match(pools.stdout, /^postgres\|alice\|20\|0\|\d+\|\d+\|0\|0\|0\|transaction$/m, pools.stderr);
     await Promise.all(cs.map((x) => x.end()));
+  });
+
+  test('SHOW SERVERS lists the pooled servers as the backend knows them; SHOW POOLS counts a waiting client', async () => {
+    const admin = (sql: string) =>
+      psql(
+        `host=localhost hostaddr=127.0.0.1 port=${gw.port} user=admin dbname=pgtls sslmode=verify-full sslrootcert=${fx.root}`,
+        sql,
+        { libpq: 18, env: { PGPASSWORD: 'pool-admin-pw' } },
+      );
+    const holders = [client(gw.port), client(gw.port)];
+    await Promise.all(holders.map((h) => h.connect()));
+    await Promise.all(holders.map((h) => h.query('BEGIN')));
+    const pids = (await Promise.all(holders.map((h) => h.query('SELECT pg_backend_pid() AS p')))).map(
+      (r) => r.rows[0].p as number,
+    );
+    const waiter = client(gw.port);
+    await waiter.connect();
+    const waiting = waiter.query('SELECT 1');
+    try {
+      await new Promise((r) => setTimeout(r, 1200));
+      const servers = await admin('SHOW SERVERS');
+      const rows = servers.stdout
+        .trim()
+        .split('\n')
+        .filter((l) => l.startsWith('S|'));
+      assert.equal(rows.length, 2, servers.stdout + servers.stderr);
+      for (const row of rows) {
+        const [type, user, database, state, addr, port, , , remotePid, tls] = row.split('|');
+        assert.deepEqual(
+          [type, user, database, state, addr, port, tls],
+          ['S', 'alice', 'postgres', 'active', '127.0.0.1', String(cluster.port), ''],
+        );
+        assert.ok(pids.includes(Number(remotePid)), `remote_pid ${remotePid} is one of ${pids.join(', ')}`);
+      }
+      const pools = await admin('SHOW POOLS');
+      // 3 clients, one of them waiting for more than a second; 2 servers lent.
+      assert.match(pools.stdout, /^postgres\|alice\|2\|1\|2\|0\|0\|1\|\d+\|transaction$/m, pools.stdout);
+    } finally {
+      await Promise.all(holders.map((h) => h.query('COMMIT')));
+      await waiting;
+      await Promise.all([...holders, waiter].map((h) => h.end()));
+    }
+    const after = await admin('SHOW SERVERS');
+    assert.match(after.stdout, /^S\|alice\|postgres\|idle\|/m, after.stdout);
+    assert.doesNotMatch(after.stdout, /\|active\|/);
   });
 
   test('postgres.js default (named) prepared statements work across the pool', async () => {

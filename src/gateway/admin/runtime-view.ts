@@ -71,13 +71,39 @@ export interface PoolRow {
   readonly active: number;
   readonly opening: number;
   readonly waiting: number;
+  /** Logged-in clients, waiting or not. */
+  readonly clients: number;
+  /** The oldest waiting client's wait so far, in ms (0: none waits). */
+  readonly maxWaitMs: number;
+}
+
+/** One pooled server for SHOW SERVERS. */
+export interface ServerRow {
+  readonly id: number;
+  readonly user: string;
+  readonly database: string;
+  readonly state: string;
+  readonly addr: string;
+  readonly port: number | undefined;
+  readonly connectTime: Date;
+  readonly requestTime: Date;
+  readonly remotePid: number | undefined;
+  readonly tls: string;
+  readonly preparedStatements: number;
+}
+
+/** pool_mode, its pools and their servers. */
+export interface PoolsView {
+  readonly mode: string;
+  readonly rows: readonly PoolRow[];
+  readonly servers: readonly ServerRow[];
 }
 
 export interface OperatorView {
   /** The package version ("0.1.0"). */
   readonly version: string;
   /** pool_mode and its pools (undefined without pooling). */
-  pools?(): { mode: string; rows: readonly PoolRow[] } | undefined;
+  pools?(): PoolsView | undefined;
   /** Live client connections, in id order. */
   clients(): Iterable<LiveClient>;
   /** The configuration in force (the one loaded at start or by the last reload, without runtime overrides). */

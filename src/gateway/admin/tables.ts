@@ -314,8 +314,9 @@ const WOULD_REFUSE: Table = {
 };
 
 /**
- * PgBouncer's SHOW POOLS column names (a subset): one row per (database, user) pool with pool_mode session or
- * transaction; none with the 1:1 relay, where each session owns its backend. SHOW SERVERS stays empty for now.
+ * PgBouncer's SHOW POOLS columns (the ones that mean something here): one row per (database, user) pool with
+ * pool_mode session or transaction; none with the 1:1 relay, where each session owns its backend. cl_active counts
+ * logged-in clients not waiting for a server; maxwait/maxwait_us is the oldest waiting client's wait.
  */
 const POOLS: Table = {
   columns: [
@@ -327,6 +328,7 @@ const POOLS: Table = {
     col('sv_idle', 'int4'),
     col('sv_login', 'int4'),
     col('maxwait', 'int4'),
+    col('maxwait_us', 'int4'),
     col('pool_mode'),
   ],
   rows: (view) => {
@@ -335,17 +337,23 @@ const POOLS: Table = {
     return p.rows.map((r) => [
       r.database,
       r.user,
-      '0',
+      String(Math.max(0, r.clients - r.waiting)),
       String(r.waiting),
       String(r.active),
       String(r.idle),
       String(r.opening),
-      '0',
+      String(Math.floor(r.maxWaitMs / 1000)),
+      String((r.maxWaitMs % 1000) * 1000),
       p.mode,
     ]);
   },
 };
 
+/**
+ * PgBouncer's SHOW SERVERS columns (those that mean something here): one row per logged-in pooled server. state is
+ * `active` (lent to a client, or running a check or reset query) or `idle`; request_time is when it was last handed
+ * out or returned; tls is "version/cipher" on a TLS hop to the backend.
+ */
 const SERVERS: Table = {
   columns: [
     col('type'),
@@ -355,11 +363,27 @@ const SERVERS: Table = {
     col('addr'),
     col('port', 'int4'),
     col('connect_time', 'timestamptz'),
+    col('request_time', 'timestamptz'),
     col('remote_pid', 'int4'),
     col('tls'),
+    col('prepared_statements', 'int4'),
     col('id', 'int4'),
   ],
-  rows: () => [],
+  rows: (view) =>
+    (view.pools?.()?.servers ?? []).map((s) => [
+      'S',
+      s.user,
+      s.database,
+      s.state,
+      s.addr,
+      num(s.port),
+      pgTimestamp(s.connectTime),
+      pgTimestamp(s.requestTime),
+      num(s.remotePid),
+      s.tls,
+      String(s.preparedStatements),
+      String(s.id),
+    ]),
 };
 
 /** SHOW <name> → table. SHOW HELP is answered by the console itself. */

@@ -70,8 +70,25 @@ export class Pool {
     private readonly log: (event: string, detail: Record<string, unknown>) => void = () => undefined,
   ) {}
 
+  /** Logged-in clients of this pool (PooledSessions between open and end). */
+  clients = 0;
+
   get counts(): PoolCounts {
     return { idle: this.#idle.length, active: this.#busy.size, opening: this.#opening, waiting: this.#queue.length };
+  }
+
+  /** How long the oldest waiting client has waited, in ms (0: none waits) — SHOW POOLS' maxwait. */
+  maxWaitMs(now = Date.now()): number {
+    const head = this.#queue[0];
+    return head ? now - head.since : 0;
+  }
+
+  /** Every logged-in server with its PgBouncer state ('active': lent to a client or running a check or reset). */
+  servers(): { server: ServerConnection; state: 'active' | 'idle' }[] {
+    return [
+      ...[...this.#busy].map((server) => ({ server, state: 'active' as const })),
+      ...this.#idle.map((server) => ({ server, state: 'idle' as const })),
+    ];
   }
 
   /** Servers that exist or are being opened (what default_pool_size bounds). */
@@ -89,29 +106,49 @@ export class Pool {
     vars: () => ReadonlyMap<string, string>,
     signal?: ClientGone,
   ): Promise<ServerConnection> {
-    if (this.#closed) return Promise.reject(new PoolRefusal(refuse.shuttingDown(), 'pool closed'));
-    if (signal?.aborted) return Promise.reject(new PoolRefusal(refuse.internalError(), 'client left'));
-    return new Promise((resolve, reject) => {
-      const w: Waiter = {
-        credentials,
-        vars,
-        since: Date.now(),
-        reserveOk: this.settings.reserve_pool_timeout === 0,
-        opening: false,
-        resolve,
-        reject,
-      };
-      this.#queue.push(w);
-      // A client that leaves while it waits leaves the queue (PgBouncer closes waiting clients the same way). The
-      // listener goes when the wait ends: a transaction-mode client waits with the same signal every transaction.
-      if (signal) {
-        w.unlisten = signal.on(() => {
-          if (this.#dequeue(w)) w.reject(new PoolRefusal(refuse.internalError(), 'client left while waiting'));
-        });
-      }
-      this.#pump();
-      this.#arm();
-    });
+    return new Promise((resolve, reject) => this.enqueue(credentials, vars, signal, resolve, reject));
+  }
+
+  /**
+   * acquire() with callbacks instead of a promise (the transaction relay waits once per transaction when clients
+   * outnumber servers; a promise chain costs several microtasks each time). `resolve`/`reject` may be called before
+   * this returns (a refusal, or a server already idle): callers defer their work as a promise would.
+   */
+  enqueue(
+    credentials: ServerCredentials | undefined,
+    vars: () => ReadonlyMap<string, string>,
+    signal: ClientGone | undefined,
+    resolve: (s: ServerConnection) => void,
+    reject: (e: PoolRefusal) => void,
+  ): void {
+    if (this.#closed || signal?.aborted) {
+      reject(
+        new PoolRefusal(
+          this.#closed ? refuse.shuttingDown() : refuse.internalError(),
+          this.#closed ? 'pool closed' : 'client left',
+        ),
+      );
+      return;
+    }
+    const w: Waiter = {
+      credentials,
+      vars,
+      since: Date.now(),
+      reserveOk: this.settings.reserve_pool_timeout === 0,
+      opening: false,
+      resolve,
+      reject,
+    };
+    this.#queue.push(w);
+    // A client that leaves while it waits leaves the queue (PgBouncer closes waiting clients the same way). The
+    // listener goes when the wait ends: a transaction-mode client waits with the same signal every transaction.
+    if (signal) {
+      w.unlisten = signal.on(() => {
+        if (this.#dequeue(w)) w.reject(new PoolRefusal(refuse.internalError(), 'client left while waiting'));
+      });
+    }
+    this.#pump();
+    this.#arm();
   }
 
   /**
@@ -157,7 +194,6 @@ export class Pool {
       const srv = this.#idle[this.#idle.length - 1]!;
       if (s.server_check_query !== '' && Date.now() - srv.lastUsed >= s.server_check_delay) return undefined;
       this.#idle.pop();
-      srv.unwatch();
       if (srv.broken) this.#drop(srv, 'broken while idle');
       else if (this.#overLifetime(srv)) this.#drop(srv, 'server lifetime over');
       else {
@@ -290,14 +326,12 @@ export class Pool {
     }
     srv.lastUsed = Date.now();
     this.#idle.push(srv);
-    srv.watch();
   }
 
   /** Serve waiting clients from idle servers, then open new servers for those still waiting. */
   #pump(): void {
     while (this.#queue.length > 0 && this.#idle.length > 0) {
       const srv = this.#idle.pop()!;
-      srv.unwatch();
       if (srv.broken) {
         this.#drop(srv, 'broken while idle');
         continue;

@@ -79,14 +79,40 @@ export class PooledSession {
   checkout(signal?: ClientGone): Promise<ServerConnection> {
     return this.pool
       .acquire(this.credentials, () => this.#startupMap(), signal)
-      .then((server) => (this.#sets(server).length === 0 ? server : this.#ready(server)));
+      .then((server) => (this.#differs(server) ? this.#ready(server) : server));
   }
 
-  /** checkout() without a promise when an idle server is there and already has the client's GUC values. */
-  checkoutNow(signal?: ClientGone): ServerConnection | Promise<ServerConnection> {
-    const server = this.pool.takeIdle();
-    if (!server) return this.checkout(signal);
-    return this.#sets(server).length === 0 ? server : this.#ready(server);
+  /**
+   * checkout() for the transaction relay, without promises: an idle server that already has the client's GUC
+   * values is returned at once; otherwise undefined, and `done` is called later (always asynchronously, as a
+   * promise would) with the server or the refusal.
+   */
+  checkoutNow(
+    signal: ClientGone,
+    done: (err: unknown, server?: ServerConnection) => void,
+  ): ServerConnection | undefined {
+    const got = (server: ServerConnection) => {
+      if (!this.#differs(server)) queueMicrotask(() => done(undefined, server));
+      else
+        this.#ready(server).then(
+          (s) => done(undefined, s),
+          (e: unknown) => done(e),
+        );
+    };
+    const idle = this.pool.takeIdle();
+    if (idle) {
+      if (!this.#differs(idle)) return idle;
+      got(idle);
+      return undefined;
+    }
+    this.pool.enqueue(
+      this.credentials,
+      () => this.#startupMap(),
+      signal,
+      got,
+      (e) => queueMicrotask(() => done(e)),
+    );
+    return undefined;
   }
 
   async #ready(server: ServerConnection): Promise<ServerConnection> {
@@ -97,6 +123,12 @@ export class PooledSession {
       throw e;
     }
     return server;
+  }
+
+  /** Whether any of the client's GUC values is not in effect on `server` (every transaction: no allocation). */
+  #differs(server: ServerConnection): boolean {
+    for (const [lower, v] of this.#vars) if (server.vars.get(lower) !== v.value) return true;
+    return false;
   }
 
   #sets(server: ServerConnection): string[] {
@@ -178,10 +210,14 @@ export class PooledSession {
     try {
       if (this.mode === 'session') return await this.#runSession(client, pipelined);
       const tx = new TxRelay(client, {
-        acquire: (signal) => {
-          const got = this.checkoutNow(signal);
-          return got instanceof Promise ? got.catch((e: unknown) => this.#refused(e)) : got;
-        },
+        acquire: (signal, done) =>
+          this.checkoutNow(signal, (err, server) => {
+            if (err === undefined) done(server);
+            else {
+              this.#tell(err);
+              done(undefined);
+            }
+          }),
         release: (s, clean) => this.pool.release(s, clean, false),
         noteClientParam: (name, value) => {
           // Only the client's own GUCs: a reported read-only one (is_superuser, in_hot_standby) cannot be SET.
@@ -208,11 +244,7 @@ export class PooledSession {
     if (c && !c.destroyed) c.write(encodeErrorResponse(err));
   }
 
-  /** Tell the client why it gets no server; the refusal is rethrown to end its relay. */
-  #refused(e: unknown): never {
-    throw this.#tell(e);
-  }
-
+  /** Tell the client why it gets no server. */
   #tell(e: unknown): PoolRefusal {
     const r = e instanceof PoolRefusal ? e : new PoolRefusal(refusalInternal, (e as Error).message);
     this.#send(r.wire);
@@ -277,11 +309,9 @@ function spliceSession(
       if (finished) return;
       finished = true;
       client.off('data', fromClient);
-      s.off('data', fromServer);
       client.off('drain', resumeServer);
       s.off('drain', resumeClient);
-      s.off('close', onServerClose);
-      s.pause();
+      server.detach();
       client.destroy();
       resolve(idle && !s.destroyed);
     };
@@ -307,22 +337,17 @@ function spliceSession(
       idle = n >= 6 && d[n - 6] === 0x5a && d.readInt32BE(n - 5) === 5 && d[n - 1] === 0x49;
       if (!client.write(d)) s.pause();
     };
-    const onServerClose = () => {
-      finish();
-    };
     if (client.destroyed || s.destroyed) {
       finish();
       return;
     }
     client.on('data', fromClient);
-    s.on('data', fromServer);
+    server.attach({ data: fromServer, gone: finish });
     client.on('drain', resumeServer);
     s.on('drain', resumeClient);
     client.once('close', finish);
     client.once('end', finish);
-    s.once('close', onServerClose);
     client.on('error', () => client.destroy());
     client.resume();
-    s.resume();
   });
 }

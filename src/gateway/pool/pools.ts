@@ -11,6 +11,7 @@
  * and, for a CancelRequest, `await pools.cancel(pid, key)`.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { ServerCredentials, ServerLogin } from './login.js';
 import { DatabaseCounts, Pool } from './pool.js';
 import { PooledSession } from './pooled-session.js';
@@ -33,6 +34,37 @@ export interface OpenRequest {
   readonly minor: number;
   /** What the gateway can log the server in with as this user (undefined: the login's own configuration). */
   readonly credentials?: ServerCredentials;
+}
+
+export interface PoolListing {
+  readonly database: string;
+  readonly user: string;
+  readonly idle: number;
+  readonly active: number;
+  readonly opening: number;
+  readonly waiting: number;
+  /** Logged-in clients (waiting or not). */
+  readonly clients: number;
+  /** The oldest waiting client's wait so far (0: none waits). */
+  readonly maxWaitMs: number;
+}
+
+/** One server for SHOW SERVERS (PgBouncer's columns). */
+export interface ServerListing {
+  readonly id: number;
+  readonly user: string;
+  readonly database: string;
+  readonly state: 'active' | 'idle';
+  /** The backend's address ("unix" for its Unix socket, whose port is then unknown here). */
+  readonly addr: string;
+  readonly port: number | undefined;
+  readonly connectTime: Date;
+  /** When it was last handed out or returned. */
+  readonly requestTime: Date;
+  readonly remotePid: number | undefined;
+  /** "TLSv1.3/TLS_AES_256_GCM_SHA384" on a TLS hop, empty otherwise. */
+  readonly tls: string;
+  readonly preparedStatements: number;
 }
 
 /** Sends a CancelRequest for a server's backend (the default login knows the upstream address). */
@@ -69,8 +101,45 @@ export class Pools {
   }
 
   /** Every pool with its counts, for the console's SHOW POOLS. */
-  list(): { database: string; user: string; idle: number; active: number; opening: number; waiting: number }[] {
-    return [...this.#pools.values()].map((p) => ({ database: p.key.database, user: p.key.user, ...p.counts }));
+  list(now = Date.now()): PoolListing[] {
+    return [...this.#pools.values()].map((p) => ({
+      database: p.key.database,
+      user: p.key.user,
+      ...p.counts,
+      clients: p.clients,
+      maxWaitMs: p.maxWaitMs(now),
+    }));
+  }
+
+  /** Every logged-in server of every pool, for the console's SHOW SERVERS. */
+  servers(): ServerListing[] {
+    const out: ServerListing[] = [];
+    for (const p of this.#pools.values()) {
+      for (const { server, state } of p.servers()) {
+        const sock = server.socket as Duplex & {
+          remoteAddress?: string;
+          remotePort?: number;
+          getProtocol?: () => string | null;
+          getCipher?: () => { standardName?: string; name: string } | undefined;
+        };
+        const tlsVersion = sock.getProtocol?.();
+        const cipher = sock.getCipher?.();
+        out.push({
+          id: server.id,
+          user: p.key.user,
+          database: p.key.database,
+          state,
+          addr: sock.remoteAddress ?? 'unix',
+          port: sock.remotePort,
+          connectTime: new Date(server.created),
+          requestTime: new Date(server.lastUsed),
+          remotePid: server.cancelKey?.pid,
+          tls: tlsVersion && cipher ? `${tlsVersion}/${cipher.standardName ?? cipher.name}` : '',
+          preparedStatements: server.prepared.size,
+        });
+      }
+    }
+    return out;
   }
 
   /** A session for an authenticated client; call welcome() then run() on it. */
@@ -82,15 +151,15 @@ export class Pools {
     while ((pid === 0 || this.#sessions.has(pid)) && ++guard < 100);
     const key = Buffer.from(this.#random(req.minor >= 2 ? 32 : 4));
     const vars = req.startup.filter(([k]) => !NOT_GUCS.has(k) && !k.startsWith('_pq_.'));
-    const session = new PooledSession(
-      this.pool(req.user, req.database),
-      mode,
-      { pid, key },
-      vars,
-      req.credentials,
-      this.#names,
-      () => this.#sessions.delete(pid),
-    );
+    const pool = this.pool(req.user, req.database);
+    pool.clients++;
+    let ended = false;
+    const session = new PooledSession(pool, mode, { pid, key }, vars, req.credentials, this.#names, () => {
+      if (ended) return;
+      ended = true;
+      pool.clients--;
+      this.#sessions.delete(pid);
+    });
     this.#sessions.set(pid, session);
     return session;
   }

@@ -35,6 +35,13 @@ export interface QueryOutcome {
 
 let nextServerId = 1;
 
+/** The current reader of a server's bytes (ServerConnection.attach). */
+export interface ServerSink {
+  data(d: Buffer): void;
+  /** The backend connection ended or failed (called once, after the server is marked broken). */
+  gone(): void;
+}
+
 export class ServerConnection {
   readonly id = nextServerId++;
   readonly created = Date.now();
@@ -52,11 +59,26 @@ export class ServerConnection {
   /** Frames what the backend sends while a pool component reads it (query(), the transaction relay). */
   readonly reader = new MessageReader(MAX_BACKEND_MESSAGE);
   #broken = false;
-  #watching = false;
+  /**
+   * Who reads the backend now (the transaction relay, the session splice, query()); none while the server sits in
+   * its pool or between owners, when any byte breaks it (see the class comment). One permanent 'data' listener
+   * dispatches here: owners change every transaction, and adding/removing listeners and pausing/resuming the
+   * socket each time cost more than the dispatch (measured with bench/pool.ts --callgrind).
+   */
+  #sink: ServerSink | undefined;
   /** The ParameterStatus messages for `params`, encoded once (a session-mode welcome per client). */
   #encodedParams: Buffer | undefined;
-  readonly #onIdleData = () => this.#break();
-  readonly #onGone = () => this.#break();
+  readonly #onData = (d: Buffer) => {
+    const sink = this.#sink;
+    if (sink) sink.data(d);
+    else this.#break();
+  };
+  readonly #onGone = () => {
+    this.#break();
+    const sink = this.#sink;
+    this.#sink = undefined;
+    sink?.gone();
+  };
 
   constructor(
     readonly socket: Duplex,
@@ -70,6 +92,8 @@ export class ServerConnection {
     socket.once('close', this.#onGone);
     socket.once('end', this.#onGone);
     for (const [k, v] of startupVars) this.vars.set(k.toLowerCase(), v);
+    socket.on('data', this.#onData);
+    socket.resume();
   }
 
   /** True once the backend connection failed, ended, or sent something while idle: it must not be used again. */
@@ -79,7 +103,6 @@ export class ServerConnection {
 
   #break(): void {
     this.#broken = true;
-    this.unwatch();
     this.socket.destroy();
   }
 
@@ -88,20 +111,18 @@ export class ServerConnection {
     this.#break();
   }
 
-  /** Watch it while it sits in the pool (see the class comment). */
-  watch(): void {
-    if (this.#watching || this.broken) return;
-    this.#watching = true;
-    this.socket.on('data', this.#onIdleData);
-    this.socket.resume();
+  /**
+   * Read the backend from now on (`sink` gets every chunk, and `gone()` once if the connection ends). The socket
+   * may have been paused by the previous owner's backpressure: it flows again.
+   */
+  attach(sink: ServerSink): void {
+    this.#sink = sink;
+    if (this.socket.isPaused()) this.socket.resume();
   }
 
-  /** Stop watching: a component is about to read the backend itself. */
-  unwatch(): void {
-    if (!this.#watching) return;
-    this.#watching = false;
-    this.socket.off('data', this.#onIdleData);
-    this.socket.pause();
+  /** Stop reading: the server goes back to its pool (or to the next owner), where any byte breaks it. */
+  detach(): void {
+    this.#sink = undefined;
   }
 
   /** ParameterStatus for every value the backend reported, as one buffer. */
@@ -139,24 +160,20 @@ export class ServerConnection {
    * check query, SETs). Rejects when the backend goes away or does not answer within `timeoutMs`.
    */
   query(sql: string, timeoutMs = 30_000): Promise<QueryOutcome> {
-    this.unwatch();
     return new Promise((resolve, reject) => {
-      const s = this.socket;
       let error: Record<string, string> | undefined;
       let settled = false;
       const done = (err: Error | undefined, outcome?: QueryOutcome) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        s.off('data', onData);
-        s.off('close', onClose);
-        s.pause();
+        this.detach();
         if (err) {
           this.#break();
           reject(err);
         } else resolve(outcome!);
       };
-      const onData = (d: Buffer) => {
+      const data = (d: Buffer) => {
         this.reader.push(d);
         try {
           for (let m = this.reader.next(); m; m = this.reader.next()) {
@@ -177,17 +194,15 @@ export class ServerConnection {
           done(e as Error);
         }
       };
-      const onClose = () => done(new Error('backend closed the connection'));
+      const gone = () => done(new Error('backend closed the connection'));
       const timer = setTimeout(() => done(new Error(`no answer to "${sql}" within ${timeoutMs} ms`)), timeoutMs);
       timer.unref();
       if (this.broken) {
-        onClose();
+        gone();
         return;
       }
-      s.on('data', onData);
-      s.once('close', onClose);
-      s.write(encodeQuery(sql));
-      s.resume();
+      this.attach({ data, gone });
+      this.socket.write(encodeQuery(sql));
     });
   }
 }

@@ -33,13 +33,17 @@ import { ClientGone } from './waiting.js';
 /** What a client may send in one message (PostgreSQL's PQ_LARGE_MESSAGE_LIMIT is 1 GiB). */
 export const MAX_CLIENT_MESSAGE = 1 << 30;
 
+/** What a client may have sent, unanswered, while it waits for a server before the relay stops reading it. */
+const WAIT_BUFFER_LIMIT = 1 << 20;
+
 /** What the relay needs from the session around it. */
 export interface TxHost {
   /**
-   * A server for the next transaction, GUCs applied: at once when one is idle and ready, else a promise that rejects
-   * when the client must be disconnected (it has been told why).
+   * A server for the next transaction, GUCs applied: returned at once when one is idle and ready; else undefined,
+   * and `done` is called later (never before this returns) with the server, or with undefined when the client must
+   * be disconnected (it has been told why).
    */
-  acquire(signal: ClientGone): ServerConnection | Promise<ServerConnection>;
+  acquire(signal: ClientGone, done: (server: ServerConnection | undefined) => void): ServerConnection | undefined;
   /** The transaction is over (clean) or the server is unusable (dirty). */
   release(server: ServerConnection, clean: boolean): void;
   /** A ParameterStatus reached the client: remember the value for the next server. */
@@ -84,6 +88,8 @@ export class TxRelay {
     this.stats.bytesFromClient += d.length;
     if (this.#acquiring || this.#clientReader.buffered > 0) {
       this.#clientReader.push(d);
+      // Waiting for a server: what the client sends meanwhile is kept, up to a bound (then it is not read).
+      if (this.#acquiring && this.#clientReader.buffered > WAIT_BUFFER_LIMIT) this.client.pause();
       this.#pumpClient();
       return;
     }
@@ -93,10 +99,9 @@ export class TxRelay {
         return;
       }
       // Between transactions: the next one starts with this chunk.
-      const got = this.host.acquire(this.#gone);
-      if (got instanceof Promise) {
+      const got = this.#request();
+      if (!got) {
         this.#clientReader.push(d);
-        this.#wait(got);
         return;
       }
       this.#attach(got);
@@ -116,19 +121,26 @@ export class TxRelay {
       this.#chunk = undefined;
     }
   };
-  readonly #onServerData = (d: Buffer) => {
-    this.stats.bytesFromBackend += d.length;
-    this.#fromServer(d);
-  };
-  readonly #onServerGone = () => {
-    // The backend died under the client (restart, terminate): as PgBouncer, the client goes too.
-    const s = this.#server;
-    if (!s) return;
-    this.#detach(false);
-    this.#end();
+  /** What the server attached to this relay delivers (ServerConnection.attach). */
+  readonly #sink = {
+    data: (d: Buffer) => {
+      this.stats.bytesFromBackend += d.length;
+      this.#fromServer(d);
+    },
+    gone: () => {
+      // The backend died under the client (restart, terminate): as PgBouncer, the client goes too.
+      if (!this.#server) return;
+      this.#detach(false);
+      this.#end();
+    },
   };
   readonly #onClientDrain = () => this.#server?.socket.resume();
-  readonly #onServerDrain = () => this.client.resume();
+  /** The server's socket drained: the client, paused for it, may send again (only while that server is ours). */
+  #waitingDrain: ServerConnection | undefined;
+  readonly #onServerDrain = () => {
+    this.#waitingDrain = undefined;
+    this.client.resume();
+  };
 
   constructor(
     private readonly client: Duplex,
@@ -189,46 +201,44 @@ export class TxRelay {
     this.#server = s;
     this.#queue.reset();
     this.#lastStatus = 'I';
-    s.socket.on('data', this.#onServerData);
-    s.socket.once('close', this.#onServerGone);
-    s.socket.on('drain', this.#onServerDrain);
-    s.socket.resume();
+    s.attach(this.#sink);
   }
 
   #detach(clean: boolean): void {
     const s = this.#server;
     if (!s) return;
     this.#server = undefined;
-    s.socket.off('data', this.#onServerData);
-    s.socket.off('close', this.#onServerGone);
-    s.socket.off('drain', this.#onServerDrain);
-    s.socket.pause();
+    s.detach();
+    if (this.#waitingDrain === s) {
+      s.socket.off('drain', this.#onServerDrain);
+      this.#waitingDrain = undefined;
+      this.client.resume();
+    }
     this.stats.transactions++;
     this.host.release(s, clean && !s.broken);
   }
 
-  /** Handle client messages until one needs a server that is not there yet. */
-  /** No server was idle: stop reading the client until one comes (or the client is refused). */
-  #wait(got: Promise<ServerConnection>): void {
-    this.#acquiring = true;
-    this.client.pause();
-    got.then(
-      (s) => {
-        this.#acquiring = false;
-        if (this.#ended) {
-          this.host.release(s, true);
-          return;
-        }
-        this.#attach(s);
-        this.client.resume();
-        this.#pumpClient();
-      },
-      () => {
-        this.#acquiring = false;
-        this.#end();
-      },
-    );
+  /** Ask for a server: returned when one is ready now, else the relay waits (#acquired is called later). */
+  #request(): ServerConnection | undefined {
+    const s = this.host.acquire(this.#gone, this.#acquired);
+    if (!s) this.#acquiring = true;
+    return s;
   }
+
+  readonly #acquired = (s: ServerConnection | undefined): void => {
+    this.#acquiring = false;
+    if (!s) {
+      this.#end();
+      return;
+    }
+    if (this.#ended) {
+      this.host.release(s, true);
+      return;
+    }
+    this.#attach(s);
+    if (this.client.isPaused()) this.client.resume();
+    this.#pumpClient();
+  };
 
   #pumpClient(): void {
     if (this.#acquiring || this.#ended) return;
@@ -236,14 +246,11 @@ export class TxRelay {
       for (;;) {
         if (this.#clientReader.buffered === 0) break;
         if (!this.#server) {
-          // A message is waiting (complete or not): get a server first, reading no more meanwhile.
-          const got = this.host.acquire(this.#gone);
-          if (!(got instanceof Promise)) {
-            this.#attach(got);
-            continue;
-          }
-          this.#wait(got);
-          return;
+          // A message is waiting (complete or not): get a server first.
+          const got = this.#request();
+          if (!got) return;
+          this.#attach(got);
+          continue;
         }
         const m = this.#clientReader.next();
         if (!m) break;
@@ -262,7 +269,13 @@ export class TxRelay {
     const s = this.#server;
     if (this.#toServer.length === 0 || !s) return;
     const out = joinFrames(this.#toServer, this.#chunk);
-    if (!s.socket.write(out)) this.client.pause();
+    if (!s.socket.write(out) && this.#waitingDrain !== s) {
+      // Backpressure: stop reading the client until this server's socket drains (listened to only now: a
+      // listener per transaction would cost more than the rare wait).
+      this.#waitingDrain = s;
+      s.socket.once('drain', this.#onServerDrain);
+      this.client.pause();
+    }
   }
 
   /** Queue bytes for the server; flushed (copied) before the client's reader sees its next chunk. */
