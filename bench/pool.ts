@@ -40,6 +40,8 @@ const { values: opt } = parseArgs({
     native: { type: 'string', default: 'off' },
     /** Also count the gateway's instructions per transaction under callgrind (load-independent; slow). */
     callgrind: { type: 'boolean', default: false },
+    /** Keep the work directory (callgrind dumps, configs) and print where it is. */
+    'keep-work': { type: 'boolean', default: false },
     write: { type: 'string' },
   },
 });
@@ -281,7 +283,7 @@ async function main(): Promise<void> {
           cgPort,
           cgDir,
           (secs) => ({ tx: pgbench(cgPort, sc.cgArgs, secs).transactions }),
-          { warmup: 10, short: 10, long: 30 },
+          { warmup: 20, short: 20, long: 60 },
         );
         cg.push(`| ${sc.mode} \`pgbench -S ${sc.cgArgs.join(' ')}\`, pool ${sc.size} | ${Math.round(ir)} |`);
       }
@@ -297,7 +299,8 @@ async function main(): Promise<void> {
   } finally {
     for (const c of children) c.kill('SIGTERM');
     await stopPg?.().catch(() => undefined);
-    rmSync(work, { recursive: true, force: true });
+    if (opt['keep-work']) process.stderr.write(`bench: work directory kept: ${work}\n`);
+    else rmSync(work, { recursive: true, force: true });
   }
 }
 

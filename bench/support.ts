@@ -143,6 +143,10 @@ export async function callgrindPerTx(
     measure(seconds.warmup);
     const short = measure(seconds.short);
     const long = measure(seconds.long);
+    // JIT compilation and GC land in one run or the other: with few transactions they swamp the difference.
+    process.stderr.write(
+      `callgrind: ${short.tx} tx / ${short.ir} Ir, ${long.tx} tx / ${long.ir} Ir (a difference of ${long.tx - short.tx} tx; under ~2,000 the result is noise)\n`,
+    );
     return (long.ir - short.ir) / (long.tx - short.tx);
   } finally {
     if (vg.exitCode === null && vg.signalCode === null) {

@@ -6,13 +6,12 @@
  * must hold the same secret: same salt and iterations). Channel binding is used on a TLS hop.
  */
 import type { Duplex } from 'node:stream';
-import { TLSSocket } from 'node:tls';
 import { md5Response } from '../auth/password.js';
 import { BackendMessage } from '../protocol/constants.js';
 import { decodeErrorFields } from '../protocol/error-response.js';
 import { parseBackendKeyData } from '../protocol/framing.js';
-import { ScramClient, selectScramMechanism } from '../protocol/scram-client.js';
-import { tlsServerEndPoint } from '../protocol/scram.js';
+import type { ScramClient } from '../protocol/scram-client.js';
+import { backendScram } from './backend-scram.js';
 import { MessageStream } from './message-stream.js';
 
 export interface BackendCredentials {
@@ -75,7 +74,6 @@ export async function loginToBackend(
   const after: Buffer[] = [];
   let authOk = false;
   let key: { pid: number; key: Buffer } | undefined;
-  const tls = backend instanceof TLSSocket ? backend : undefined;
   for (let guard = 0; guard < 10_000; guard++) {
     const m = await reader.next();
     if (!m) return fail('08006', 'the backend closed the connection during authentication');
@@ -124,24 +122,23 @@ export async function loginToBackend(
       }
       case AUTH.SASL: {
         const offered = m.body.toString('utf8', 4).split('\0').filter(Boolean);
-        const choice = selectScramMechanism(offered, { tls: tls !== undefined, channelBinding: 'prefer' });
-        if ('error' in choice) return fail('28000', choice.error);
         if (creds.password === undefined && !creds.scram) {
           return fail('28000', `the backend asks for SCRAM for user "${creds.user}" and the gateway has no key for it`);
         }
-        method = choice.flag === 'p' ? 'scram-plus' : 'scram';
-        const peer = tls?.getPeerCertificate();
-        scram = new ScramClient({
-          ...choice,
-          ...(creds.password !== undefined
+        const started = backendScram(
+          offered,
+          backend,
+          creds.password !== undefined
             ? { password: creds.password }
             : {
                 keys: { clientKey: creds.scram!.clientKey, serverKey: creds.scram!.serverKey },
                 expect: { salt: creds.scram!.salt, iterations: creds.scram!.iterations },
-              }),
-          ...(peer?.raw ? { channelBinding: tlsServerEndPoint(peer.raw) } : {}),
-        });
-        backend.write(scram.initialResponse());
+              },
+        );
+        if ('error' in started) return fail('28000', started.error);
+        method = started.plus ? 'scram-plus' : 'scram';
+        scram = started.scram;
+        backend.write(started.scram.initialResponse());
         break;
       }
       case AUTH.SASLContinue: {

@@ -13,8 +13,9 @@ import { PgtlsError } from '../../errors.js';
 import { decodeErrorFields } from '../../protocol/error-response.js';
 import { MessageReader, parseBackendKeyData } from '../../protocol/framing.js';
 import { BackendType } from '../../protocol/messages.js';
-import { ScramClient } from '../../protocol/scram-client.js';
+import type { ScramClient } from '../../protocol/scram-client.js';
 import { encodeStartupMessage } from '../../protocol/startup.js';
+import { backendScram } from '../backend-scram.js';
 import { type UpstreamTarget, connectUpstream, sendCancel } from '../upstream.js';
 import { type PoolKey, ServerConnection } from './server-connection.js';
 
@@ -100,6 +101,8 @@ export class PasswordLogin implements ServerLogin {
     return new Promise((resolve, reject) => {
       const reader = new MessageReader(1 << 20);
       let scram: ScramClient | undefined;
+      /** How the backend authenticated the gateway (for the log and SHOW SERVERS). */
+      let authMethod: string | undefined;
       let cancelKey: { pid: number; key: Buffer } | undefined;
       const params: [string, string][] = [];
       let settled = false;
@@ -125,30 +128,31 @@ export class PasswordLogin implements ServerLogin {
           for (let m = reader.next(); m; m = reader.next()) {
             if (m.type === BackendType.Authentication) {
               const code = m.body.readInt32BE(0);
-              if (code === 0) continue; // AuthenticationOk
+              if (code === 0) {
+                authMethod ??= 'trust';
+                continue; // AuthenticationOk
+              }
               if (code === 3) {
+                authMethod = 'password';
                 const pw = needPassword();
                 if (pw === undefined) return;
                 socket.write(passwordMessage(pw));
               } else if (code === 5) {
+                authMethod = 'md5';
                 const pw = needPassword();
                 if (pw === undefined) return;
                 socket.write(md5PasswordMessage(req.key.user, pw, m.body.subarray(4, 8)));
               } else if (code === 10) {
-                const mechs = m.body.toString('utf8', 4).split('\0');
-                if (!mechs.includes('SCRAM-SHA-256')) {
-                  fail(
-                    new ServerLoginError(`backend offers no SASL mechanism the gateway supports (${mechs.join(' ')})`),
-                  );
+                const mechs = m.body.toString('utf8', 4).split('\0').filter(Boolean);
+                if (!scramKeys && needPassword() === undefined) return;
+                // The shared SCRAM client, as libpq with channel_binding=prefer: PLUS on a TLS hop.
+                const started = backendScram(mechs, socket, scramKeys ? { keys: scramKeys } : { password });
+                if ('error' in started) {
+                  fail(new ServerLoginError(`SCRAM with the backend: ${started.error}`));
                   return;
                 }
-                if (!scramKeys && needPassword() === undefined) return;
-                // The shared SCRAM client (protocol/scram-client.ts); no channel binding on the hop to the backend.
-                scram = new ScramClient({
-                  mechanism: 'SCRAM-SHA-256',
-                  flag: 'n',
-                  ...(scramKeys ? { keys: scramKeys } : { password }),
-                });
+                scram = started.scram;
+                authMethod = started.plus ? 'scram-sha-256-plus' : 'scram-sha-256';
                 socket.write(scram.initialResponse());
               } else if (code === 11 && scram) {
                 const r = scram.serverFirstMessage(m.body.toString('utf8', 4));
@@ -182,6 +186,7 @@ export class PasswordLogin implements ServerLogin {
               settled = true;
               cleanup();
               const server = new ServerConnection(socket, req.key, cancelKey, req.params);
+              server.authMethod = authMethod;
               for (const [k, v] of params) {
                 server.params.set(k, v);
                 server.vars.set(k.toLowerCase(), v);

@@ -390,7 +390,7 @@ export class Pool {
         this.#lastCredentials = credentials;
         if (w) this.#lastVars = params;
         this.welcomeParams = new Map(srv.params);
-        this.log('server opened', { ...this.key, server: srv.id, pid: srv.cancelKey?.pid });
+        this.log('server opened', { ...this.key, server: srv.id, pid: srv.cancelKey?.pid, auth: srv.authMethod });
         if (this.#closed) {
           this.#drop(srv, 'pool closed');
           return;

@@ -58,6 +58,8 @@ export class ServerConnection {
   readonly prepared = new Map<string, true>();
   /** Frames what the backend sends while a pool component reads it (query(), the transaction relay). */
   readonly reader = new MessageReader(MAX_BACKEND_MESSAGE);
+  /** How the backend authenticated the gateway: trust, password, md5, scram-sha-256 or scram-sha-256-plus. */
+  authMethod: string | undefined;
   #broken = false;
   /**
    * Who reads the backend now (the transaction relay, the session splice, query()); none while the server sits in
