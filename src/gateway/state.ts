@@ -19,7 +19,7 @@ import { type SniSelector, loadSniSelector } from '../tls/sni.js';
 import { ensureLocalCa } from './local-ca.js';
 import { type Route, readRoutesFile } from './routes.js';
 import { AuthQuery, type SecretSource, secretSource } from './secrets.js';
-import { type UpstreamTarget, connectUpstream, parseUpstreamUrl } from './upstream.js';
+import { type UpstreamTarget, connectUpstream, parseUpstreamUrl, upstreamOptions } from './upstream.js';
 
 export interface State {
   readonly config: GatewayConfig;
@@ -139,6 +139,8 @@ export async function buildState(input: ConfigInput, opts: GatewayOptions, previ
     sslrootcert: config.upstream_sslrootcert,
     sslcert: config.upstream_sslcert,
     sslkey: config.upstream_sslkey,
+    // The embedded cluster is reached over its Unix socket in plaintext: none of the hop's TLS or host settings apply.
+    ...(config.upstream ? upstreamOptions(config) : {}),
   };
   const authFile = config.auth_file ? await readAuthFile(config.auth_file) : undefined;
   const authQuery =
