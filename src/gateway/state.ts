@@ -19,7 +19,13 @@ import { type SniSelector, loadSniSelector } from '../tls/sni.js';
 import { ensureLocalCa } from './local-ca.js';
 import { type Route, readRoutesFile } from './routes.js';
 import { AuthQuery, type SecretSource, secretSource } from './secrets.js';
-import { type UpstreamTarget, connectUpstream, parseUpstreamUrl, upstreamOptions } from './upstream.js';
+import {
+  type UpstreamTarget,
+  connectUpstream,
+  parseUpstreamUrl,
+  upstreamOptions,
+  upstreamSummary,
+} from './upstream.js';
 
 export interface State {
   readonly config: GatewayConfig;
@@ -207,7 +213,7 @@ export function report(state: State): CheckReport {
     hbaLines: state.hba.length,
     identLines: state.ident.length,
     ...(certificate ? { certificate } : {}),
-    upstream: `${u.host}:${u.port} (upstream_sslmode=${u.sslmode})`,
+    upstream: upstreamSummary(u),
     warnings,
   };
 }

@@ -61,6 +61,19 @@ export function upstreamOptions(c: {
   };
 }
 
+/** For `serve --check` and the log: every host, and the hop's settings where they differ from libpq's defaults. */
+export function upstreamSummary(t: UpstreamTarget): string {
+  const parts = [`upstream_sslmode=${t.sslmode}`];
+  if (t.sslnegotiation === 'direct') parts.push('upstream_sslnegotiation=direct');
+  if (t.sslsni === false) parts.push('upstream_sslsni=off');
+  if (t.targetSessionAttrs && t.targetSessionAttrs !== 'any') {
+    parts.push(`upstream_target_session_attrs=${t.targetSessionAttrs}`);
+  }
+  if (t.loadBalanceHosts === 'random') parts.push('upstream_load_balance_hosts=random');
+  if (t.connectTimeout !== undefined) parts.push(`upstream_connect_timeout=${t.connectTimeout}s`);
+  return `${hostsOf(t).map(hostLabel).join(', ')} (${parts.join(', ')})`;
+}
+
 /** All hosts of a target, in the order written. */
 export function hostsOf(t: UpstreamTarget): readonly UpstreamHost[] {
   return t.hosts && t.hosts.length > 0 ? t.hosts : [{ host: t.host, port: t.port }];

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { type TLSSocket, createServer as createTlsServer } from 'node:tls';
 import pg from 'pg';
 import { Gateway } from '../../src/gateway/gateway.js';
-import { psql } from '../support/clients.js';
+import { cleanEnv, psql, run } from '../support/clients.js';
 import { type GatewayFixtures, makeFixtures, sslClusterOptions, writeFixture } from '../support/gateway-fixtures.js';
 import { type TestGateway, startTestGateway } from '../support/gateway.js';
 import { SUPERUSER_PASSWORD, type TestCluster, freePort, startTestCluster } from '../support/postgres.js';
@@ -24,6 +24,7 @@ let unused: number;
 const gateways: TestGateway[] = [];
 const servers: Server[] = [];
 const env = { PGPASSWORD: SUPERUSER_PASSWORD };
+const MAIN = new URL('../../src/cli/main.js', import.meta.url).pathname;
 const REFUSED = 'Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?';
 
 before(async () => {
@@ -153,6 +154,40 @@ describe('several hosts: failover', () => {
       code: 'PGTLS_ERR_ROUTES',
       message: `weak sslmode "prefer" may not be used with sslnegotiation=direct (use "require", "verify-ca", or "verify-full") (line 1 of routes file "${bad}")`,
     });
+  });
+
+  test('serve --check shows every host and the hop settings', async () => {
+    const conf = writeFixture(
+      fx,
+      'hosts-check.conf',
+      [
+        `ssl_cert_file = '${fx.server.cert}'`,
+        `ssl_key_file = '${fx.server.key}'`,
+        `data_directory = '${fx.dir}/check-data'`,
+        "upstream = 'postgres://db1.internal:5432,[::1]:5433,%2Fvar%2Frun%2Fpostgresql:5434/'",
+        'upstream_sslmode = verify-full',
+        'upstream_sslnegotiation = direct',
+        'upstream_target_session_attrs = prefer-standby',
+        'upstream_load_balance_hosts = random',
+        'upstream_connect_timeout = 5',
+        'upstream_sslsni = off',
+        '',
+      ].join('\n'),
+    );
+    const r = await run(process.execPath, [MAIN, 'serve', '--config', conf, '--check'], { env: cleanEnv() });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /^ {2}upstream {6}db1\.internal:5432, \[::1\]:5433, \/var\/run\/postgresql:5434 \(upstream_sslmode=verify-full, upstream_sslnegotiation=direct, upstream_sslsni=off, upstream_target_session_attrs=prefer-standby, upstream_load_balance_hosts=random, upstream_connect_timeout=5s\)$/m,
+    );
+    const json = await run(process.execPath, [MAIN, 'serve', '--config', conf, '--check', '--json'], {
+      env: cleanEnv(),
+    });
+    const j = JSON.parse(json.stdout) as { upstream: string; sources: Record<string, string> };
+    assert.match(j.upstream, /^db1\.internal:5432, \[::1\]:5433, .*upstream_connect_timeout=5s\)$/);
+    assert.equal(j.sources.upstream_target_session_attrs, `${conf}:7`);
+    assert.equal(j.sources.upstream_sslnegotiation, `${conf}:6`);
+    assert.equal(j.sources.upstream_sslsni, `${conf}:10`);
   });
 
   test("an invalid port in the host list is refused at load with libpq's text", async () => {
