@@ -106,6 +106,48 @@ describe('several hosts: failover', () => {
     assert.ok(took >= 1900 && took < 8000, `took ${took} ms`);
   });
 
+  test("psql's cancel reaches the host the session landed on (the second), not the first", async () => {
+    const g = await gateway({ upstream: `postgres://127.0.0.1:${down.port},127.0.0.1:${up.port}/` });
+    const t0 = Date.now();
+    const r = await run(
+      'timeout',
+      [
+        '-s',
+        'INT',
+        '2',
+        'psql',
+        '-X',
+        '-c',
+        'select pg_sleep(20)',
+        `host=localhost port=${g.port} user=postgres sslmode=require`,
+      ],
+      { env: cleanEnv(env) },
+    );
+    assert.match(r.stderr, /canceling statement due to user request/);
+    assert.ok(Date.now() - t0 < 15_000);
+  });
+
+  test('upstream_load_balance_hosts = random spreads sessions over the hosts; disable keeps the order', async () => {
+    const ports = async (g: TestGateway) => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 16; i++) seen.add((await through(g, "select current_setting('port')")).stdout.trim());
+      return [...seen].sort();
+    };
+    const both = [String(up.port), String(tlsPg.port)].sort();
+    const random = await gateway({
+      upstream: `postgres://127.0.0.1:${up.port},127.0.0.1:${tlsPg.port}`,
+      upstream_sslmode: 'prefer',
+      upstream_load_balance_hosts: 'random',
+    });
+    // 16 sessions all on one of two hosts: probability 2^-15.
+    assert.deepEqual(await ports(random), both);
+    const ordered = await gateway({
+      upstream: `postgres://127.0.0.1:${up.port},127.0.0.1:${tlsPg.port}`,
+      upstream_sslmode: 'prefer',
+    });
+    assert.deepEqual(await ports(ordered), [String(up.port)]);
+  });
+
   test('every host down: 08006 as for one unreachable upstream, DETAIL naming each host and why', async () => {
     const g = await gateway({ upstream: `postgres://127.0.0.1:${down.port},127.0.0.1:${unused}` });
     const err = await pgError(g);
