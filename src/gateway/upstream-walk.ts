@@ -14,6 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import { ConnectionAttempts } from '../client/connect.js';
 import { type AttemptFailure, ClientError } from '../client/errors.js';
 import { targetRejection } from '../client/login-rules.js';
+import type { ConnectionPlan } from '../client/resolve.js';
 import { PgtlsError } from '../errors.js';
 import { decodeErrorFields } from '../protocol/error-response.js';
 import { MessageReader } from '../protocol/framing.js';
@@ -58,15 +59,14 @@ export class UpstreamUnavailable extends PgtlsError {
   }
 }
 
-export type LoginResult<T> =
-  | { readonly ok: true; readonly value: T; readonly reported: Reported }
-  | { readonly ok: false; readonly message: string; readonly sqlstate?: string; readonly value?: T };
-
 /** Where a walk landed: the socket, and the one host it is on (for CancelRequests and the log). */
 export interface Landed {
   readonly socket: Socket | TLSSocket;
   readonly at: UpstreamTarget;
 }
+
+/** Plans are resolved once per configured target (the configuration is frozen; a reload builds new targets). */
+const plans = new WeakMap<UpstreamTarget, ConnectionPlan>();
 
 /** One libpq-style walk over an upstream's hosts; the caller logs in on each socket next() gives it. */
 export class UpstreamWalk {
@@ -75,7 +75,12 @@ export class UpstreamWalk {
   #current: Landed | undefined;
 
   constructor(readonly target: UpstreamTarget) {
-    this.#attempts = new ConnectionAttempts(planFor(target));
+    let plan = plans.get(target);
+    if (!plan) {
+      plan = planFor(target);
+      plans.set(target, plan);
+    }
+    this.#attempts = new ConnectionAttempts(plan);
     this.#single = hostsOf(target).length === 1;
   }
 
@@ -85,7 +90,9 @@ export class UpstreamWalk {
       const n = await this.#attempts.next();
       const f = n.facts;
       const port = f.port;
-      const at: UpstreamTarget = { ...this.target, host: f.host, port, hosts: [{ host: f.host, port }] };
+      // The address connected to (not the name, which may resolve to others): where this session's cancels go.
+      const host = f.address && !f.address.startsWith('/') ? f.address : f.host;
+      const at: UpstreamTarget = { ...this.target, host, port, hosts: [{ host, port }] };
       this.#current = { socket: n.socket as Socket | TLSSocket, at };
       return this.#current;
     } catch (e) {
@@ -123,8 +130,10 @@ export class UpstreamWalk {
   async check(socket: Socket | TLSSocket, reported: Reported): Promise<string | undefined> {
     const why = await sessionRejection(this.mode(), reported, socket);
     if (why !== undefined) {
+      // libpq's sendTerminateConn: a polite goodbye (no "unexpected EOF" in the server log), then the socket goes.
+      socket.on('error', () => undefined);
       socket.end(TERMINATE);
-      socket.destroy();
+      setTimeout(() => socket.destroy(), 1000).unref();
       this.#attempts.failHost(why);
     }
     return why;
@@ -213,30 +222,6 @@ export function queryValue(socket: Socket | TLSSocket, sql: string, timeoutMs = 
     socket.write(encodeQuery(sql));
     socket.resume();
   });
-}
-
-/**
- * Walk the hosts and log in with `login` on each negotiated socket, checking target_session_attrs after it. Resolves
- * with the session, or with the login failure libpq would have stopped at (the backend's own refusal, for the
- * client); throws UpstreamUnavailable when no host gave a session (down, wrong kind).
- */
-export async function openUpstream<T>(
-  t: UpstreamTarget,
-  login: (socket: Socket | TLSSocket) => Promise<LoginResult<T>>,
-): Promise<(Landed & { ok: true; value: T }) | { ok: false; failure: LoginResult<T> & { ok: false } }> {
-  const walk = new UpstreamWalk(t);
-  for (let guard = 0; guard < 1000; guard++) {
-    const landed = await walk.next();
-    landed.socket.on('error', () => undefined);
-    const r = await login(landed.socket);
-    if (!r.ok) {
-      if (walk.loginFailed(r.message, r.sqlstate)) continue;
-      return { ok: false, failure: r };
-    }
-    if ((await walk.check(landed.socket, r.reported)) !== undefined) continue;
-    return { ...landed, ok: true, value: r.value };
-  }
-  throw walk.unavailable();
 }
 
 /**

@@ -156,8 +156,8 @@ export function checkTarget(t: UpstreamTarget): string | undefined {
   }
 }
 
-// The walk over several hosts (connectUpstream, openUpstream) lives beside this file; re-exported for the callers.
-export { connectUpstream, openUpstream } from './upstream-walk.js';
+// The walk over several hosts lives beside this file (./upstream-walk.ts); connectUpstream re-exported for callers.
+export { connectUpstream } from './upstream-walk.js';
 
 function rawConnect(t: UpstreamHost): Promise<Socket> {
   return new Promise((resolve, reject) => {

@@ -86,6 +86,10 @@ describe('several hosts: failover', () => {
     const r = await through(g, "select current_setting('port')");
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), String(up.port));
+    await g.settle();
+    const rec = g.records.findLast((x) => x.outcome === 'relayed');
+    assert.equal(rec?.upstream_host, `127.0.0.1:${up.port}`);
+    assert.equal(rec?.upstream_error, undefined);
   });
 
   test('a host that accepts TCP but never answers is left after upstream_connect_timeout (1 s counts as 2 s)', async () => {

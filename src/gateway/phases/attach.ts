@@ -12,6 +12,7 @@ import { type BackendCredentials, type BackendLogin, loginToBackend } from '../b
 import type { ClientConnection } from '../client-connection.js';
 import * as refuse from '../refusals.js';
 import { UpstreamUnavailable, UpstreamWalk, reportedFrom } from '../upstream-walk.js';
+import { hostLabel, hostsOf } from '../upstream.js';
 
 /** Resolves true when c.backend is set; otherwise the client has been refused or has left. */
 export async function attach(c: ClientConnection): Promise<boolean> {
@@ -20,8 +21,9 @@ export async function attach(c: ClientConnection): Promise<boolean> {
     const walk = c.upstreamWalk ?? new UpstreamWalk(c.upstream ?? rt.upstream);
     c.upstreamWalk = walk;
     const landed = await walk.next();
-    // CancelRequests for this session go to the host it landed on.
+    // CancelRequests for this session go to the host it landed on; the log says which one it was.
     c.upstream = landed.at;
+    if (hostsOf(walk.target).length > 1) record.upstream_host = hostLabel(landed.at);
     if (!c.attachBackend(landed.socket)) {
       record.outcome = 'closed';
       record.reason = 'client closed the connection before its backend connection was open';
