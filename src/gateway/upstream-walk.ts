@@ -84,6 +84,11 @@ export class UpstreamWalk {
     this.#single = hostsOf(target).length === 1;
   }
 
+  /** True when the upstream lists several hosts (a refusal may then move on to the next one). */
+  get several(): boolean {
+    return !this.#single;
+  }
+
   /** The next negotiated socket; throws UpstreamUnavailable when libpq would have given up. */
   async next(): Promise<Landed> {
     try {
@@ -109,6 +114,7 @@ export class UpstreamWalk {
    * passed on as it always was.
    */
   loginFailed(message: string, sqlstate?: string): boolean {
+    // `message` is libpq's rendering of the server's error ("FATAL:  …", DETAIL, HINT lines): it goes into the DETAIL.
     this.#current?.socket.destroy();
     if (sqlstate === '57P03' && !this.#single) {
       this.#attempts.fail(message, sqlstate);

@@ -28,6 +28,7 @@ let fx: GatewayFixtures;
 let primary: TestCluster;
 let standby: RunningCluster;
 let standbyBase: string;
+let standbyData: string;
 let unused: number;
 let userlist: string;
 let gatewayHba: string;
@@ -61,6 +62,7 @@ before(async () => {
   const runAs = await postgresRunAs();
   if (runAs.uid !== undefined) await chown(standbyBase, runAs.uid, runAs.gid!);
   const dataDir = join(standbyBase, 'data');
+  standbyData = dataDir;
   const bin = flavorBinaries('debian').bin;
   await execFileAsync(
     join(bin, 'pg_basebackup'),
@@ -230,6 +232,53 @@ describe('target_session_attrs, the gateway logging in itself', () => {
     }
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(await landed(g, 'alice', ALICE_PW), P());
+  });
+});
+
+describe('57P03: a standby not accepting connections (hot_standby = off)', () => {
+  before(async () => {
+    await standby.stop();
+    standby = await startCluster(
+      { dataDir: standbyData, port: standby.port, settings: { hot_standby: 'off' } },
+      flavorBinaries('debian'),
+    );
+  });
+  const NOT_NOW = 'FATAL:  the database system is not accepting connections\nDETAIL:  Hot standby mode is disabled.';
+
+  test('relay, gateway authentication and a pool all move on to the next host, as libpq does', async () => {
+    const relay = await gateway({ upstream: hostsUrl(standby.port, primary.port) });
+    assert.equal(await landed(relay), P());
+    const gwAuth = await gateway({
+      upstream: hostsUrl(standby.port, primary.port),
+      hba_file: gatewayHba,
+      auth_file: userlist,
+    });
+    assert.equal(await landed(gwAuth, 'alice', ALICE_PW), P());
+    const pool = await gateway({
+      upstream: hostsUrl(standby.port, primary.port),
+      hba_file: gatewayHba,
+      auth_file: userlist,
+      pool_mode: 'transaction',
+    });
+    assert.equal(await landed(pool, 'alice', ALICE_PW), P());
+  });
+
+  test("no other host: 08006 with the server's refusal in the DETAIL; a single host passes it on as before", async () => {
+    const g = await gateway({ upstream: hostsUrl(standby.port, unused) });
+    assert.deepEqual(await pgError(g), {
+      code: '08006',
+      message: 'could not connect to the database server behind the gateway',
+      detail: [
+        `connection to server at "127.0.0.1", port ${standby.port} failed: ${NOT_NOW}`,
+        `connection to server at "127.0.0.1", port ${unused} failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?`,
+      ].join('\n'),
+    });
+    const single = await gateway({ upstream: hostsUrl(standby.port) });
+    assert.deepEqual(await pgError(single), {
+      code: '57P03',
+      message: 'the database system is not accepting connections',
+      detail: 'Hot standby mode is disabled.',
+    });
   });
 });
 

@@ -84,7 +84,7 @@ export async function attachLoggedIn(
     const walk = c.upstreamWalk!;
     const login = await loginToBackend(c.backend!, startupPacket, creds);
     if (!login.ok) {
-      if (login.fromBackend && walk.loginFailed(login.error.message, login.error.code)) continue;
+      if (login.fromBackend && walk.loginFailed(`FATAL:  ${login.error.message}`, login.error.code)) continue;
       return login;
     }
     const why = await walk.check(c.backend as Socket, reportedFrom(parameterStatuses(login.afterAuth)));

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
  * certificate in the startup phase and the backend must trust the gateway for that user.
  */
 import type { Duplex } from 'node:stream';
+import { formatServerError } from '../../client/login-rules.js';
 import { BackendMessage } from '../../protocol/constants.js';
 import { decodeErrorFields } from '../../protocol/error-response.js';
 import { MessageReader, parseBackendKeyData } from '../../protocol/framing.js';
@@ -37,7 +38,7 @@ export async function authenticateAtBackend(
 ): Promise<AuthOutcome> {
   const mode = c.upstreamWalk?.mode() ?? 'any';
   let auth: AuthOutcome;
-  if (mode === 'any') {
+  if (mode === 'any' && !c.upstreamWalk?.several) {
     const backend = c.backend!;
     backend.write(startupPacket);
     if (pipelined.length > 0) backend.write(pipelined);
@@ -132,6 +133,8 @@ export function relayAuthentication(client: Duplex, backend: Duplex): Promise<Au
  * during authentication (the backend asked for no credentials), since its StartupMessage alone can be replayed.
  * A password or SCRAM exchange cannot be replayed to another host: then the client is refused with libpq's reason
  * — gateway authentication (auth_file/auth_query) or pooling lets the gateway log in to each host itself.
+ * Also used for `any` when the upstream has several hosts: a 57P03 refusal before the client said anything is not
+ * passed on, and the next host is tried (libpq does the same).
  * Resolves undefined when the client has been refused here.
  */
 async function authenticateForTarget(
@@ -144,8 +147,13 @@ async function authenticateForTarget(
     const backend = c.backend!;
     backend.write(startupPacket);
     if (pipelined.length > 0) backend.write(pipelined);
-    const auth = await relayAuthenticationHeld(c.stream, backend);
+    const auth = await relayAuthenticationHeld(c.stream, backend, walk.several);
     if (!auth.ok) {
+      // 57P03 before the client said anything (a standby not accepting connections yet): the next host, as libpq.
+      if (auth.notNow !== undefined && walk.loginFailed(auth.notNow, '57P03')) {
+        if (!(await attach(c))) return undefined;
+        continue;
+      }
       if (auth.held.length > 0) c.stream.write(auth.held);
       return auth;
     }
@@ -175,7 +183,8 @@ async function authenticateForTarget(
 function relayAuthenticationHeld(
   client: Duplex,
   backend: Duplex,
-): Promise<AuthOutcome & { held: Buffer; reported: Reported; clientSpoke: boolean }> {
+  several: boolean,
+): Promise<AuthOutcome & { held: Buffer; reported: Reported; clientSpoke: boolean; notNow?: string }> {
   return new Promise((resolve) => {
     const reader = new MessageReader(MAX_AUTH_MESSAGE);
     const held: Buffer[] = [];
@@ -184,6 +193,7 @@ function relayAuthenticationHeld(
     let authOk = false;
     let clientSpoke = false;
     let done = false;
+    let notNow: string | undefined;
     const finish = (o: AuthOutcome) => {
       if (done) return;
       done = true;
@@ -193,7 +203,13 @@ function relayAuthenticationHeld(
       client.off('close', onClose);
       client.pause();
       backend.pause();
-      resolve({ ...o, held: Buffer.concat(held), reported: reportedFrom(params), clientSpoke });
+      resolve({
+        ...o,
+        held: Buffer.concat(held),
+        reported: reportedFrom(params),
+        clientSpoke,
+        ...(notNow !== undefined ? { notNow } : {}),
+      });
     };
     const fromClient = (d: Buffer) => {
       clientSpoke = true;
@@ -205,6 +221,15 @@ function relayAuthenticationHeld(
         for (let m = reader.next(); m; m = reader.next()) {
           const frame = Buffer.from(m.frame);
           if (m.type === BackendMessage.Authentication && m.body.readInt32BE(0) === 0) authOk = true;
+          if (!authOk && !clientSpoke && several && m.type === BackendMessage.ErrorResponse) {
+            const fields = decodeErrorFields(m.body);
+            if (fields.C === '57P03') {
+              // Not forwarded: the client will get the next host's answer instead.
+              notNow = formatServerError(fields);
+              finish({ ok: false, error: { code: '57P03', message: fields.M ?? '' } });
+              return;
+            }
+          }
           if (authOk) held.push(frame);
           else client.write(frame);
           if (m.type === BackendMessage.BackendKeyData) key = parseBackendKeyData(m.body);

@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
  */
 import type { Duplex } from 'node:stream';
 import { md5PasswordMessage, passwordMessage } from '../../client/auth.js';
-import { targetRejection } from '../../client/login-rules.js';
+import { formatServerError, targetRejection } from '../../client/login-rules.js';
 import { PgtlsError } from '../../errors.js';
 import { decodeErrorFields } from '../../protocol/error-response.js';
 import { MessageReader, parseBackendKeyData } from '../../protocol/framing.js';
@@ -116,7 +116,7 @@ export class PasswordLogin implements ServerLogin {
       } catch (e) {
         socket.destroy();
         const be = e instanceof ServerLoginError ? e.backendError : undefined;
-        if (be?.C && walk.loginFailed(be.M ?? '', be.C)) continue;
+        if (be?.C && walk.loginFailed(formatServerError(be), be.C)) continue;
         throw e;
       }
       if ((await walk.check(socket as Socket, reportedFrom(server.params))) !== undefined) continue;
