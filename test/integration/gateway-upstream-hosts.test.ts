@@ -108,6 +108,21 @@ describe('several hosts: failover', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.trim(), String(up.port));
     assert.ok(took >= 1900 && took < 8000, `took ${took} ms`);
+
+    // With no other host the silent one is reported as libpq reports it.
+    const alone = await gateway({
+      upstream: `postgres://127.0.0.1:${port},127.0.0.1:${unused}`,
+      upstream_sslmode: 'prefer',
+      upstream_connect_timeout: '1',
+    });
+    assert.deepEqual(await pgError(alone), {
+      code: '08006',
+      message: 'could not connect to the database server behind the gateway',
+      detail: [
+        `connection to server at "127.0.0.1", port ${port} failed: timeout expired`,
+        `connection to server at "127.0.0.1", port ${unused} failed: ${REFUSED}`,
+      ].join('\n'),
+    });
   });
 
   test("psql's cancel reaches the host the session landed on (the second), not the first", async () => {
