@@ -87,9 +87,10 @@ export async function attachLoggedIn(
       if (login.fromBackend && walk.loginFailed(`FATAL:  ${login.error.message}`, login.error.code)) continue;
       return login;
     }
-    const why = await walk.check(c.backend as Socket, reportedFrom(parameterStatuses(login.afterAuth)));
-    if (why === undefined) return login;
-    c.record.upstream_error = why;
+    // A session of the wrong kind: the walk goes on (the log gets every host's reason if none will do).
+    if ((await walk.check(c.backend as Socket, reportedFrom(parameterStatuses(login.afterAuth)))) === undefined) {
+      return login;
+    }
   }
   return undefined;
 }

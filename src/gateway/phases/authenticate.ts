@@ -162,9 +162,9 @@ async function authenticateForTarget(
       c.stream.write(auth.held);
       return { ok: true, ...(auth.key ? { key: auth.key } : {}) };
     }
-    c.record.upstream_error = why;
     if (auth.clientSpoke || pipelined.length > 0) {
       const failed = walk.unavailable();
+      c.record.upstream_error = failed.message;
       c.fatal(
         refuse.upstreamUnavailable(failed.clientDetail),
         `upstream: ${why} (target_session_attrs = ${walk.target.targetSessionAttrs}; the backend authenticated the client, so the exchange cannot be replayed to the next host: use gateway authentication to fail over)`,
