@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureCluster, postgresRunAs, startCluster } from '../src/gateway/embedded-postgres.js';
 import { createIntermediateCA, createRootCA, createServerCert } from '../src/pki/generate.js';
-import { cpuOf, freePort, median, pgbouncerIni, waitPort } from './support.js';
+import { callgrindPerTx, cpuOf, freePort, median, pgbouncerIni, waitPort } from './support.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -61,56 +61,8 @@ function runPgbench(port: number, secs: number, clients = opt.clients!, threads 
   return { tps: Number(m[1]), tx: Number(n[1]) };
 }
 
-/** Total Ir of the newest callgrind dump of pid in dir. */
-function callgrindTotal(dir: string, pid: number): number {
-  const files = readdirSync(dir)
-    .filter((f) => f.startsWith(`callgrind.out.${pid}.`))
-    .sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()));
-  const text = readFileSync(join(dir, files[files.length - 1]!), 'utf8');
-  const m = /^(?:summary|totals): (\d+)/m.exec(text);
-  if (!m) throw new Error('no totals in the callgrind dump');
-  return Number(m[1]);
-}
-
-async function instructionsPerTx(
-  command: string[],
-  port: number,
-  dir: string,
-  spawnOpts: object = {},
-): Promise<number> {
-  const vg = spawn(
-    'valgrind',
-    [
-      '--tool=callgrind',
-      '--instr-atstart=no',
-      '--smc-check=all-non-file',
-      `--callgrind-out-file=${join(dir, 'callgrind.out.%p')}`,
-      ...command,
-    ],
-    { stdio: ['ignore', 'ignore', openSync(join(dir, 'valgrind.log'), 'a')], cwd: dir },
-  );
-  try {
-    await waitPort(port, 1500, 200); // Node under valgrind takes minutes to start on a loaded machine
-    const ctl = (...a: string[]) =>
-      spawnSync('callgrind_control', [...a, String(vg.pid)], { stdio: 'ignore', timeout: 120_000 });
-    ctl('-i', 'on');
-    const measure = (secs: number) => {
-      ctl('-z');
-      const r = runPgbench(port, secs, '1', '1');
-      ctl('-d');
-      return { tx: r.tx, ir: callgrindTotal(dir, vg.pid!) };
-    };
-    measure(2); // warm-up: JIT, caches
-    const short = measure(5);
-    const long = measure(15);
-    return (long.ir - short.ir) / (long.tx - short.tx);
-  } finally {
-    if (vg.exitCode === null && vg.signalCode === null) {
-      const exited = new Promise((r) => vg.once('exit', r));
-      vg.kill('SIGTERM');
-      await exited;
-    }
-  }
+function instructionsPerTx(command: string[], port: number, dir: string): Promise<number> {
+  return callgrindPerTx(command, port, dir, (secs) => runPgbench(port, secs, '1', '1'));
 }
 
 async function main() {

@@ -1,53 +1,48 @@
 /**
- * Pooling benchmark, in one run: direct PostgreSQL vs PgBouncer (Debian's /usr/sbin/pgbouncer, started here with a
- * generated ini) vs the pgtls pool behind its plaintext test front end (test/support/pool-front.ts, in a process of
- * its own), same mode and pool size, same loopback TCP hop to PostgreSQL, plaintext on the client side for all three
- * (the TLS front comes when the pool is wired into the gateway):
+ * Pooling benchmark, in one run: direct PostgreSQL (ssl = on) vs PgBouncer (Debian's /usr/sbin/pgbouncer) vs the
+ * pgtls gateway (`pgtls serve` with `pool_mode`), same mode and pool size, same certificate, TLS on the client side
+ * for all three (`--plain` for plaintext), same hop to PostgreSQL (loopback TCP, or `--hop unix`):
  *
- *   session      pgbench -S -C -c 4 -T S            (a new connection per transaction; pool_size 20)
- *   transaction  pgbench -S -c 100 -j 2 -T S -M simple | -M prepared   (pool_size 4)
+ *   session      pgbench -S -C -c 4 -j 1             (a new connection per transaction; pool_size 20)
+ *   simple       pgbench -S -c 100 -j 2 -M simple    (transaction pooling, pool_size 4)
+ *   prepared     pgbench -S -c 100 -j 2 -M prepared  (transaction pooling, pool_size 4)
  *
- * PostgreSQL trusts loopback here, so no target pays for password authentication. Prints TPS, ratios, and the
- * proxies' CPU per transaction (µs, from /proc).
+ * Everyone trusts loopback (PostgreSQL's pg_hba, PgBouncer's auth_type, the gateway's hba), so no target pays for
+ * password authentication and the comparison is the proxies' own work. Prints TPS, ratios and the proxies' CPU per
+ * transaction (µs, from /proc).
  *
- *   npm run build && node dist/bench/pool.js [--seconds 15] [--only session|simple|prepared] [--write docs/benchmarks.md]
+ *   npm run build && node dist/bench/pool.js [--seconds 15] [--only session|simple|prepared] [--plain]
+ *                                            [--hop tcp|unix] [--native on|off] [--callgrind]
+ *                                            [--cpu-prof DIR] [--node-arg ARG] [--target direct|pgbouncer|pgtls] [--write docs/benchmarks.md]
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, chownSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureCluster, postgresRunAs, startCluster } from '../src/gateway/embedded-postgres.js';
-import { cpuOf, freePort, waitPort } from './support.js';
+import { createRootCA, createServerCert } from '../src/pki/generate.js';
+import { callgrindPerTx, cpuOf, freePort, waitPort } from './support.js';
 
 const { values: opt } = parseArgs({
   options: {
     seconds: { type: 'string', default: '15' },
     only: { type: 'string' },
+    plain: { type: 'boolean', default: false },
+    hop: { type: 'string', default: 'tcp' },
+    /** Write a V8 CPU profile of the gateway to this directory (node --cpu-prof). */
+    'cpu-prof': { type: 'string' },
+    /** More options for the gateway's node (e.g. --perf-basic-prof for `perf record`). */
+    'node-arg': { type: 'string', multiple: true },
+    /** Which targets to run (e.g. --target pgtls while profiling); default all three. */
+    target: { type: 'string', multiple: true },
+    /** The gateway's native_data_plane (off | on | auto). */
+    native: { type: 'string', default: 'off' },
+    /** Also count the gateway's instructions per transaction under callgrind (load-independent; slow). */
+    callgrind: { type: 'boolean', default: false },
     write: { type: 'string' },
-    // Internal: run the pool front end in this process (spawned by the benchmark itself).
-    'serve-front': { type: 'string' },
   },
 });
-
-async function serveFront(spec: string): Promise<void> {
-  const { startPoolFront } = await import('../test/support/pool-front.js');
-  const s = JSON.parse(spec) as { pgPort: number; port: number; mode: 'session' | 'transaction'; size: number };
-  const f = await startPoolFront({
-    upstream: { host: '127.0.0.1', port: s.pgPort, sslmode: 'disable', sslrootcert: '', sslcert: '', sslkey: '' },
-    settings: { pool_mode: s.mode, default_pool_size: s.size },
-    passwords: {},
-  });
-  // A normal exit on a signal, so that `node --cpu-prof` writes its profile.
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(0));
-  process.stdout.write(`${f.port}\n`);
-}
-
-function cpuSince(pid: number, from: { user: number; sys: number }): { user: number; sys: number } {
-  const now = cpuOf(pid);
-  return { user: now.user - from.user, sys: now.sys - from.sys };
-}
 
 interface Run {
   readonly tps: number;
@@ -59,7 +54,11 @@ function pgbench(port: number, args: string[], seconds: number): Run {
   const r = spawnSync(
     'pgbench',
     ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-S', '-T', String(seconds), ...args, 'postgres'],
-    { encoding: 'utf8', env: { ...process.env, PGSSLMODE: 'disable' }, timeout: (seconds + 60) * 1000 },
+    {
+      encoding: 'utf8',
+      env: { ...process.env, PGSSLMODE: opt.plain ? 'disable' : 'require' },
+      timeout: (seconds + 60) * 1000,
+    },
   );
   const out = `${r.stdout}\n${r.stderr}`;
   const m =
@@ -82,13 +81,32 @@ interface Scenario {
   readonly mode: 'session' | 'transaction';
   readonly size: number;
   readonly args: string[];
+  /** The load under callgrind: fewer clients (Node runs ~50 × slower there), still more clients than servers. */
+  readonly cgArgs: string[];
 }
 
 const SCENARIOS: Scenario[] = [
-  { name: 'session', mode: 'session', size: 20, args: ['-C', '-c', '4', '-j', '1'] },
-  { name: 'simple', mode: 'transaction', size: 4, args: ['-c', '100', '-j', '2', '-M', 'simple'] },
-  { name: 'prepared', mode: 'transaction', size: 4, args: ['-c', '100', '-j', '2', '-M', 'prepared'] },
+  { name: 'session', mode: 'session', size: 20, args: ['-C', '-c', '4', '-j', '1'], cgArgs: ['-C', '-c', '2'] },
+  {
+    name: 'simple',
+    mode: 'transaction',
+    size: 4,
+    args: ['-c', '100', '-j', '2', '-M', 'simple'],
+    cgArgs: ['-c', '12', '-M', 'simple'],
+  },
+  {
+    name: 'prepared',
+    mode: 'transaction',
+    size: 4,
+    args: ['-c', '100', '-j', '2', '-M', 'prepared'],
+    cgArgs: ['-c', '12', '-M', 'prepared'],
+  },
 ];
+
+const cpuSince = (pid: number, from: { user: number; sys: number }) => {
+  const now = cpuOf(pid);
+  return { user: now.user - from.user, sys: now.sys - from.sys };
+};
 
 async function main(): Promise<void> {
   const seconds = Number(opt.seconds);
@@ -96,6 +114,7 @@ async function main(): Promise<void> {
   execFileSync('chmod', ['755', work]);
   const runAs = await postgresRunAs();
   const own = (p: string) => {
+    execFileSync('chmod', ['600', p]);
     if (runAs.uid !== undefined) chownSync(p, runAs.uid, runAs.gid!);
   };
   const children: ChildProcess[] = [];
@@ -106,14 +125,29 @@ async function main(): Promise<void> {
     lines.push(l);
   };
   try {
-    process.stderr.write('bench: PostgreSQL …\n');
+    process.stderr.write('bench: certificates, PostgreSQL …\n');
+    const root = await createRootCA({ subject: { CN: 'pool bench root' } });
+    const leaf = await createServerCert(root, { subject: { CN: 'localhost' }, hosts: ['localhost', '127.0.0.1'] });
     const dataDir = join(work, 'pg');
     await ensureCluster({ dataDir, password: 'bench', authHost: 'trust' });
+    // One certificate for all three; each process gets its own copy owned by the user it runs as.
+    for (const dir of [work, dataDir]) {
+      writeFileSync(join(dir, 'server.crt'), leaf.certPem);
+      writeFileSync(join(dir, 'server.key'), leaf.keyPem);
+      own(join(dir, 'server.crt'));
+      own(join(dir, 'server.key'));
+    }
+    cpSync(join(work, 'server.key'), join(work, 'gateway.key'));
+    execFileSync('chmod', ['600', join(work, 'gateway.key')]);
     const pgPort = await freePort();
     const pg = await startCluster({
       dataDir,
       port: pgPort,
-      settings: { max_connections: '200', shared_buffers: '128MB' },
+      settings: {
+        max_connections: '200',
+        shared_buffers: '128MB',
+        ...(opt.plain ? {} : { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: 'server.key' }),
+      },
     });
     stopPg = () => pg.stop();
     execFileSync(
@@ -121,27 +155,54 @@ async function main(): Promise<void> {
       ['-i', '-s', '1', '-q', '-h', '127.0.0.1', '-p', String(pgPort), '-U', 'postgres', 'postgres'],
       { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, PGSSLMODE: 'disable' } },
     );
+    const hopHost = opt.hop === 'unix' ? pg.socketDir : '127.0.0.1';
     const bouncerVersion = execFileSync('/usr/sbin/pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]!;
     say(
-      `pool benchmark — ${new Date().toISOString().slice(0, 16)}Z, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${bouncerVersion}, PostgreSQL ${pg.binaries.version}, ${seconds} s per run, plaintext, proxies → PostgreSQL over loopback TCP`,
+      `pool benchmark — ${new Date().toISOString().slice(0, 16)}Z, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${bouncerVersion}, PostgreSQL ${pg.binaries.version}, ${seconds} s per run, ${opt.plain ? 'plaintext' : 'TLS (sslmode=require, one ECDSA certificate)'} to the client, proxies → PostgreSQL over ${opt.hop === 'unix' ? 'its Unix socket' : 'loopback TCP'}`,
     );
     say('');
     say(
-      '| scenario | direct TPS | PgBouncer TPS | pgtls pool TPS | pool / PgBouncer | pool / direct | CPU µs/tx PgBouncer (user + sys) | CPU µs/tx pool (user + sys) |',
+      '| scenario | direct TPS | PgBouncer TPS | pgtls TPS | pgtls / PgBouncer | pgtls / direct | CPU µs/tx PgBouncer (user + sys) | CPU µs/tx pgtls (user + sys) |',
     );
     say('|---|---|---|---|---|---|---|---|');
+    writeFileSync(join(work, 'userlist.txt'), '"postgres" ""\n');
+    own(join(work, 'userlist.txt'));
+    const gatewayConf = (sc: Scenario, port: number, dataName: string): string => {
+      const conf = join(work, `pgtls-${dataName}.conf`);
+      writeFileSync(
+        conf,
+        [
+          "listen_addresses = '127.0.0.1'",
+          `port = ${port}`,
+          `ssl = ${opt.plain ? 'off' : 'on'}`,
+          `require_secure_transport = ${opt.plain ? 'off' : 'on'}`,
+          "ssl_cert_file = 'server.crt'",
+          "ssl_key_file = 'gateway.key'",
+          "hba_file = 'hba.conf'",
+          `upstream = 'postgres://${encodeURIComponent(hopHost)}:${pgPort}'`,
+          "upstream_sslmode = 'disable'",
+          `pool_mode = ${sc.mode}`,
+          `default_pool_size = ${sc.size}`,
+          'max_client_conn = 500',
+          'log_connections = off',
+          `native_data_plane = ${opt.native}`,
+          `data_directory = '${join(work, dataName)}'`,
+        ].join('\n'),
+      );
+      return conf;
+    };
+    writeFileSync(join(work, 'hba.conf'), `${opt.plain ? 'host' : 'hostssl'} all all 127.0.0.1/32 trust\n`);
+    const cg: string[] = [];
     for (const sc of SCENARIOS) {
       if (opt.only && opt.only !== sc.name) continue;
       process.stderr.write(`bench: ${sc.name} …\n`);
-      // PgBouncer in the same mode and pool size.
       const bPort = await freePort();
       const ini = join(work, `pgbouncer-${sc.name}.ini`);
-      writeFileSync(join(work, 'userlist.txt'), '"postgres" ""\n');
       writeFileSync(
         ini,
         [
           '[databases]',
-          `postgres = host=127.0.0.1 port=${pgPort} dbname=postgres`,
+          `postgres = host=${hopHost} port=${pgPort} dbname=postgres`,
           '[pgbouncer]',
           'listen_addr = 127.0.0.1',
           `listen_port = ${bPort}`,
@@ -152,6 +213,14 @@ async function main(): Promise<void> {
           'max_client_conn = 500',
           // Only PgBouncer ≥ 1.21 knows it; 1.18 warns about an unknown key and goes on.
           ...(bouncerVersion.match(/1\.(2\d|[3-9]\d)/) ? ['max_prepared_statements = 200'] : []),
+          ...(opt.plain
+            ? []
+            : [
+                'client_tls_sslmode = require',
+                `client_tls_cert_file = ${join(work, 'server.crt')}`,
+                `client_tls_key_file = ${join(work, 'server.key')}`,
+              ]),
+          'server_tls_sslmode = disable',
           'unix_socket_dir =',
           'logfile =',
           'log_connections = 0',
@@ -159,34 +228,39 @@ async function main(): Promise<void> {
         ].join('\n'),
       );
       own(ini);
-      own(join(work, 'userlist.txt'));
       const bouncer = spawn('/usr/sbin/pgbouncer', [ini], { ...runAs, stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(bouncer);
-      const fPort = await freePort();
-      const front = spawn(
+      const gPort = await freePort();
+      const conf = gatewayConf(sc, gPort, `gw-${sc.name}`);
+      const gw = spawn(
         process.execPath,
         [
-          new URL(import.meta.url).pathname,
-          '--serve-front',
-          JSON.stringify({ pgPort, port: fPort, mode: sc.mode, size: sc.size }),
+          ...(opt['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', opt['cpu-prof']] : []),
+          ...(opt['node-arg'] ?? []),
+          new URL('../src/cli/main.js', import.meta.url).pathname,
+          'serve',
+          '--config',
+          conf,
         ],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
+        // With extra node options (tracing) the gateway's stdout is shown.
+        { stdio: ['ignore', opt['node-arg'] ? 'inherit' : 'ignore', 'inherit'] },
       );
-      children.push(front);
-      const frontPort = await new Promise<number>((res, rej) => {
-        front.stdout!.once('data', (d: Buffer) => res(Number(d.toString().trim())));
-        front.once('exit', () => rej(new Error('pool front exited')));
-      });
+      children.push(gw);
       await waitPort(bPort);
-      const direct = pgbench(pgPort, sc.args, seconds);
+      await waitPort(gPort);
+      const want = (t: string) => !opt.target || opt.target.includes(t);
+      const skipped: Run = { tps: 0, transactions: 0, error: 'not run' };
+      const direct = want('direct') ? pgbench(pgPort, sc.args, seconds) : skipped;
       const b0 = cpuOf(bouncer.pid!);
-      const bouncerRun = pgbench(bPort, sc.args, seconds);
+      const bouncerRun = want('pgbouncer') ? pgbench(bPort, sc.args, seconds) : skipped;
       const bCpu = cpuSince(bouncer.pid!, b0);
-      const f0 = cpuOf(front.pid!);
-      const poolRun = pgbench(frontPort, sc.args, seconds);
-      const fCpu = cpuSince(front.pid!, f0);
+      const g0 = cpuOf(gw.pid!);
+      if (want('pgtls')) process.stderr.write(`bench: pgtls pid ${gw.pid}\n`);
+      const gwRun = want('pgtls') ? pgbench(gPort, sc.args, seconds) : skipped;
+      const gCpu = cpuSince(gw.pid!, g0);
       bouncer.kill('SIGTERM');
-      front.kill('SIGTERM');
+      gw.kill('SIGINT');
+      await new Promise((r) => gw.once('exit', r));
       const show = (r: Run) => (r.error ? `failed: ${r.error}` : r.tps.toFixed(0));
       const ratio = (a: Run, b: Run) => (a.error || b.error ? 'n/a' : (a.tps / b.tps).toFixed(2));
       const per = (cpu: { user: number; sys: number }, r: Run) =>
@@ -194,11 +268,32 @@ async function main(): Promise<void> {
           ? `${(cpu.user / r.transactions).toFixed(1)} + ${(cpu.sys / r.transactions).toFixed(1)}`
           : 'n/a';
       say(
-        `| ${sc.mode} \`pgbench -S ${sc.args.join(' ')}\`, pool ${sc.size} | ${show(direct)} | ${show(bouncerRun)} | ${show(poolRun)} | ${ratio(poolRun, bouncerRun)} | ${ratio(poolRun, direct)} | ${per(bCpu, bouncerRun)} | ${per(fCpu, poolRun)} |`,
+        `| ${sc.mode} \`pgbench -S ${sc.args.join(' ')}\`, pool ${sc.size} | ${show(direct)} | ${show(bouncerRun)} | ${show(gwRun)} | ${ratio(gwRun, bouncerRun)} | ${ratio(gwRun, direct)} | ${per(bCpu, bouncerRun)} | ${per(gCpu, gwRun)} |`,
       );
+      if (opt.callgrind) {
+        process.stderr.write(`bench: ${sc.name} under callgrind (minutes) …\n`);
+        const cgPort = await freePort();
+        const cgDir = join(work, `callgrind-${sc.name}`);
+        mkdirSync(cgDir);
+        const cgConf = gatewayConf(sc, cgPort, `gw-cg-${sc.name}`);
+        const ir = await callgrindPerTx(
+          [process.execPath, new URL('../src/cli/main.js', import.meta.url).pathname, 'serve', '--config', cgConf],
+          cgPort,
+          cgDir,
+          (secs) => ({ tx: pgbench(cgPort, sc.cgArgs, secs).transactions }),
+          { warmup: 10, short: 10, long: 30 },
+        );
+        cg.push(`| ${sc.mode} \`pgbench -S ${sc.cgArgs.join(' ')}\`, pool ${sc.size} | ${Math.round(ir)} |`);
+      }
       await new Promise((r) => setTimeout(r, 500));
     }
-    if (opt.write) appendFileSync(opt.write, `\n## Pooling (bench/pool.ts)\n\n${lines.join('\n')}\n`);
+    if (cg.length > 0) {
+      say('');
+      say('| under callgrind | gateway instructions per transaction |');
+      say('|---|---|');
+      for (const l of cg) say(l);
+    }
+    if (opt.write) appendFileSync(opt.write, `\n${lines.join('\n')}\n`);
   } finally {
     for (const c of children) c.kill('SIGTERM');
     await stopPg?.().catch(() => undefined);
@@ -206,9 +301,7 @@ async function main(): Promise<void> {
   }
 }
 
-if (opt['serve-front']) void serveFront(opt['serve-front']);
-else
-  main().catch((e) => {
-    process.stderr.write(`${(e as Error).stack}\n`);
-    process.exit(1);
-  });
+main().catch((e) => {
+  process.stderr.write(`${(e as Error).stack}\n`);
+  process.exit(1);
+});

@@ -1,7 +1,8 @@
 /** What the benchmark scripts share: free ports, waiting for a listener, per-process CPU from /proc, the median. */
-import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { openSync, readFileSync, readdirSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
+import { join } from 'node:path';
 
 export function freePort(): Promise<number> {
   return new Promise((res) => {
@@ -91,4 +92,63 @@ export function pgbouncerIni(o: {
     'log_connections = 0',
     'log_disconnections = 0',
   ].join('\n');
+}
+
+/** Total Ir of the newest callgrind dump of pid in dir. */
+export function callgrindTotal(dir: string, pid: number): number {
+  const files = readdirSync(dir)
+    .filter((f) => f.startsWith(`callgrind.out.${pid}.`))
+    .sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()));
+  const text = readFileSync(join(dir, files[files.length - 1]!), 'utf8');
+  const m = /^(?:summary|totals): (\d+)/m.exec(text);
+  if (!m) throw new Error('no totals in the callgrind dump');
+  return Number(m[1]);
+}
+
+/**
+ * Instructions per transaction of a server process (`command`, listening on `port`) under callgrind: counting is
+ * switched on after start-up, a warm-up run (JIT, caches) is discarded, and the difference between a short and a
+ * long run of `load(seconds)` divided by the difference in transactions removes what does not scale with them.
+ * Instruction counts do not depend on the machine's load, unlike time.
+ */
+export async function callgrindPerTx(
+  command: string[],
+  port: number,
+  dir: string,
+  load: (seconds: number) => { tx: number },
+  seconds: { warmup: number; short: number; long: number } = { warmup: 2, short: 5, long: 15 },
+): Promise<number> {
+  const vg = spawn(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--instr-atstart=no',
+      '--smc-check=all-non-file',
+      `--callgrind-out-file=${join(dir, 'callgrind.out.%p')}`,
+      ...command,
+    ],
+    { stdio: ['ignore', 'ignore', openSync(join(dir, 'valgrind.log'), 'a')], cwd: dir },
+  );
+  try {
+    await waitPort(port, 1500, 200); // Node under valgrind takes minutes to start on a loaded machine
+    const ctl = (...a: string[]) =>
+      spawnSync('callgrind_control', [...a, String(vg.pid)], { stdio: 'ignore', timeout: 120_000 });
+    ctl('-i', 'on');
+    const measure = (secs: number) => {
+      ctl('-z');
+      const r = load(secs);
+      ctl('-d');
+      return { tx: r.tx, ir: callgrindTotal(dir, vg.pid!) };
+    };
+    measure(seconds.warmup);
+    const short = measure(seconds.short);
+    const long = measure(seconds.long);
+    return (long.ir - short.ir) / (long.tx - short.tx);
+  } finally {
+    if (vg.exitCode === null && vg.signalCode === null) {
+      const exited = new Promise((r) => vg.once('exit', r));
+      vg.kill('SIGTERM');
+      await exited;
+    }
+  }
 }

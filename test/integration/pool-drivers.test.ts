@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import postgres from 'postgres';
 import { cleanEnv, psql, run } from '../support/clients.js';
+import { JDBC_PROGRAM, PSYCOPG_PROGRAM } from '../support/driver-programs.js';
 import { type PoolFront, startPoolFront } from '../support/pool-front.js';
 import { SUPERUSER_PASSWORD, type TestCluster, startTestCluster } from '../support/postgres.js';
 
@@ -54,73 +55,6 @@ after(async () => {
 function pgClient(f: PoolFront): pg.Client {
   return new pg.Client({ host: '127.0.0.1', port: f.port, user: 'app', database: 'postgres', password: 'unused' });
 }
-
-// The driver's statement runs while h1 holds one server in a transaction, then while h2 holds the other: in
-// transaction mode it must be prepared on both servers.
-const PSYCOPG = `
-import sys, psycopg
-dsn = sys.argv[1]
-b = psycopg.connect(dsn, prepare_threshold=0, autocommit=True)
-out, pids = [], set()
-def run(i):
-    row = b.execute("select label, pg_backend_pid() from items where id = %s", (i,)).fetchone()
-    out.append(row[0]); pids.add(row[1])
-h1 = psycopg.connect(dsn)
-h1.execute("select 1")  # psycopg opened a transaction: h1 keeps its server
-for i in (1, 2, 3):
-    run(i)
-h2 = psycopg.connect(dsn)
-h2.execute("select 1")  # h2 takes the server b used; h1 then frees the other one
-h1.commit(); h1.close()
-for i in (4, 5, 6):
-    run(i)
-h2.commit(); h2.close()
-names = b.execute("select count(*) from pg_prepared_statements where name like 'PGTLS_%'").fetchone()[0]
-print(",".join(out))
-print(len(pids))
-print(names)
-b.close()
-`;
-
-const JDBC = `
-import java.sql.*;
-import java.util.*;
-public class Prog {
-  public static void main(String[] a) throws Exception {
-    Connection c = DriverManager.getConnection(a[0], "app", "unused");
-    PreparedStatement ps = c.prepareStatement("select label, pg_backend_pid() from items where id = ?");
-    List<String> out = new ArrayList<>();
-    Set<Integer> pids = new HashSet<>();
-    Connection h2 = null;
-    Connection h1 = DriverManager.getConnection(a[0], "app", "unused");
-    h1.setAutoCommit(false);
-    h1.createStatement().executeQuery("select 1").close();
-    for (int i = 1; i <= 6; i++) {
-      if (i == 4) {
-        // h2 takes the server the statement ran on; h1 then frees the other one.
-        h2 = DriverManager.getConnection(a[0], "app", "unused");
-        h2.setAutoCommit(false);
-        h2.createStatement().executeQuery("select 1").close();
-        h1.commit();
-        h1.close();
-      }
-      ps.setInt(1, i);
-      ResultSet rs = ps.executeQuery();
-      rs.next();
-      out.add(rs.getString(1));
-      pids.add(rs.getInt(2));
-    }
-    h2.commit();
-    h2.close();
-    System.out.println(String.join(",", out));
-    System.out.println(pids.size());
-    ResultSet rs = c.createStatement().executeQuery("select count(*) from pg_prepared_statements where name like 'PGTLS_%'");
-    rs.next();
-    System.out.println(rs.getInt(1));
-    c.close();
-  }
-}
-`;
 
 for (const mode of ['session', 'transaction'] as const) {
   describe(`${mode} pooling`, () => {
@@ -187,7 +121,7 @@ for (const mode of ['session', 'transaction'] as const) {
 
     test('psycopg 3: server-side prepared statements (prepare_threshold=0)', async () => {
       const script = join(work, 'psycopg_test.py');
-      writeFileSync(script, PSYCOPG);
+      writeFileSync(script, PSYCOPG_PROGRAM);
       const r = await run(
         '/usr/bin/python3',
         [script, `host=127.0.0.1 port=${f.port} user=app dbname=postgres password=unused`],
@@ -205,9 +139,9 @@ for (const mode of ['session', 'transaction'] as const) {
 
     test('JDBC: server-side prepared statements (prepareThreshold=1)', async () => {
       const dir = mkdtempSync(join(work, 'jdbc-'));
-      writeFileSync(join(dir, 'Prog.java'), JDBC);
+      writeFileSync(join(dir, 'Prog.java'), JDBC_PROGRAM);
       const url = `jdbc:postgresql://127.0.0.1:${f.port}/postgres?prepareThreshold=1&sslmode=disable`;
-      const r = await run('java', ['-cp', '/usr/share/java/postgresql.jar', join(dir, 'Prog.java'), url], {
+      const r = await run('java', ['-cp', '/usr/share/java/postgresql.jar', join(dir, 'Prog.java'), url, 'unused'], {
         env: cleanEnv(),
         timeoutMs: 90_000,
       });

@@ -14,7 +14,7 @@ import {
 } from '../../protocol/messages.js';
 import type { RelayStats } from '../transport.js';
 import type { ServerCredentials } from './login.js';
-import { type ClientGone, type Pool, PoolRefusal } from './pool.js';
+import { ClientGone, type Pool, PoolRefusal } from './pool.js';
 import type { ClientStatement, StatementNames } from './prepared.js';
 import type { ServerConnection } from './server-connection.js';
 import { TxRelay } from './tx-relay.js';
@@ -130,14 +130,15 @@ export class PooledSession {
 
   /**
    * Everything a client gets after AuthenticationOk: ParameterStatus for every reported GUC, the gateway's
-   * BackendKeyData, ReadyForQuery. Session mode borrows the client's server here and keeps it. Transaction mode
-   * answers from the pool's last login with the client's own values on top (PgBouncer's welcome message), so a
-   * client can connect while every server is busy; only a pool that never logged in borrows one first.
+   * BackendKeyData, ReadyForQuery. Both modes answer from the pool's last login with the client's own values on
+   * top (PgBouncer's welcome message), so a client can log in while every server is busy and then waits for one
+   * under query_wait_timeout, not under authentication_timeout (a session-mode client borrows its server in run()).
+   * Only a pool that never logged in borrows a server first (session mode keeps it).
    * `signal`: aborted when the client leaves while it waits (it leaves the queue).
    */
   async welcome(signal?: ClientGone): Promise<Buffer> {
     const parts: Buffer[] = [];
-    const known = this.mode === 'transaction' ? this.pool.welcomeParams : undefined;
+    const known = this.pool.welcomeParams;
     let params: ReadonlyMap<string, string>;
     if (known) {
       const m = new Map(known);
@@ -207,16 +208,39 @@ export class PooledSession {
     if (c && !c.destroyed) c.write(encodeErrorResponse(err));
   }
 
+  /** Tell the client why it gets no server; the refusal is rethrown to end its relay. */
   #refused(e: unknown): never {
+    throw this.#tell(e);
+  }
+
+  #tell(e: unknown): PoolRefusal {
     const r = e instanceof PoolRefusal ? e : new PoolRefusal(refusalInternal, (e as Error).message);
     this.#send(r.wire);
-    throw r;
+    return r;
   }
 
   async #runSession(client: Duplex, pipelined: Buffer): Promise<SessionStats> {
-    const server = this.#server;
-    if (!server) throw new Error('session mode: welcome() first');
     const stats: SessionStats = { bytesFromClient: 0, bytesFromBackend: 0, transactions: 1 };
+    if (!this.#server) {
+      // Logged in from the pool's welcome: wait for a server now (what the client sends meanwhile stays in its
+      // stream, which is not read until the splice). A refusal (query_wait_timeout) is told to the client.
+      const gone = new ClientGone();
+      const onClose = () => gone.fire();
+      client.once('close', onClose);
+      if (client.destroyed) gone.fire();
+      try {
+        this.#server = await this.checkout(gone);
+      } catch (e) {
+        if (!gone.aborted) {
+          this.#tell(e);
+          client.end();
+        }
+        return stats;
+      } finally {
+        client.off('close', onClose);
+      }
+    }
+    const server = this.#server;
     if (pipelined.length > 0) server.socket.write(pipelined);
     const idle = await spliceSession(client, server, stats, pipelined.length === 0);
     this.#server = undefined;
