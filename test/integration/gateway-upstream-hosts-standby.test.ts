@@ -107,11 +107,20 @@ async function pgError(g: TestGateway, user = 'postgres', password = ''): Promis
     database: 'postgres',
     ssl: { rejectUnauthorized: false },
   });
+  // A session-mode pool lets the client in from its welcome and reports a failed server login afterwards: the error
+  // may come from connect(), from the first query, or as an 'error' event.
+  let late: unknown;
+  c.on('error', (e) => {
+    late ??= e;
+  });
   try {
     await c.connect();
+    await c.query('select 1');
     await c.end();
+    if (late) throw late;
     return undefined;
   } catch (e) {
+    if (late) e = late;
     const err = e as { code: string; message: string; detail?: string };
     return { code: err.code, message: err.message, ...(err.detail ? { detail: err.detail } : {}) };
   }
