@@ -86,19 +86,28 @@ export function hostLabel(h: UpstreamHost): string {
 
 /**
  * Parse `postgres://host:port` or libpq's multi-host form `postgres://h1:5432,h2:5433,[::1]:5434/` (a host may be
- * percent-encoded "/dir" for a Unix socket). Query parameters and a database name are ignored, as before.
+ * percent-encoded "/dir" for a Unix socket). Nothing else may be written in it (see below).
  */
 export function parseUpstreamUrl(url: string): { host: string; port: number; hosts: UpstreamHost[] } {
-  const invalid = (why?: string) =>
-    new PgtlsError(ERR_UPSTREAM, `invalid upstream "${url}"${why ? `: ${why}` : ''}`, {
-      details: { hint: "Use 'postgres://host:port' or 'postgres://host1:port1,host2:port2'." },
-    });
+  // A password written into the URL never reaches a message.
+  const shown = url.replace(/^(postgres(?:ql)?:\/\/[^:@/]*):[^@/]*@/, '$1:********@');
+  const invalid = (why?: string, hint = "Use 'postgres://host:port' or 'postgres://host1:port1,host2:port2'.") =>
+    new PgtlsError(ERR_UPSTREAM, `invalid upstream "${shown}"${why ? `: ${why}` : ''}`, { details: { hint } });
   if (!/^postgres(?:ql)?:\/\//.test(url)) throw invalid();
   let params: Map<string, string>;
   try {
     params = parseUri(url);
   } catch (e) {
-    throw invalid((e as Error).message);
+    throw invalid((e as Error).message.replace(url, shown));
+  }
+  // Only hosts and ports are read from the URL: the client's user, database and parameters pass through, and the
+  // hop's settings are upstream_* keys. Anything else written there would be silently ignored, so it is refused.
+  const ignored = [...params.keys()].filter((k) => k !== 'host' && k !== 'port');
+  if (ignored.length > 0) {
+    throw invalid(
+      `${ignored.map((k) => `"${k}"`).join(', ')} cannot be set in upstream`,
+      'Write only hosts and ports; the hop is set with upstream_sslmode, upstream_target_session_attrs and the other upstream_* settings, and user and database come from the client.',
+    );
   }
   const names = (params.get('host') ?? '').split(',');
   const portList = (params.get('port') ?? '').split(',');

@@ -54,6 +54,23 @@ test("bad URLs are refused with libpq's reason", () => {
   );
 });
 
+test('only hosts and ports are read from the URL; anything else is refused, a password never shown', () => {
+  assert.throws(() => parseUpstreamUrl('postgres://h:5432/?sslmode=require'), {
+    code: 'PGTLS_ERR_UPSTREAM',
+    message: 'invalid upstream "postgres://h:5432/?sslmode=require": "sslmode" cannot be set in upstream',
+  });
+  assert.throws(() => parseUpstreamUrl('postgres://h/sales'), {
+    message: 'invalid upstream "postgres://h/sales": "dbname" cannot be set in upstream',
+  });
+  assert.throws(() => parseUpstreamUrl('postgres://app:s3cret@h:5432'), {
+    message: 'invalid upstream "postgres://app:********@h:5432": "user", "password" cannot be set in upstream',
+  });
+  assert.throws(
+    () => parseUpstreamUrl('postgres://app:s3cret@[::1'),
+    (e: Error) => !e.message.includes('s3cret'),
+  );
+});
+
 test("libpq's option rules for the hop: direct TLS needs an sslmode without a plaintext fallback", () => {
   const t = (sslmode: UpstreamTarget['sslmode']): UpstreamTarget => ({
     ...base,
