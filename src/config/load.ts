@@ -38,6 +38,12 @@ export interface GatewayConfig extends TlsSettings {
   readonly upstream_sslrootcert: string;
   readonly upstream_sslcert: string;
   readonly upstream_sslkey: string;
+  readonly upstream_target_session_attrs: 'any' | 'read-write' | 'read-only' | 'primary' | 'standby' | 'prefer-standby';
+  /** Milliseconds (whole seconds: libpq's connect_timeout is in seconds). */
+  readonly upstream_connect_timeout: number;
+  readonly upstream_load_balance_hosts: 'disable' | 'random';
+  readonly upstream_sslnegotiation: 'postgres' | 'direct';
+  readonly upstream_sslsni: boolean;
   readonly error_style: 'postgres' | 'azure';
   /** Milliseconds. */
   readonly authentication_timeout: number;
@@ -245,6 +251,24 @@ function checkConflicts(c: GatewayConfig): void {
         proxy_protocol_trusted: c.sources.proxy_protocol_trusted,
       },
     });
+  }
+  // libpq (pqConnectOptions2) refuses direct TLS with a mode that could fall back to plaintext: so does the hop.
+  if (c.upstream_sslnegotiation === 'direct' && !/^(require|verify-ca|verify-full)$/.test(c.upstream_sslmode)) {
+    const src = c.sources.upstream_sslnegotiation ?? 'default';
+    const at = /^(.*):(\d+)$/.exec(src);
+    throw new PgtlsError(
+      ERR_CONFIG_CONFLICT,
+      `weak upstream_sslmode "${c.upstream_sslmode}" may not be used with upstream_sslnegotiation = direct (use "require", "verify-ca", or "verify-full")${at ? ` in file "${at[1]}" line ${at[2]}` : src === 'default' ? '' : ` (from ${src})`}`,
+      {
+        details: {
+          key: 'upstream_sslnegotiation',
+          ...(at ? { file: at[1], line: Number(at[2]) } : {}),
+          upstream_sslnegotiation: src,
+          upstream_sslmode: c.sources.upstream_sslmode,
+          hint: 'Direct TLS has no plaintext fallback: set upstream_sslmode = require, verify-ca or verify-full.',
+        },
+      },
+    );
   }
   if (c.upstream !== '' && !/^postgres(ql)?:\/\//.test(c.upstream)) {
     throw new PgtlsError(ERR_CONFIG_VALUE, `invalid value for parameter "upstream": "${c.upstream}"`, {

@@ -251,6 +251,31 @@ export const SCHEMA = {
     default: '200',
     help: 'named protocol-level prepared statements per server in transaction mode (0: not tracked)',
   },
+  upstream_target_session_attrs: {
+    kind: { type: 'enum', values: ['any', 'read-write', 'read-only', 'primary', 'standby', 'prefer-standby'] },
+    default: 'any',
+    help: "libpq's target_session_attrs: which of the upstream's hosts will do",
+  },
+  upstream_connect_timeout: {
+    kind: { type: 'duration', unit: 's', minMs: 0, maxMs: 2_147_483_000 },
+    default: '10s',
+    help: "libpq's connect_timeout, per upstream host and address (0: wait for the OS; 1 s counts as 2 s)",
+  },
+  upstream_load_balance_hosts: {
+    kind: { type: 'enum', values: ['disable', 'random'] },
+    default: 'disable',
+    help: "libpq's load_balance_hosts: try the upstream's hosts in a random order",
+  },
+  upstream_sslnegotiation: {
+    kind: { type: 'enum', values: ['postgres', 'direct'] },
+    default: 'postgres',
+    help: "libpq's sslnegotiation: direct starts TLS at once with ALPN postgresql (PostgreSQL 17+)",
+  },
+  upstream_sslsni: {
+    kind: { type: 'bool' },
+    default: 'on',
+    help: "libpq's sslsni: send the upstream's host name (not an IP address) as TLS SNI",
+  },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof SCHEMA;

@@ -15,6 +15,7 @@ import type { TlsMaterial } from '../tls/context.js';
 import type { LiveHandle } from './admin/client-registry.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import type { TlsSession } from './transport.js';
+import type { UpstreamWalk } from './upstream-walk.js';
 import type { UpstreamTarget } from './upstream.js';
 
 /** How long a refused client may take to read its FATAL before the socket is closed regardless. */
@@ -34,8 +35,10 @@ export class ClientConnection {
   /** The TLS material the handshake used (the main one, or a pg_hosts.conf entry's). */
   material: TlsMaterial | undefined;
   backend: Duplex | undefined;
-  /** The upstream a route chose (undefined: the configured upstream). */
+  /** The upstream a route chose (undefined: the configured upstream); after attach, the host the session is on. */
   upstream: UpstreamTarget | undefined;
+  /** The walk over the upstream's hosts (attach), kept for the target_session_attrs check after authentication. */
+  upstreamWalk: UpstreamWalk | undefined;
   /** The user name the backend gets when a route rewrote it (Azure's user@servername). */
   backendUser: string | undefined;
   /** This connection in the admin console's SHOW CLIENTS (state, TLS facts, backend pid, live byte counts). */

@@ -6,9 +6,8 @@
 import type { Socket } from 'node:net';
 import { encodeErrorResponse } from '../protocol/error-response.js';
 import { encodeStartupMessage } from '../protocol/startup.js';
-import { loginToBackend } from './backend-login.js';
 import { ClientConnection } from './client-connection.js';
-import { attach } from './phases/attach.js';
+import { attach, attachLoggedIn } from './phases/attach.js';
 import { authenticateAtGateway, gatewayChecks } from './phases/authenticate-gateway.js';
 import { authenticateAtBackend } from './phases/authenticate.js';
 import { closing } from './phases/closing.js';
@@ -62,8 +61,8 @@ export async function handleConnection(socket: Socket, rt: GatewayRuntime): Prom
       // authenticate at the gateway, then attach a backend the gateway logs in to itself.
       const done = await authenticateAtGateway(c, admitted.line, admitted.who.user, admitted.who.database, rt.secrets!);
       if (!done) return;
-      if (!(await attach(c))) return;
-      const login = await loginToBackend(c.backend!, startupPacket, done.credentials);
+      const login = await attachLoggedIn(c, startupPacket, done.credentials);
+      if (!login) return;
       if (!login.ok) {
         c.fatal(
           login.fromBackend

@@ -139,8 +139,13 @@ export function clientCertVerifyFailed(reason: string): WireError {
   });
 }
 
-export function upstreamUnavailable(): WireError {
+/**
+ * No backend session. `detail`: libpq's text naming each host tried and why, given when the upstream has several
+ * hosts (host names and addresses, never a secret).
+ */
+export function upstreamUnavailable(detail?: string): WireError {
   return fatal(SqlState.ConnectionFailure, 'could not connect to the database server behind the gateway', {
+    ...(detail ? { detail } : {}),
     hint: 'The gateway is up but its upstream is not reachable; the gateway log has the reason.',
   });
 }

@@ -14,7 +14,13 @@ import { SSL_MODES, type SslMode } from '../config/schema.js';
  */
 import { PgtlsError } from '../errors.js';
 import { readAuthFile, tokenizeAuthText } from '../hba/tokenize.js';
-import { type UpstreamTarget, parseUpstreamUrl } from './upstream.js';
+import {
+  TARGET_SESSION_ATTRS,
+  type TargetSessionAttrs,
+  type UpstreamTarget,
+  checkTarget,
+  parseUpstreamUrl,
+} from './upstream.js';
 
 export const ERR_ROUTES = 'PGTLS_ERR_ROUTES';
 
@@ -34,7 +40,17 @@ function routeError(message: string, file: string, line: number, hint?: string):
   });
 }
 
-const OPTIONS = ['sslmode', 'sslrootcert', 'sslcert', 'sslkey'] as const;
+const OPTIONS = [
+  'sslmode',
+  'sslrootcert',
+  'sslcert',
+  'sslkey',
+  'sslnegotiation',
+  'sslsni',
+  'target_session_attrs',
+  'connect_timeout',
+  'load_balance_hosts',
+] as const;
 
 /** Read and check the whole file; the first problem throws, naming the file and line. */
 export function readRoutesFile(file: string, defaults: Omit<UpstreamTarget, 'host' | 'port'>): Route[] {
@@ -46,13 +62,19 @@ export function readRoutesFile(file: string, defaults: Omit<UpstreamTarget, 'hos
     if (kind !== 'sni' && kind !== 'database' && kind !== 'server') {
       throw routeError(`invalid route kind "${kind}"`, file, l.line, 'Use sni, database or server.');
     }
-    if (f[1]!.length !== 1 || f[2]!.length !== 1)
+    if (f[1]!.length !== 1 || f[2]!.length < 1 || !f[2]![0]!.includes('://'))
       throw routeError('a route has one name and one upstream', file, l.line);
-    let hostPort: { host: string; port: number };
+    let hostPort: ReturnType<typeof parseUpstreamUrl>;
     try {
-      hostPort = parseUpstreamUrl(f[2]![0]!);
+      // The tokenizer splits at commas, as for hba lists: libpq's multi-host URL comes back whole.
+      hostPort = parseUpstreamUrl(f[2]!.join(','));
     } catch (e) {
-      throw routeError((e as Error).message, file, l.line, "Use 'postgres://host:port'.");
+      throw routeError(
+        (e as Error).message,
+        file,
+        l.line,
+        "Use 'postgres://host:port' or 'postgres://host1:port1,host2:port2'.",
+      );
     }
     const opts: Record<string, string> = {};
     for (const field of f.slice(3)) {
@@ -67,20 +89,63 @@ export function readRoutesFile(file: string, defaults: Omit<UpstreamTarget, 'hos
     if (opts.sslmode !== undefined && !(SSL_MODES as readonly string[]).includes(opts.sslmode)) {
       throw routeError(`invalid sslmode value: "${opts.sslmode}"`, file, l.line);
     }
-    routes.push({
-      kind,
-      name: f[1]![0]!,
-      upstream: {
-        ...hostPort,
-        sslmode: (opts.sslmode as SslMode | undefined) ?? defaults.sslmode,
-        sslrootcert: opts.sslrootcert ?? defaults.sslrootcert,
-        sslcert: opts.sslcert ?? defaults.sslcert,
-        sslkey: opts.sslkey ?? defaults.sslkey,
-      },
-      where: `${file}:${l.line}`,
-    });
+    const upstream: UpstreamTarget = {
+      ...hostPort,
+      sslmode: (opts.sslmode as SslMode | undefined) ?? defaults.sslmode,
+      sslrootcert: opts.sslrootcert ?? defaults.sslrootcert,
+      sslcert: opts.sslcert ?? defaults.sslcert,
+      sslkey: opts.sslkey ?? defaults.sslkey,
+      ...routeHopOptions(opts, defaults, file, l.line),
+    };
+    // libpq's own option checks (a weak sslmode with sslnegotiation=direct, …), with libpq's text.
+    const refused = checkTarget(upstream);
+    if (refused !== undefined) throw routeError(refused, file, l.line);
+    routes.push({ kind, name: f[1]![0]!, upstream, where: `${file}:${l.line}` });
   }
   return routes;
+}
+
+/** The libpq-named hop options of a route line (sslnegotiation, sslsni, …), checked; unset ones from upstream_*. */
+function routeHopOptions(
+  opts: Record<string, string>,
+  defaults: Omit<UpstreamTarget, 'host' | 'port'>,
+  file: string,
+  line: number,
+): Pick<UpstreamTarget, 'sslnegotiation' | 'sslsni' | 'connectTimeout' | 'targetSessionAttrs' | 'loadBalanceHosts'> {
+  const oneOf = <T extends string>(key: string, values: readonly T[], fallback: T | undefined): T | undefined => {
+    const v = opts[key];
+    if (v === undefined) return fallback;
+    if (!(values as readonly string[]).includes(v)) throw routeError(`invalid ${key} value: "${v}"`, file, line);
+    return v as T;
+  };
+  const out: {
+    -readonly [K in
+      | 'sslnegotiation'
+      | 'sslsni'
+      | 'connectTimeout'
+      | 'targetSessionAttrs'
+      | 'loadBalanceHosts']?: UpstreamTarget[K];
+  } = {};
+  const negotiation = oneOf('sslnegotiation', ['postgres', 'direct'] as const, defaults.sslnegotiation);
+  if (negotiation !== undefined) out.sslnegotiation = negotiation;
+  const sni = oneOf('sslsni', ['0', '1'] as const, undefined);
+  if (sni !== undefined) out.sslsni = sni === '1';
+  else if (defaults.sslsni !== undefined) out.sslsni = defaults.sslsni;
+  const tsa = oneOf<TargetSessionAttrs>('target_session_attrs', TARGET_SESSION_ATTRS, defaults.targetSessionAttrs);
+  if (tsa !== undefined) out.targetSessionAttrs = tsa;
+  const lb = oneOf('load_balance_hosts', ['disable', 'random'] as const, defaults.loadBalanceHosts);
+  if (lb !== undefined) out.loadBalanceHosts = lb;
+  if (opts.connect_timeout !== undefined) {
+    if (!/^\d+$/.test(opts.connect_timeout)) {
+      throw routeError(
+        `invalid integer value "${opts.connect_timeout}" for connection option "connect_timeout"`,
+        file,
+        line,
+      );
+    }
+    out.connectTimeout = Number(opts.connect_timeout);
+  } else if (defaults.connectTimeout !== undefined) out.connectTimeout = defaults.connectTimeout;
+  return out;
 }
 
 export interface RouteChoice {

@@ -45,6 +45,8 @@ export interface ConnectionRecord {
   reason?: string;
   sqlstate?: string;
   upstream_error?: string;
+  /** host:port the session's backend connection is on, when the upstream lists several hosts. */
+  upstream_host?: string;
   /** Set when a trusted load balancer sent a PROXY header: the peer that sent it (client/client_port are the header's). */
   proxy?: { peer: string; peer_port: number; version: 1 | 2; command: 'LOCAL' | 'PROXY' };
   /** file:line of the routes_file line that chose the upstream. */

@@ -19,7 +19,13 @@ import { type SniSelector, loadSniSelector } from '../tls/sni.js';
 import { ensureLocalCa } from './local-ca.js';
 import { type Route, readRoutesFile } from './routes.js';
 import { AuthQuery, type SecretSource, secretSource } from './secrets.js';
-import { type UpstreamTarget, connectUpstream, parseUpstreamUrl } from './upstream.js';
+import {
+  type UpstreamTarget,
+  connectUpstream,
+  parseUpstreamUrl,
+  upstreamOptions,
+  upstreamSummary,
+} from './upstream.js';
 
 export interface State {
   readonly config: GatewayConfig;
@@ -139,6 +145,8 @@ export async function buildState(input: ConfigInput, opts: GatewayOptions, previ
     sslrootcert: config.upstream_sslrootcert,
     sslcert: config.upstream_sslcert,
     sslkey: config.upstream_sslkey,
+    // The embedded cluster is reached over its Unix socket in plaintext: none of the hop's TLS or host settings apply.
+    ...(config.upstream ? upstreamOptions(config) : {}),
   };
   const authFile = config.auth_file ? await readAuthFile(config.auth_file) : undefined;
   const authQuery =
@@ -205,7 +213,7 @@ export function report(state: State): CheckReport {
     hbaLines: state.hba.length,
     identLines: state.ident.length,
     ...(certificate ? { certificate } : {}),
-    upstream: `${u.host}:${u.port} (upstream_sslmode=${u.sslmode})`,
+    upstream: upstreamSummary(u),
     warnings,
   };
 }

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 /**
  * Phase 3, authenticate. Today the backend authenticates (trust / password methods at the gateway mean "the
  * backend checks"): the exchange is relayed unchanged both ways, and backend messages are framed only to learn
@@ -5,10 +6,15 @@
  * certificate in the startup phase and the backend must trust the gateway for that user.
  */
 import type { Duplex } from 'node:stream';
+import { formatServerError } from '../../client/login-rules.js';
 import { BackendMessage } from '../../protocol/constants.js';
 import { decodeErrorFields } from '../../protocol/error-response.js';
 import { MessageReader, parseBackendKeyData } from '../../protocol/framing.js';
+import { decodeParameterStatus } from '../../protocol/messages.js';
 import type { ClientConnection } from '../client-connection.js';
+import * as refuse from '../refusals.js';
+import { type Reported, reportedFrom } from '../upstream-walk.js';
+import { attach } from './attach.js';
 
 /** Generous: during authentication the backend sends small messages; a SASL/GSS token is the largest. */
 const MAX_AUTH_MESSAGE = 1 << 20;
@@ -30,10 +36,18 @@ export async function authenticateAtBackend(
   startupPacket: Buffer,
   pipelined: Buffer,
 ): Promise<AuthOutcome> {
-  const backend = c.backend!;
-  backend.write(startupPacket);
-  if (pipelined.length > 0) backend.write(pipelined);
-  const auth = await relayAuthentication(c.stream, backend);
+  const mode = c.upstreamWalk?.mode() ?? 'any';
+  let auth: AuthOutcome;
+  if (mode === 'any' && !c.upstreamWalk?.several) {
+    const backend = c.backend!;
+    backend.write(startupPacket);
+    if (pipelined.length > 0) backend.write(pipelined);
+    auth = await relayAuthentication(c.stream, backend);
+  } else {
+    const checked = await authenticateForTarget(c, startupPacket, pipelined);
+    if (checked === undefined) return { ok: false };
+    auth = checked;
+  }
   if (auth.ok) return auth;
   const { record } = c;
   if (c.timedOut) {
@@ -99,6 +113,144 @@ export function relayAuthentication(client: Duplex, backend: Duplex): Promise<Au
     };
     const onClose = () => finish({ ok: false, ...(key ? { key } : {}) });
     // Either side may be gone already (its 'close' came and went while we awaited something else).
+    if (client.destroyed || backend.destroyed) {
+      onClose();
+      return;
+    }
+    client.on('data', fromClient);
+    backend.on('data', fromBackend);
+    backend.once('close', onClose);
+    client.once('close', onClose);
+    client.resume();
+    backend.resume();
+  });
+}
+
+/**
+ * target_session_attrs with the backend authenticating the client: the exchange is relayed up to AuthenticationOk,
+ * and what follows (ParameterStatus, BackendKeyData, ReadyForQuery) is held until the session has been checked as
+ * libpq checks it. A session of the wrong kind is closed; the next host is tried when the client had nothing to say
+ * during authentication (the backend asked for no credentials), since its StartupMessage alone can be replayed.
+ * A password or SCRAM exchange cannot be replayed to another host: then the client is refused with libpq's reason
+ * — gateway authentication (auth_file/auth_query) or pooling lets the gateway log in to each host itself.
+ * Also used for `any` when the upstream has several hosts: a 57P03 refusal before the client said anything is not
+ * passed on, and the next host is tried (libpq does the same).
+ * Resolves undefined when the client has been refused here.
+ */
+async function authenticateForTarget(
+  c: ClientConnection,
+  startupPacket: Buffer,
+  pipelined: Buffer,
+): Promise<AuthOutcome | undefined> {
+  const walk = c.upstreamWalk!;
+  for (let guard = 0; guard < 1000; guard++) {
+    const backend = c.backend!;
+    backend.write(startupPacket);
+    if (pipelined.length > 0) backend.write(pipelined);
+    const auth = await relayAuthenticationHeld(c.stream, backend, walk.several);
+    if (!auth.ok) {
+      // 57P03 before the client said anything (a standby not accepting connections yet): the next host, as libpq.
+      if (auth.notNow !== undefined && walk.loginFailed(auth.notNow, '57P03')) {
+        if (!(await attach(c))) return undefined;
+        continue;
+      }
+      if (auth.held.length > 0) c.stream.write(auth.held);
+      return auth;
+    }
+    const why = await walk.check(backend as Socket, auth.reported);
+    if (why === undefined) {
+      c.stream.write(auth.held);
+      return { ok: true, ...(auth.key ? { key: auth.key } : {}) };
+    }
+    if (auth.clientSpoke || pipelined.length > 0) {
+      const failed = walk.unavailable();
+      c.record.upstream_error = failed.message;
+      c.fatal(
+        refuse.upstreamUnavailable(failed.clientDetail),
+        `upstream: ${why} (target_session_attrs = ${walk.target.targetSessionAttrs}; the backend authenticated the client, so the exchange cannot be replayed to the next host: use gateway authentication to fail over)`,
+      );
+      return undefined;
+    }
+    if (!(await attach(c))) return undefined;
+  }
+  return undefined;
+}
+
+/**
+ * relayAuthentication, holding everything from AuthenticationOk on: resolves at ReadyForQuery with the held frames,
+ * the values the backend reported, and whether the client sent anything (a password, SASL messages) meanwhile.
+ */
+function relayAuthenticationHeld(
+  client: Duplex,
+  backend: Duplex,
+  several: boolean,
+): Promise<AuthOutcome & { held: Buffer; reported: Reported; clientSpoke: boolean; notNow?: string }> {
+  return new Promise((resolve) => {
+    const reader = new MessageReader(MAX_AUTH_MESSAGE);
+    const held: Buffer[] = [];
+    const params: [string, string][] = [];
+    let key: AuthOutcome['key'];
+    let authOk = false;
+    let clientSpoke = false;
+    let done = false;
+    let notNow: string | undefined;
+    const finish = (o: AuthOutcome) => {
+      if (done) return;
+      done = true;
+      client.off('data', fromClient);
+      backend.off('data', fromBackend);
+      backend.off('close', onClose);
+      client.off('close', onClose);
+      client.pause();
+      backend.pause();
+      resolve({
+        ...o,
+        held: Buffer.concat(held),
+        reported: reportedFrom(params),
+        clientSpoke,
+        ...(notNow !== undefined ? { notNow } : {}),
+      });
+    };
+    const fromClient = (d: Buffer) => {
+      clientSpoke = true;
+      backend.write(d);
+    };
+    const fromBackend = (d: Buffer) => {
+      reader.push(d);
+      try {
+        for (let m = reader.next(); m; m = reader.next()) {
+          const frame = Buffer.from(m.frame);
+          if (m.type === BackendMessage.Authentication && m.body.readInt32BE(0) === 0) authOk = true;
+          if (!authOk && !clientSpoke && several && m.type === BackendMessage.ErrorResponse) {
+            const fields = decodeErrorFields(m.body);
+            if (fields.C === '57P03') {
+              // Not forwarded: the client will get the next host's answer instead.
+              notNow = formatServerError(fields);
+              finish({ ok: false, error: { code: '57P03', message: fields.M ?? '' } });
+              return;
+            }
+          }
+          if (authOk) held.push(frame);
+          else client.write(frame);
+          if (m.type === BackendMessage.BackendKeyData) key = parseBackendKeyData(m.body);
+          else if (m.type === BackendMessage.ParameterStatus) {
+            const p = decodeParameterStatus(m.body);
+            if (p) params.push([p.name, p.value]);
+          } else if (m.type === BackendMessage.ErrorResponse) {
+            const fields = decodeErrorFields(m.body);
+            finish({ ok: false, ...(key ? { key } : {}), error: { code: fields.C ?? '', message: fields.M ?? '' } });
+            return;
+          } else if (m.type === BackendMessage.ReadyForQuery) {
+            if (reader.buffered > 0) backend.unshift(reader.takeRemaining());
+            finish({ ok: true, ...(key ? { key } : {}) });
+            return;
+          }
+        }
+      } catch {
+        finish({ ok: false, error: { code: '08P01', message: 'invalid message from the backend' } });
+      }
+    };
+    const onClose = () => finish({ ok: false, ...(key ? { key } : {}) });
     if (client.destroyed || backend.destroyed) {
       onClose();
       return;

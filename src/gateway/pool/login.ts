@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 /**
  * How a pool gets a new backend session: the `ServerLogin` seam, and the default implementation that connects with
  * connectUpstream (TLS per upstream_sslmode) and answers the backend's authentication request with a password
@@ -9,6 +10,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { md5PasswordMessage, passwordMessage } from '../../client/auth.js';
+import { formatServerError, targetRejection } from '../../client/login-rules.js';
 import { PgtlsError } from '../../errors.js';
 import { decodeErrorFields } from '../../protocol/error-response.js';
 import { MessageReader, parseBackendKeyData } from '../../protocol/framing.js';
@@ -16,7 +18,8 @@ import { BackendType } from '../../protocol/messages.js';
 import type { ScramClient } from '../../protocol/scram-client.js';
 import { encodeStartupMessage } from '../../protocol/startup.js';
 import { backendScram } from '../backend-scram.js';
-import { type UpstreamTarget, connectUpstream, sendCancel } from '../upstream.js';
+import { UpstreamWalk, reportedFrom } from '../upstream-walk.js';
+import { type UpstreamTarget, sendCancel } from '../upstream.js';
 import { type PoolKey, ServerConnection } from './server-connection.js';
 
 export const ERR_SERVER_LOGIN = 'PGTLS_ERR_SERVER_LOGIN';
@@ -44,6 +47,8 @@ export interface LoginRequest {
  */
 export interface ServerLogin {
   open(req: LoginRequest): Promise<ServerConnection>;
+  /** undefined when a pooled server may still be handed out; else why not (checked after server_check_query). */
+  fits?(server: ServerConnection): string | undefined;
 }
 
 /** The backend refused the login: its ErrorResponse fields are kept for the client. */
@@ -71,23 +76,55 @@ export class PasswordLogin implements ServerLogin {
 
   /** A CancelRequest for a server's backend, to the same upstream (PostgreSQL reads it before any TLS). */
   async cancel(server: ServerConnection): Promise<void> {
-    if (server.cancelKey) await sendCancel(this.opts.upstream, server.cancelKey.pid, server.cancelKey.key);
+    const at = server.upstreamHost ?? this.opts.upstream;
+    if (server.cancelKey) await sendCancel(at, server.cancelKey.pid, server.cancelKey.key);
   }
 
+  /**
+   * Whether a pooled server still suits upstream_target_session_attrs, from what its backend has reported since
+   * (ParameterStatus for default_transaction_read_only after a reload, in_hot_standby after a promotion, seen by
+   * server_check_query). A reason when it does not: the pool drops it instead of handing it out.
+   */
+  fits(server: ServerConnection): string | undefined {
+    const mode = this.opts.upstream.targetSessionAttrs ?? 'any';
+    // prefer-standby accepts any server in the end: a promoted standby is still acceptable.
+    if (mode === 'any' || mode === 'prefer-standby') return undefined;
+    return targetRejection(mode, reportedFrom(server.params));
+  }
+
+  /**
+   * libpq's walk over the upstream's hosts: log in on each, check target_session_attrs after the login, skip hosts
+   * that are down or of the wrong kind; a login the backend refuses ends the walk as it ends libpq's.
+   */
   async open(req: LoginRequest): Promise<ServerConnection> {
-    let socket: Duplex;
-    try {
-      socket = await connectUpstream(this.opts.upstream);
-    } catch (e) {
-      throw new ServerLoginError(`could not connect to the backend: ${(e as Error).message}`, undefined, { cause: e });
+    const walk = new UpstreamWalk(this.opts.upstream);
+    for (let guard = 0; guard < 1000; guard++) {
+      let socket: Duplex;
+      let at: UpstreamTarget;
+      try {
+        const landed = await walk.next();
+        socket = landed.socket;
+        at = landed.at;
+      } catch (e) {
+        throw new ServerLoginError(`could not connect to the backend: ${(e as Error).message}`, undefined, {
+          cause: e,
+        });
+      }
+      socket.on('error', () => undefined);
+      let server: ServerConnection;
+      try {
+        server = await this.#authenticate(socket, req);
+      } catch (e) {
+        socket.destroy();
+        const be = e instanceof ServerLoginError ? e.backendError : undefined;
+        if (be?.C && walk.loginFailed(formatServerError(be), be.C)) continue;
+        throw e;
+      }
+      if ((await walk.check(socket as Socket, reportedFrom(server.params))) !== undefined) continue;
+      server.upstreamHost = { host: at.host, port: at.port };
+      return server;
     }
-    socket.on('error', () => undefined);
-    try {
-      return await this.#authenticate(socket, req);
-    } catch (e) {
-      socket.destroy();
-      throw e;
-    }
+    throw new ServerLoginError('could not connect to the backend: too many attempts');
   }
 
   #authenticate(socket: Duplex, req: LoginRequest): Promise<ServerConnection> {

@@ -364,7 +364,9 @@ export class Pool {
     srv.query(sql, 10_000).then(
       (r) => {
         this.#busy.delete(srv);
+        const misfit = r.error || r.status !== 'I' ? undefined : this.login.fits?.(srv);
         if (r.error || r.status !== 'I') this.#drop(srv, `server_check_query failed: ${r.error?.M ?? r.status}`);
+        else if (misfit !== undefined) this.#drop(srv, `upstream_target_session_attrs: ${misfit}`);
         else this.#offer(srv);
         this.#pump();
       },

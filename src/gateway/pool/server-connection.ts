@@ -49,6 +49,8 @@ export class ServerConnection {
   lastUsed = Date.now();
   /** ParameterStatus values the backend reported, by name. */
   readonly params = new Map<string, string>();
+  /** The upstream host this server is on (several-host upstreams): where its CancelRequests go. */
+  upstreamHost: { readonly host: string; readonly port: number } | undefined;
   /**
    * GUC values known to be in effect on this session (reported ones and the ones the pool SET), by lower-case name.
    * A name absent here has the backend's default: a client value for it is SET before the client's first query.

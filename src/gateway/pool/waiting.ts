@@ -4,6 +4,7 @@
  */
 import type { WireError } from '../../protocol/error-response.js';
 import * as refuse from '../refusals.js';
+import { UpstreamUnavailable } from '../upstream-walk.js';
 import { ServerLoginError } from './login.js';
 
 /** Why a client could not get a server: what it is sent (a FATAL, as PgBouncer disconnects such clients). */
@@ -59,5 +60,7 @@ export function loginRefusal(e: Error): PoolRefusal {
     };
     return new PoolRefusal(wire, e.message);
   }
-  return new PoolRefusal(refuse.upstreamUnavailable(), e.message);
+  const cause = (e as { cause?: unknown }).cause;
+  const detail = cause instanceof UpstreamUnavailable ? cause.clientDetail : undefined;
+  return new PoolRefusal(refuse.upstreamUnavailable(detail), e.message);
 }
