@@ -55,7 +55,10 @@ export function mergeWouldRefuse(lists: readonly (readonly SerializedWouldRefuse
 }
 
 /** One worker's metrics (getMetricsAsJSON()) with `worker="N"` on every series. */
-export function labelWorker(metrics: readonly MetricObjectWithValues<MetricValue<string>>[], worker: number) {
+export function labelWorker(
+  metrics: readonly MetricObjectWithValues<MetricValue<string>>[],
+  worker: number,
+): MetricObjectWithValues<MetricValue<string>>[] {
   return metrics.map((m) => ({
     ...m,
     values: m.values.map((v) => ({ ...v, labels: { ...v.labels, worker: String(worker) } })),
