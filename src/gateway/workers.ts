@@ -43,7 +43,8 @@ type FromWorker =
   | { readonly t: 'cancel'; readonly pid: number; readonly key: string }
   | AskMessage
   | ReloadAllMessage
-  | AnswerMessage;
+  | AnswerMessage
+  | { readonly t: 'sets-cleared' };
 
 /** `workers` as written → a count ('auto': one per CPU). */
 export function workerCount(value: string): number {
@@ -63,6 +64,11 @@ export function serveAsWorker(gw: Gateway): void {
   gw.forwardCancel = (pid, key) => send({ t: 'cancel', pid, key: key.toString('hex') });
   const link = new WorkerLink(me, workerTotal(), send, (q) => answerQuery(gw.operator, me, q));
   gw.operator.cluster = link;
+  // Any successful reload (the primary's, or this worker's own watch_files one) drops the console's runtime SETs here;
+  // the primary then stops replaying them to replacement workers.
+  gw.on('reload', (e: { ok: boolean }) => {
+    if (e.ok) send({ t: 'sets-cleared' });
+  });
   process.on('message', (m: ToWorker) => {
     if (m.t === 'query') {
       void answerQuery(gw.operator, me, m.q).then(
@@ -151,6 +157,8 @@ export class WorkerPool extends EventEmitter {
           });
         } else if (m.t === 'answer') {
           this.#gatherings.get(m.req)?.answer(id, m.value);
+        } else if (m.t === 'sets-cleared') {
+          this.#runtimeSets.clear();
         } else if (m.t === 'reload-all') {
           void this.reload('admin').then((r) => {
             const out: ReloadedAllMessage = r.ok

@@ -188,6 +188,19 @@ async function workersTable(): Promise<Map<number, { pid: number | undefined; st
   );
 }
 
+/** ssl_min_protocol_version and where it comes from, as each worker's SHOW CONFIG says. */
+const minVersionOn = async () => {
+  const seen = new Map<string, string>();
+  for (let i = 0; i < 6 && seen.size < 2; i++) {
+    const r = await consoleRun(['SHOW CONFIG', 'SHOW CLIENTS']);
+    assert.equal(r.code, 0, r.stderr);
+    const me = r.rows[1]!.find((row) => row[col.app] === r.app)!;
+    const cfg = r.rows[0]!.find((row) => row[0] === 'ssl_min_protocol_version')!;
+    seen.set(me[col.worker]!, `${cfg[1]} ${cfg[4]?.startsWith('SET at') ? 'SET' : cfg[4]}`);
+  }
+  return seen;
+};
+
 test('SHOW CLIENTS lists all N sessions whichever worker answers, each on the worker ss says owns its socket', async () => {
   const answeredBy = new Set<string>();
   let workerOf = new Map<number, number>();
@@ -286,17 +299,6 @@ test('KILL_CLIENT reaches the worker that owns the session; an unknown id and a 
 });
 
 test('SET reaches every worker and RELOAD from the console resets every worker', async () => {
-  const minVersionOn = async () => {
-    const seen = new Map<string, string>();
-    for (let i = 0; i < 6 && seen.size < 2; i++) {
-      const r = await consoleRun(['SHOW CONFIG', 'SHOW CLIENTS']);
-      assert.equal(r.code, 0, r.stderr);
-      const me = r.rows[1]!.find((row) => row[col.app] === r.app)!;
-      const cfg = r.rows[0]!.find((row) => row[0] === 'ssl_min_protocol_version')!;
-      seen.set(me[col.worker]!, `${cfg[1]} ${cfg[4]?.startsWith('SET at') ? 'SET' : cfg[4]}`);
-    }
-    return seen;
-  };
   const set = await consoleRun(["SET ssl_min_protocol_version = 'TLSv1.3'"]);
   assert.equal(set.stderr, '');
   assert.deepEqual(Object.fromEntries(await minVersionOn()), { 1: 'TLSv1.3 SET', 2: 'TLSv1.3 SET' });
@@ -369,4 +371,25 @@ test('a worker killed with SIGKILL is replaced: SHOW WORKERS and the metrics cou
   assert.equal(sum(m, 'pgtls_workers', { state: 'up' }), 2);
   const stats = new Map((await consoleRun(['SHOW STATS'])).rows[0]!.map((row) => [row[0]!, Number(row[1])]));
   assert.equal(stats.get('worker_restarts'), 1);
+});
+
+test("a replacement worker gets the console's SETs still in force, and none after a RELOAD dropped them", async () => {
+  const replace = async (slot: number) => {
+    const old = (await workersTable()).get(slot)!;
+    process.kill(old.pid!, 'SIGKILL');
+    let w = await workersTable();
+    for (let i = 0; i < 100 && !(w.get(slot)?.state === 'up' && w.get(slot)?.restarts === old.restarts + 1); i++) {
+      await sleep(200);
+      w = await workersTable();
+    }
+    assert.equal(w.get(slot)?.restarts, old.restarts + 1);
+  };
+  const set = await consoleRun(["SET ssl_min_protocol_version = 'TLSv1.3'"]);
+  assert.equal(set.stderr, '');
+  await replace(1);
+  assert.deepEqual(Object.fromEntries(await minVersionOn()), { 1: 'TLSv1.3 SET', 2: 'TLSv1.3 SET' });
+  const reload = await consoleRun(['RELOAD']);
+  assert.equal(reload.stderr, '');
+  await replace(1);
+  assert.deepEqual(Object.fromEntries(await minVersionOn()), { 1: 'TLSv1.2 default', 2: 'TLSv1.2 default' });
 });
