@@ -272,7 +272,7 @@ test('/metrics: every series labelled worker="N"; the per-worker values and thei
   // The status page shows the summed counters too.
   const page = await httpGet('/');
   assert.equal(page?.status, 200);
-  assert.match(page!.body, /<span id="workers">2 workers answered<\/span>/);
+  assert.match(page!.body, /<span id="workers">2 of 2 workers answered<\/span>/);
   assert.match(page!.body, new RegExp(`<div class="v">${N - 2}</div><div class="k">active sessions`));
 });
 
@@ -339,6 +339,10 @@ test('a worker that does not answer (SIGSTOP) is reported missing within the bou
       0,
       'no series from the stopped worker',
     );
+    let page: Awaited<ReturnType<typeof httpGet>>;
+    for (let i = 0; i < 6 && page?.status !== 200; i++) page = await httpGet('/');
+    assert.match(page!.body, /<span id="workers">1 of 2 workers answered<\/span>/);
+    assert.match(page!.body, /id="workers-missing">worker 1 did not answer \(missing from the counts\)/);
   } finally {
     process.kill(stopped, 'SIGCONT');
   }

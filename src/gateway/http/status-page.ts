@@ -70,7 +70,7 @@ function workersText(w: WorkersLine | undefined): string {
     w.missing.length === 0
       ? ''
       : ` · <span class="bad" id="workers-missing">worker ${w.missing.join(', ')} did not answer (missing from the counts)</span>`;
-  return ` · <span id="workers">${w.up} workers answered</span>${missing}`;
+  return ` · <span id="workers">${w.up} of ${w.up + w.missing.length} workers answered</span>${missing}`;
 }
 
 export function renderStatusPage(
