@@ -96,7 +96,7 @@ test("mergeMetrics: each worker's series labelled, none merged away; the workers
     ],
   );
   assert.equal(f.get('pgtls_worker_restarts')!.samples[0]!.value, 1);
-  // Without the worker label the two series would have been summed into one: the label is what keeps them apart.
+  // Without the worker label the two workers' series collide and one worker's count is lost: the label keeps them apart.
   const unlabelled = await mergeMetrics(
     perWorker.map((m) =>
       m.map((x) => ({ ...x, values: x.values.map((v) => ({ ...v, labels: { outcome: v.labels.outcome! } })) })),
@@ -107,8 +107,27 @@ test("mergeMetrics: each worker's series labelled, none merged away; the workers
     parseExposition(unlabelled.text)
       .get('pgtls_connections_total')!
       .samples.map((s) => s.value),
-    [7],
+    [3],
   );
+});
+
+test('mergeMetrics keeps per-process series prom-client would omit (process_start_time_seconds), one per worker', async () => {
+  const per = [];
+  for (const w of [1, 2]) {
+    const m = new GatewayMetrics();
+    m.handshake(0.003 * w, 'ok');
+    per.push(labelWorker(await m.registry.getMetricsAsJSON(), w));
+  }
+  const f = parseExposition((await mergeMetrics(per, { configured: 2, answered: 2, missing: 0, restarts: 0 })).text);
+  assert.deepEqual(
+    f
+      .get('process_start_time_seconds')
+      ?.samples.map((s) => s.labels.worker)
+      .sort(),
+    ['1', '2'],
+  );
+  const hist = f.get('pgtls_tls_handshake_duration_seconds')!.samples;
+  assert.ok(hist.some((s) => s.labels.worker === '1') && hist.some((s) => s.labels.worker === '2'));
 });
 
 test('ownerOf: interleaved ids map back to their worker', () => {

@@ -62,6 +62,9 @@ export function labelWorker(
   return metrics.map((m) => ({
     ...m,
     values: m.values.map((v) => ({ ...v, labels: { ...v.labels, worker: String(worker) } })),
+    // Series of different workers never collide, so there is nothing to combine: 'first' passes each through. (prom-
+    // client marks process_start_time_seconds 'omit', which would drop it; per worker it is exact and kept.)
+    aggregator: 'first' as const,
   }));
 }
 
@@ -74,8 +77,8 @@ export interface WorkerCounts {
 
 /**
  * The gateway's exposition: each worker's series (already labelled by labelWorker) merged, plus the workers'
- * own gauges. Series from different workers never collide (the worker label differs), so the aggregators only
- * concatenate; prom-client's 'omit' aggregator still drops what it marks per-process-only.
+ * own gauges. Series from different workers never collide (the worker label differs), so the merge only
+ * concatenates them under one HELP/TYPE per family.
  */
 export async function mergeMetrics(
   perWorker: readonly (readonly MetricObjectWithValues<MetricValue<string>>[])[],
