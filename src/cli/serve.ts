@@ -7,7 +7,7 @@ import { errorMessage, isPgtlsError } from '../errors.js';
 import { type EmbeddedPostgres, startEmbedded } from '../gateway/embedded-mode.js';
 import { type CheckReport, Gateway, checkConfiguration } from '../gateway/gateway.js';
 import type { ConnectionRecord } from '../gateway/runtime.js';
-import { WorkerPool, isWorker, serveAsWorker, workerCount, workerId } from '../gateway/workers.js';
+import { WorkerPool, isWorker, serveAsWorker, workerCount, workerId, workerTotal } from '../gateway/workers.js';
 import { type Command, EXIT, type ParsedArgs, flag, parseCommandArgs, str, strs } from './command.js';
 import { RELOAD_STATUS_FILE, type ReloadStatus } from './reload.js';
 
@@ -104,11 +104,12 @@ async function check(input: ConfigInput, json: boolean): Promise<number> {
 /** A worker of `workers = N`: the gateway alone, coordinated by the primary (src/gateway/workers.ts). */
 async function runWorker(input: ConfigInput): Promise<number> {
   const up = process.env.PGTLS_WORKER_UPSTREAM;
-  const gw = await Gateway.start(
-    input,
-    up ? { defaultUpstream: JSON.parse(up) as { host: string; port: number } } : {},
-  );
   const worker = workerId();
+  const gw = await Gateway.start(input, {
+    ...(up ? { defaultUpstream: JSON.parse(up) as { host: string; port: number } } : {}),
+    // Interleaved ids: worker k of N numbers its connections k, k+N, … (the console finds the owner of an id).
+    connectionIds: { first: worker, step: workerTotal() },
+  });
   gw.on('connection', (r: ConnectionRecord) => {
     if (gw.config.log_connections) log({ level: 'info', msg: 'connection', worker, ...r });
   });

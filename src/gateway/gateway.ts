@@ -162,6 +162,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
           : undefined,
     });
     this.#opts = opts;
+    this.#nextId = opts.connectionIds?.first ?? 1;
   }
 
   /** Load and check everything, then listen. Throws PgtlsError (naming the file/line/key) on any problem. */
@@ -282,7 +283,9 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     return this.#sockets.size;
   }
   nextConnectionId(): number {
-    return this.#nextId++;
+    const id = this.#nextId;
+    this.#nextId += this.#opts.connectionIds?.step ?? 1;
+    return id;
   }
 
   /** Addresses actually listened on (port resolved when 0 was configured). */

@@ -10,11 +10,14 @@ import type { GatewayConfig } from '../config/load.js';
 import { PgtlsError } from '../errors.js';
 import type { HbaLine } from '../hba/hba.js';
 import { type TlsMaterial, loadTlsMaterial } from '../tls/context.js';
+import { mergeMetrics, mergeWouldRefuse, sumStats } from './admin/aggregate.js';
 import { servedFilesOf } from './admin/cert-files.js';
+import { readServedFiles } from './admin/cert-files.js';
 import { ClientRegistry, type LiveHandle } from './admin/client-registry.js';
 import { OperatorHooks } from './admin/operator-hooks.js';
 import { withOverrides } from './admin/overrides.js';
 import type {
+  ClusterView,
   LiveClient,
   OperatorView,
   PoolsView,
@@ -27,10 +30,12 @@ import type {
 import type { BackendCredentials } from './backend-login.js';
 import { BackendQuery } from './backend-query.js';
 import { type MetricsListener, readMetricsAuthFile, startMetricsListener } from './http/listener.js';
+import { renderStatusPage } from './http/status-page.js';
 import { GatewayMetrics } from './metrics.js';
 import { type ReportPolicy, type WouldRefuseEntry, WouldRefuseRecorder, compileReportPolicy } from './report-policy.js';
 import type { ConnectionRecord } from './runtime.js';
 import { SslViewWriter } from './ssl-view.js';
+import type { SerializedStats, SerializedWouldRefuse } from './worker-ipc.js';
 
 /** What the operator side needs from the gateway. */
 export interface OperatorHost {
@@ -59,6 +64,8 @@ export class Operator implements OperatorView {
   #listener: MetricsListener | undefined;
   #sslView: SslViewWriter | undefined;
   #viewQuery: BackendQuery | undefined;
+  /** Set in a worker of `workers = N` (workers.ts): the console and the metrics listener then cover every worker. */
+  cluster: ClusterView | undefined;
 
   constructor(private readonly host: OperatorHost) {
     const c = host.config;
@@ -116,8 +123,47 @@ export class Operator implements OperatorView {
         ...(c.metrics_auth_file ? { users: readMetricsAuthFile(c.metrics_auth_file) } : {}),
         metrics: this.metrics,
         view: this,
+        exposition: () => this.exposition(),
+        statusPage: () => this.statusPage(),
       });
     }
+  }
+
+  /** /metrics: this process's registry, or with workers every worker's series labelled worker="N". */
+  async exposition(): Promise<{ text: string; contentType: string }> {
+    this.metrics.certificates(this.servedFiles());
+    if (!this.cluster) return { text: await this.metrics.exposition(), contentType: this.metrics.contentType };
+    const g = await this.cluster.ask<unknown[]>({ k: 'metrics' });
+    return mergeMetrics(
+      g.answers.map((a) => a.value as Parameters<typeof mergeMetrics>[0][number]),
+      {
+        configured: this.cluster.count,
+        answered: g.answers.length,
+        missing: g.missing.length,
+        restarts: g.slots.reduce((n, s) => n + s.restarts, 0),
+      },
+    );
+  }
+
+  /** The status page at `/`: counters summed over the workers, would-be refusals merged. */
+  async statusPage(): Promise<string> {
+    const certs = readServedFiles(this.servedFiles());
+    if (!this.cluster) return renderStatusPage(this, certs);
+    const [stats, would] = await Promise.all([
+      this.cluster.ask<SerializedStats>({ k: 'stats' }),
+      this.cluster.ask<SerializedWouldRefuse[]>({ k: 'would_refuse' }),
+    ]);
+    const summed = sumStats(stats.answers.map((a) => a.value));
+    const merged = mergeWouldRefuse(would.answers.map((a) => a.value));
+    return renderStatusPage(
+      { version: this.version, stats: () => summed, wouldRefuse: () => merged },
+      certs,
+      new Date(),
+      {
+        up: stats.answers.length,
+        missing: stats.missing,
+      },
+    );
   }
 
   get metricsPort(): number | undefined {

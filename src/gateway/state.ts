@@ -74,6 +74,8 @@ export function hostsFile(config: GatewayConfig): string {
 export interface GatewayOptions {
   /** The upstream to use when the config has none (the embedded cluster). */
   readonly defaultUpstream?: { host: string; port: number };
+  /** Connection ids: first and step (a worker k of N numbers k, k+N, … so ids are unique across workers). */
+  readonly connectionIds?: { readonly first: number; readonly step: number };
 }
 
 /** Built-in rules when no hba_file is given: TLS for everyone (or anything, when TLS is not required). */

@@ -5,7 +5,10 @@
  * - reload fans out to every worker and succeeds only if every worker's does (the all-or-nothing rule per worker);
  * - a CancelRequest that lands on a worker which does not own the session is passed to the others through the
  *   primary, so cancels reach the session whichever worker they land on;
- * - a worker that dies is replaced; shutdown stops them all.
+ * - the admin console and the metrics listener, which run in whichever worker accepted the connection, reach every
+ *   worker through the primary (./worker-ipc.ts), each wait bounded;
+ * - connection ids interleave (worker k of N numbers k, k+N, …), so an id names one session gateway-wide;
+ * - a worker that dies is replaced (runtime SETs replayed to it); shutdown stops them all.
  * Connection logs are written by the workers themselves, each line with its `worker` id.
  */
 import cluster, { type Worker } from 'node:cluster';
@@ -13,16 +16,35 @@ import { EventEmitter } from 'node:events';
 import { cpus } from 'node:os';
 import type { GatewayConfig } from '../config/load.js';
 import type { CheckReport, Gateway } from './gateway.js';
+import { answerQuery } from './worker-answers.js';
+import {
+  type AnswerMessage,
+  type AskMessage,
+  type GatheredMessage,
+  Gathering,
+  type QueryMessage,
+  type ReloadAllMessage,
+  type ReloadedAllMessage,
+  WorkerLink,
+  type WorkerSlot,
+} from './worker-ipc.js';
 
 /** Messages between the primary and its workers (IPC, JSON). */
 type ToWorker =
   | { readonly t: 'reload'; readonly seq: number }
   | { readonly t: 'cancel'; readonly pid: number; readonly key: string }
-  | { readonly t: 'stop' };
+  | { readonly t: 'stop' }
+  | QueryMessage
+  | GatheredMessage
+  | ReloadedAllMessage;
 type FromWorker =
   | { readonly t: 'ready'; readonly addresses: { host: string; port: number }[]; readonly warnings: string[] }
   | { readonly t: 'reloaded'; readonly seq: number; readonly ok: boolean; readonly detail: string[] | string }
-  | { readonly t: 'cancel'; readonly pid: number; readonly key: string };
+  | { readonly t: 'cancel'; readonly pid: number; readonly key: string }
+  | AskMessage
+  | ReloadAllMessage
+  | AnswerMessage
+  | { readonly t: 'sets-cleared' };
 
 /** `workers` as written → a count ('auto': one per CPU). */
 export function workerCount(value: string): number {
@@ -32,13 +54,30 @@ export function workerCount(value: string): number {
 
 export const isWorker = (): boolean => cluster.isWorker && process.env.PGTLS_WORKER_ID !== undefined;
 export const workerId = (): number => Number(process.env.PGTLS_WORKER_ID ?? 0);
+/** How many workers the primary runs (set in each worker's environment). */
+export const workerTotal = (): number => Number(process.env.PGTLS_WORKER_COUNT ?? 1);
 
 /** In a worker: connect the Gateway to the primary's messages. */
 export function serveAsWorker(gw: Gateway): void {
-  const send = (m: FromWorker) => process.send?.(m);
+  const send = (m: FromWorker) => process.send?.(m) ?? false;
+  const me = workerId();
   gw.forwardCancel = (pid, key) => send({ t: 'cancel', pid, key: key.toString('hex') });
+  const link = new WorkerLink(me, workerTotal(), send, (q) => answerQuery(gw.operator, me, q));
+  gw.operator.cluster = link;
+  // Any successful reload (the primary's, or this worker's own watch_files one) drops the console's runtime SETs here;
+  // the primary then stops replaying them to replacement workers.
+  gw.on('reload', (e: { ok: boolean }) => {
+    if (e.ok) send({ t: 'sets-cleared' });
+  });
   process.on('message', (m: ToWorker) => {
-    if (m.t === 'reload') {
+    if (m.t === 'query') {
+      void answerQuery(gw.operator, me, m.q).then(
+        (value) => send({ t: 'answer', req: m.req, value }),
+        () => send({ t: 'answer', req: m.req, value: null }),
+      );
+    } else if (m.t === 'gathered' || m.t === 'reloaded-all') {
+      link.settle(m);
+    } else if (m.t === 'reload') {
       void gw.reload().then((r) =>
         send({
           t: 'reloaded',
@@ -68,6 +107,13 @@ export interface ReloadOutcome {
 /** In the primary: the workers, presented like one gateway to `pgtls serve`. */
 export class WorkerPool extends EventEmitter {
   #workers = new Map<number, Worker>();
+  /** Per slot: started, restarts, listening (for SHOW WORKERS and the metrics). */
+  #slots = new Map<number, { started: Date; restarts: number; up: boolean }>();
+  /** Open gatherings by the primary's request number. */
+  #gatherings = new Map<number, Gathering>();
+  #gatherSeq = 0;
+  /** Runtime SETs from the console since the last reload, replayed to a replacement worker. */
+  #runtimeSets = new Map<string, string>();
   #ready: { addresses: { host: string; port: number }[]; warnings: string[] } | undefined;
   #seq = 0;
   #stopping = false;
@@ -89,14 +135,37 @@ export class WorkerPool extends EventEmitter {
 
   #fork(id: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const w = cluster.fork({ ...this.env, PGTLS_WORKER_ID: String(id) });
+      const w = cluster.fork({ ...this.env, PGTLS_WORKER_ID: String(id), PGTLS_WORKER_COUNT: String(this.count) });
       this.#workers.set(id, w);
+      const prev = this.#slots.get(id);
+      this.#slots.set(id, { started: new Date(), restarts: prev ? prev.restarts + 1 : 0, up: false });
       let up = false;
       w.on('message', (m: FromWorker) => {
         if (m.t === 'ready') {
           up = true;
+          const slot = this.#slots.get(id);
+          if (slot) slot.up = true;
           this.#ready ??= { addresses: m.addresses, warnings: m.warnings };
+          // A replacement gets the console's SETs still in force (the others have them already).
+          for (const [key, value] of this.#runtimeSets) {
+            w.send({ t: 'query', req: 0, q: { k: 'set', key, value } } satisfies QueryMessage);
+          }
           resolve();
+        } else if (m.t === 'ask') {
+          void this.#gather(m).then((g) => {
+            if (w.isConnected()) w.send(g);
+          });
+        } else if (m.t === 'answer') {
+          this.#gatherings.get(m.req)?.answer(id, m.value);
+        } else if (m.t === 'sets-cleared') {
+          this.#runtimeSets.clear();
+        } else if (m.t === 'reload-all') {
+          void this.reload('admin').then((r) => {
+            const out: ReloadedAllMessage = r.ok
+              ? { t: 'reloaded-all', req: m.req, ok: true }
+              : { t: 'reloaded-all', req: m.req, ok: false, error: r.error?.message ?? 'reload failed' };
+            if (w.isConnected()) w.send(out);
+          });
         } else if (m.t === 'cancel') {
           // Every other worker checks its own sessions; the owner forwards the cancel to the backend.
           for (const [other, ow] of this.#workers) if (other !== id) ow.send({ t: 'cancel', pid: m.pid, key: m.key });
@@ -105,7 +174,9 @@ export class WorkerPool extends EventEmitter {
         }
       });
       w.on('exit', (code, signal) => {
-        this.#workers.delete(id);
+        if (this.#workers.get(id) === w) this.#workers.delete(id);
+        const slot = this.#slots.get(id);
+        if (slot) slot.up = false;
         if (!up) {
           reject(new Error(`worker ${id} exited before listening (${signal ?? code})`));
           return;
@@ -115,6 +186,39 @@ export class WorkerPool extends EventEmitter {
         void this.#fork(id).catch((err: Error) => this.emit('warning', { msg: err.message }));
       });
     });
+  }
+
+  /** One ask from a worker: fan the query out to the listening workers (or one), wait at most GATHER_TIMEOUT_MS. */
+  async #gather(m: AskMessage): Promise<GatheredMessage> {
+    const expected = m.only === undefined ? Array.from({ length: this.count }, (_, i) => i + 1) : [m.only];
+    const targets = expected.filter((id) => this.#slots.get(id)?.up && this.#workers.get(id)?.isConnected());
+    const req = ++this.#gatherSeq;
+    const g = new Gathering(targets, expected);
+    this.#gatherings.set(req, g);
+    if (m.q.k === 'set') this.#runtimeSets.set(m.q.key, m.q.value);
+    for (const id of targets) {
+      try {
+        this.#workers.get(id)?.send({ t: 'query', req, q: m.q } satisfies QueryMessage);
+      } catch {
+        // the worker is going away: it will be reported missing
+      }
+    }
+    const r = await g.result();
+    this.#gatherings.delete(req);
+    return { t: 'gathered', req: m.req, ...r, slots: this.slots() };
+  }
+
+  /** Every worker slot as the primary sees it. */
+  slots(): WorkerSlot[] {
+    return [...this.#slots.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([worker, s]) => ({
+        worker,
+        pid: this.#workers.get(worker)?.process.pid,
+        state: s.up ? 'up' : 'starting',
+        started_at: s.started.toISOString(),
+        restarts: s.restarts,
+      }));
   }
 
   addresses(): { host: string; port: number }[] {
@@ -134,7 +238,7 @@ export class WorkerPool extends EventEmitter {
   }
 
   /** Reload every worker; ok only when all of them reloaded. */
-  async reload(): Promise<ReloadOutcome> {
+  async reload(trigger: 'signal' | 'admin' = 'signal'): Promise<ReloadOutcome> {
     const seq = ++this.#seq;
     const answers = new Map<number, { ok: boolean; detail: string[] | string }>();
     const ids = [...this.#workers.keys()];
@@ -161,7 +265,8 @@ export class WorkerPool extends EventEmitter {
                 : `only ${answers.size} of ${ids.length} workers answered the reload`,
             ),
           };
-    this.emit('reload', { ...outcome, trigger: 'signal' });
+    if (outcome.ok) this.#runtimeSets.clear();
+    this.emit('reload', { ...outcome, trigger });
     return outcome;
   }
 

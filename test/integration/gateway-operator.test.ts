@@ -216,3 +216,32 @@ test('metrics: /metrics parses, counts connections by TLS version, and has certi
   assert.ok(conns?.samples.some((s) => s.labels.tls_version === 'TLSv1.2' && s.value >= 1));
   assert.ok(families.get('pgtls_certificate_not_after_seconds')?.samples.length);
 });
+
+test('without workers: SHOW WORKERS is this process (worker 0); console sessions never drive pgtls_active_sessions negative', async () => {
+  for (let i = 0; i < 3; i++) {
+    const r = await psql(consoleInfo(), 'SHOW VERSION', { libpq: 18, env: { PGPASSWORD: ADMIN_PW } });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const s = session('one-relayed');
+  await s.connect();
+  try {
+    const w = await psql(consoleInfo(), 'SHOW WORKERS', { libpq: 18, env: { PGPASSWORD: ADMIN_PW } });
+    assert.equal(w.code, 0, w.stderr);
+    const [worker, pid, state, , restarts, clients, active] = w.stdout.trim().split('|');
+    assert.deepEqual([worker, pid, state, restarts], ['0', String(process.pid), 'up', '0']);
+    assert.equal(clients, '2', 'the relayed session and this console session');
+    assert.equal(active, '1');
+    const res = await fetch(`http://127.0.0.1:${gw.gw.operator.metricsPort}/metrics`);
+    const active_ = parseExposition(await res.text()).get('pgtls_active_sessions')!.samples[0]!.value;
+    // Console sessions end with outcome "relayed" but were never counted as active: only the relayed session is.
+    assert.equal(active_, 1);
+    assert.equal(
+      parseExposition(await (await fetch(`http://127.0.0.1:${gw.gw.operator.metricsPort}/metrics`)).text()).has(
+        'pgtls_workers',
+      ),
+      false,
+    );
+  } finally {
+    await s.end();
+  }
+});

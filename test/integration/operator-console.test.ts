@@ -169,7 +169,7 @@ test('an unknown command is an ERROR 42601 with a hint, and the session goes on 
   assert.match(r.stderr, /ERROR: {2}invalid command 'SELECT 1', use SHOW HELP;/);
   assert.match(
     r.stderr,
-    /HINT: {2}Commands: SHOW CLIENTS\|SSL\|CONFIG\|HBA\|CERTS\|STATS\|VERSION\|WOULD_REFUSE\|POOLS\|SERVERS\|HELP/,
+    /HINT: {2}Commands: SHOW CLIENTS\|SSL\|CONFIG\|HBA\|CERTS\|STATS\|VERSION\|WOULD_REFUSE\|POOLS\|SERVERS\|WORKERS\|HELP/,
   );
   const c = pgClient('admin');
   await c.connect();

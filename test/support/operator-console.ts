@@ -249,7 +249,7 @@ export async function startConsoleServer(
       });
     } finally {
       if (relayedPid !== undefined) {
-        view.hooks.sessionEnded(relayedPid);
+        view.hooks.sessionEnded(record, relayedPid);
         record.bytes_from_client = stats.bytesFromClient;
         record.bytes_from_backend = stats.bytesFromBackend;
       }

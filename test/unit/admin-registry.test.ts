@@ -75,7 +75,8 @@ test('sessionRelayed counts the session, lists and counts a would-be refusal tog
   assert.equal(metrics.snapshot().active_sessions, 2);
   assert.equal(metrics.snapshot().would_refuse_total, 1);
   assert.equal(recorder.entries().length, 1);
-  hooks.sessionEnded(100);
+  hooks.sessionEnded(rec, 100);
+  hooks.sessionEnded({ ...rec }, 102); // never counted (a console or pooled session): the gauge stays
   hooks.connectionEnded(rec);
   assert.equal(metrics.snapshot().active_sessions, 1);
   assert.equal(metrics.snapshot().relayed_total, 1);

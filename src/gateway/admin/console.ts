@@ -18,6 +18,7 @@ import {
   encodeQueryError,
   encodeResultSet,
 } from '../../protocol/rows.js';
+import { killAcrossWorkers, setAcrossWorkers, showAcrossWorkers } from './console-workers.js';
 import { rangeError } from './overrides.js';
 import { type ConsoleRole, type OperatorView, RUNTIME_SETTINGS, type RuntimeSetting } from './runtime-view.js';
 import { TABLES } from './tables.js';
@@ -128,11 +129,16 @@ export async function handleConsoleQuery(
       if (!table) {
         return err(ConsoleSqlState.SyntaxError, `invalid command '${sql.trim()}', use SHOW HELP;`, USAGE_HINT);
       }
+      if (view.cluster) {
+        const gathered = await showAcrossWorkers(cmd.what, view.cluster, now);
+        if (gathered) return gathered;
+      }
       return encodeResultSet(table.columns, table.rows(view, now), 'SHOW');
     }
     case 'reload': {
       if (role !== 'admin') return adminNeeded();
-      const r = await view.reload();
+      // With workers, every worker reloads (all-or-nothing per worker), as SIGHUP does.
+      const r = view.cluster ? await view.cluster.reloadAll() : await view.reload();
       if (r.ok) return encodeCommandComplete('RELOAD');
       // PgBouncer's text and SQLSTATE (F0000); the reason is the configuration error, which holds no secret.
       return encodeQueryError(
@@ -151,6 +157,7 @@ export async function handleConsoleQuery(
           'Give the id column of SHOW CLIENTS.',
         );
       }
+      if (view.cluster) return killAcrossWorkers(Number(cmd.arg), view.cluster);
       if (!view.kill(Number(cmd.arg))) {
         return err(
           ConsoleSqlState.UndefinedObject,
@@ -191,6 +198,7 @@ export async function handleConsoleQuery(
         }
       }
       const canonical = typeof parsed.value === 'boolean' ? (parsed.value ? 'on' : 'off') : String(parsed.value);
+      if (view.cluster) return setAcrossWorkers(key, canonical, view.cluster);
       view.setRuntime(key, canonical);
       return encodeCommandComplete('SET');
     }

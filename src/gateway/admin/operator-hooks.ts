@@ -19,6 +19,9 @@ export interface OperatorHooksOptions {
 }
 
 export class OperatorHooks {
+  /** Records of the sessions counted as active (sessionRelayed), so each is uncounted once. */
+  readonly #counted = new WeakSet<ConnectionRecord>();
+
   constructor(private readonly o: OperatorHooksOptions) {}
 
   /** negotiate phase: the server handshake finished (ok) or failed. */
@@ -36,6 +39,7 @@ export class OperatorHooks {
     backendPid: number | undefined,
   ): ReportReason[] {
     this.o.metrics.sessionStarted();
+    this.#counted.add(record);
     const reasons = this.o.recorder.consider(this.o.policy(), record);
     this.o.metrics.wouldRefuse(reasons);
     if (this.o.sslView && backendPid !== undefined)
@@ -43,9 +47,12 @@ export class OperatorHooks {
     return reasons;
   }
 
-  /** closing phase of a relayed session (once, after the relay ended). */
-  sessionEnded(backendPid: number | undefined): void {
-    this.o.metrics.sessionEnded();
+  /**
+   * closing phase of a relayed session (once, after the relay ended). Only a session sessionRelayed counted is
+   * uncounted: console and pooled sessions end with outcome 'relayed' too, and must not drive the gauge negative.
+   */
+  sessionEnded(record: ConnectionRecord, backendPid: number | undefined): void {
+    if (this.#counted.delete(record)) this.o.metrics.sessionEnded();
     if (this.o.sslView && backendPid !== undefined) this.o.sslView.sessionEnded(backendPid);
   }
 

@@ -8,6 +8,7 @@ import type { HbaLine } from '../../hba/hba.js';
 import type { WouldRefuseEntry } from '../report-policy.js';
 import type { ConnectionRecord } from '../runtime.js';
 import type { TlsFacts } from '../transport.js';
+import type { Gathered, WorkerQuery, WorkerValue } from '../worker-ipc.js';
 
 /** Where a client connection is in its life (the connection phases of ../shared/design.md). */
 export type ClientState = 'negotiating' | 'startup' | 'authenticating' | 'active' | 'closing';
@@ -99,9 +100,19 @@ export interface PoolsView {
   readonly servers: readonly ServerRow[];
 }
 
+/** With `workers = N`: the worker this view runs in, and a bounded way to reach every worker (../worker-ipc.ts). */
+export interface ClusterView {
+  readonly worker: number;
+  readonly count: number;
+  ask<T extends WorkerValue>(q: WorkerQuery, only?: number): Promise<Gathered<T>>;
+  reloadAll(): Promise<ReloadResult>;
+}
+
 export interface OperatorView {
   /** The package version ("0.1.0"). */
   readonly version: string;
+  /** Set in a worker of `workers = N`: the console and the metrics listener then show and act on every worker. */
+  readonly cluster?: ClusterView | undefined;
   /** pool_mode and its pools (undefined without pooling). */
   pools?(): PoolsView | undefined;
   /** Live client connections, in id order. */

@@ -9,11 +9,17 @@ import { SCHEMA, isConfigKey } from '../../config/schema.js';
 import type { Cell, Column, ColumnType } from '../../protocol/rows.js';
 import { daysLeft, readServedFiles } from './cert-files.js';
 import { rulesFromFile, rulesFromLines } from './hba-rules.js';
-import type { LiveClient, OperatorView } from './runtime-view.js';
+import type { LiveClient, OperatorView, StatsSnapshot } from './runtime-view.js';
 
 export interface Table {
   readonly columns: readonly Column[];
   rows(view: OperatorView, now: Date): Cell[][];
+  /**
+   * With `workers = N`, where the rows come from: `gateway` (default) the same in every worker (configuration, files),
+   * answered by the worker the console runs in; `worker` every worker's rows, with a `worker` column appended;
+   * `merge` every worker's rows as they are (SHOW SSL keeps pg_stat_ssl's exact columns); `sum` counters summed.
+   */
+  readonly scope?: 'gateway' | 'worker' | 'merge' | 'sum';
 }
 
 const col = (name: string, type: ColumnType = 'text'): Column => ({ name, type });
@@ -88,6 +94,7 @@ const CLIENTS: Table = {
     col('bytes_from_client', 'int8'),
     col('bytes_from_backend', 'int8'),
   ],
+  scope: 'worker',
   rows: (view) =>
     [...view.clients()].map((c) => [
       String(c.id),
@@ -129,6 +136,7 @@ const SSL: Table = {
     col('client_serial', 'numeric'),
     col('issuer_dn'),
   ],
+  scope: 'merge',
   rows: (view) =>
     [...view.clients()]
       .filter((c) => c.backend_pid !== undefined)
@@ -248,31 +256,34 @@ const CERTS: Table = {
     ]),
 };
 
+/** SHOW STATS's rows from a snapshot (one process's, or the workers' summed). */
+export function statsRows(s: StatsSnapshot, now: Date): Cell[][] {
+  const rows: Cell[][] = [
+    ['uptime_seconds', String(Math.floor((now.getTime() - s.started_at.getTime()) / 1000))],
+    ['connections_total', String(s.connections_total)],
+    ['relayed_total', String(s.relayed_total)],
+    ['refused_total', String(s.refused_total)],
+    ['active_sessions', String(s.active_sessions)],
+    ['bytes_from_clients', String(s.bytes_from_clients)],
+    ['bytes_from_backends', String(s.bytes_from_backends)],
+    ['reloads_ok', String(s.reloads_ok)],
+    ['reloads_failed', String(s.reloads_failed)],
+    ['would_refuse_total', String(s.would_refuse_total)],
+  ];
+  const group = (prefix: string, m: Readonly<Record<string, number>>) => {
+    for (const [k, v] of Object.entries(m).sort()) rows.push([`${prefix}${k}`, String(v)]);
+  };
+  group('connections_by_tls_version.', s.by_tls_version);
+  group('connections_by_negotiation.', s.by_negotiation);
+  group('connections_by_outcome.', s.by_outcome);
+  group('refusals_by_reason.', s.refusals_by_reason);
+  return rows;
+}
+
 const STATS: Table = {
   columns: [col('name'), col('value', 'int8')],
-  rows: (view) => {
-    const s = view.stats();
-    const rows: Cell[][] = [
-      ['uptime_seconds', String(Math.floor((Date.now() - s.started_at.getTime()) / 1000))],
-      ['connections_total', String(s.connections_total)],
-      ['relayed_total', String(s.relayed_total)],
-      ['refused_total', String(s.refused_total)],
-      ['active_sessions', String(s.active_sessions)],
-      ['bytes_from_clients', String(s.bytes_from_clients)],
-      ['bytes_from_backends', String(s.bytes_from_backends)],
-      ['reloads_ok', String(s.reloads_ok)],
-      ['reloads_failed', String(s.reloads_failed)],
-      ['would_refuse_total', String(s.would_refuse_total)],
-    ];
-    const group = (prefix: string, m: Readonly<Record<string, number>>) => {
-      for (const [k, v] of Object.entries(m).sort()) rows.push([`${prefix}${k}`, String(v)]);
-    };
-    group('connections_by_tls_version.', s.by_tls_version);
-    group('connections_by_negotiation.', s.by_negotiation);
-    group('connections_by_outcome.', s.by_outcome);
-    group('refusals_by_reason.', s.refusals_by_reason);
-    return rows;
-  },
+  rows: (view, now) => statsRows(view.stats(), now),
+  scope: 'sum',
 };
 
 const VERSION: Table = {
@@ -295,6 +306,7 @@ const WOULD_REFUSE: Table = {
     col('client_cert', 'bool'),
     col('reasons', 'textArray'),
   ],
+  scope: 'worker',
   rows: (view) =>
     view
       .wouldRefuse()
@@ -331,6 +343,7 @@ const POOLS: Table = {
     col('maxwait_us', 'int4'),
     col('pool_mode'),
   ],
+  scope: 'worker',
   rows: (view) => {
     const p = view.pools?.();
     if (!p) return [];
@@ -369,6 +382,7 @@ const SERVERS: Table = {
     col('prepared_statements', 'int4'),
     col('id', 'int4'),
   ],
+  scope: 'worker',
   rows: (view) =>
     (view.pools?.()?.servers ?? []).map((s) => [
       'S',
@@ -386,6 +400,38 @@ const SERVERS: Table = {
     ]),
 };
 
+/**
+ * The processes of the gateway: one row per worker slot with `workers = N` (the console fills it from the primary's
+ * view, ./console-workers.ts); one row for the process itself otherwise (worker 0).
+ */
+export const WORKERS_COLUMNS: readonly Column[] = [
+  col('worker', 'int4'),
+  col('pid', 'int4'),
+  col('state'),
+  col('started_at', 'timestamptz'),
+  col('restarts', 'int4'),
+  col('clients', 'int4'),
+  col('active_sessions', 'int4'),
+];
+
+const WORKERS: Table = {
+  columns: WORKERS_COLUMNS,
+  rows: (view) => {
+    const s = view.stats();
+    return [
+      [
+        '0',
+        String(process.pid),
+        'up',
+        pgTimestamp(s.started_at),
+        '0',
+        String([...view.clients()].length),
+        String(s.active_sessions),
+      ],
+    ];
+  },
+};
+
 /** SHOW <name> → table. SHOW HELP is answered by the console itself. */
 export const TABLES: Readonly<Record<string, Table>> = {
   clients: CLIENTS,
@@ -398,4 +444,5 @@ export const TABLES: Readonly<Record<string, Table>> = {
   would_refuse: WOULD_REFUSE,
   pools: POOLS,
   servers: SERVERS,
+  workers: WORKERS,
 };

@@ -32,6 +32,10 @@ export interface MetricsListenerOptions {
   readonly users?: readonly BasicAuthUser[];
   readonly metrics: GatewayMetrics;
   readonly view: OperatorView;
+  /** The exposition to serve instead of `metrics`' own (with workers: every worker's, gathered by the Operator). */
+  readonly exposition?: () => Promise<{ text: string; contentType: string }>;
+  /** The status page to serve instead of one built from `view` (with workers: counters summed over them). */
+  readonly statusPage?: () => Promise<string>;
 }
 
 export interface MetricsListener {
@@ -165,16 +169,24 @@ async function respond(req: IncomingMessage, res: ServerResponse, opts: MetricsL
   }
   const path = (req.url ?? '/').split('?')[0];
   if (path === '/metrics') {
-    const files = opts.view.servedFiles();
-    opts.metrics.certificates(files);
-    const body = await opts.metrics.exposition();
-    res.writeHead(200, { 'content-type': opts.metrics.contentType, ...SECURITY_HEADERS });
+    let body: string;
+    let contentType = opts.metrics.contentType;
+    if (opts.exposition) {
+      const e = await opts.exposition();
+      body = e.text;
+      contentType = e.contentType;
+    } else {
+      opts.metrics.certificates(opts.view.servedFiles());
+      body = await opts.metrics.exposition();
+    }
+    res.writeHead(200, { 'content-type': contentType, ...SECURITY_HEADERS });
     res.end(req.method === 'HEAD' ? undefined : body);
     return;
   }
   if (path === '/') {
-    const certs = readServedFiles(opts.view.servedFiles());
-    const body = renderStatusPage(opts.view, certs);
+    const body = opts.statusPage
+      ? await opts.statusPage()
+      : renderStatusPage(opts.view, readServedFiles(opts.view.servedFiles()));
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', ...SECURITY_HEADERS });
     res.end(req.method === 'HEAD' ? undefined : body);
     return;

@@ -58,7 +58,27 @@ function certRow(e: CertFileEntry, now: Date): string[] {
   ];
 }
 
-export function renderStatusPage(view: OperatorView, certs: readonly CertFileEntry[], now = new Date()): string {
+/** With `workers = N`: how many workers answered for this page, and which did not. */
+export interface WorkersLine {
+  readonly up: number;
+  readonly missing: readonly number[];
+}
+
+function workersText(w: WorkersLine | undefined): string {
+  if (!w) return '';
+  const missing =
+    w.missing.length === 0
+      ? ''
+      : ` · <span class="bad" id="workers-missing">worker ${w.missing.join(', ')} did not answer (missing from the counts)</span>`;
+  return ` · <span id="workers">${w.up} of ${w.up + w.missing.length} workers answered</span>${missing}`;
+}
+
+export function renderStatusPage(
+  view: Pick<OperatorView, 'version' | 'stats' | 'wouldRefuse'>,
+  certs: readonly CertFileEntry[],
+  now = new Date(),
+  workers?: WorkersLine,
+): string {
   const s = view.stats();
   const uptime = Math.floor((now.getTime() - s.started_at.getTime()) / 1000);
   const refusals = Object.fromEntries(Object.entries(s.refusals_by_reason).filter(([, v]) => v > 0));
@@ -108,7 +128,7 @@ th{background:#f0f3f6}.num{font-variant-numeric:tabular-nums}.empty{color:#57606
 .cols{display:flex;flex-wrap:wrap;gap:2em}code{font-size:.9em}
 </style></head><body>
 <h1>pgtls gateway</h1>
-<div class="sub">version ${escapeHtml(view.version)} · up ${uptime} s · ${escapeHtml(now.toISOString())}</div>
+<div class="sub">version ${escapeHtml(view.version)} · up ${uptime} s · ${escapeHtml(now.toISOString())}${workersText(workers)}</div>
 <div class="tiles">${tiles}</div>
 <h2>Served certificates</h2>
 ${table(

@@ -6,7 +6,7 @@ import type { ClientConnection } from '../client-connection.js';
 
 export function closing(c: ClientConnection): void {
   c.finish();
-  if (c.record.outcome === 'relayed') c.rt.operator.hooks.sessionEnded(c.record.backend_pid);
+  if (c.record.outcome === 'relayed') c.rt.operator.hooks.sessionEnded(c.record, c.record.backend_pid);
   c.rt.operator.hooks.connectionEnded(c.record);
   if (c.record.outcome === 'relayed') c.destroy();
   // A refused connection may still be flushing its FATAL (ClientConnection.closeAfter closes it after that); any

@@ -55,7 +55,7 @@ export interface ServerListing {
   readonly user: string;
   readonly database: string;
   readonly state: 'active' | 'idle';
-  /** The backend's address ("unix" for its Unix socket, whose port is then unknown here). */
+  /** The backend's address ("unix" for its Unix socket, with the port of its .s.PGSQL.<port> name). */
   readonly addr: string;
   readonly port: number | undefined;
   readonly connectTime: Date;
@@ -130,7 +130,7 @@ export class Pools {
           database: p.key.database,
           state,
           addr: sock.remoteAddress ?? 'unix',
-          port: sock.remotePort,
+          port: sock.remotePort ?? server.upstreamHost?.port,
           connectTime: new Date(server.created),
           requestTime: new Date(server.lastUsed),
           remotePid: server.cancelKey?.pid,
