@@ -182,8 +182,14 @@ export class PasswordLogin implements ServerLogin {
               } else if (code === 10) {
                 const mechs = m.body.toString('utf8', 4).split('\0').filter(Boolean);
                 if (!scramKeys && needPassword() === undefined) return;
-                // The shared SCRAM client, as libpq with channel_binding=prefer: PLUS on a TLS hop.
-                const started = backendScram(mechs, socket, scramKeys ? { keys: scramKeys } : { password });
+                // The shared SCRAM client, as libpq with channel_binding=prefer: PLUS on a TLS hop. A password works
+                // whatever salt the backend uses; pass-through keys only if they came from the backend's own secret
+                // (a SCRAM login at the gateway against a plain auth_file password derives keys with another salt).
+                const started = backendScram(
+                  mechs,
+                  socket,
+                  password !== undefined ? { password } : { keys: scramKeys },
+                );
                 if ('error' in started) {
                   fail(new ServerLoginError(`SCRAM with the backend: ${started.error}`));
                   return;
