@@ -111,6 +111,24 @@ describe('transaction pooling', () => {
     await Promise.all(cs.map((x) => x.end()));
   });
 
+  test("options (-c name=value) is applied on every server the client uses; other switches get PgBouncer's FATAL", async () => {
+    const base = `host=localhost hostaddr=127.0.0.1 port=${gw.port} user=alice dbname=postgres sslmode=verify-full sslrootcert=${fx.root}`;
+    // Two transactions, each SHOWing the settings: whichever server runs them has the client's values.
+    const r = await psql(
+      `${base} options='-c statement_timeout=4321 --search-path=pg_catalog -c application_name=from-options' application_name=from-param`,
+      "select current_setting('statement_timeout') || '|' || current_setting('search_path') || '|' || current_setting('application_name'); select current_setting('statement_timeout')",
+      { libpq: 18, env: { PGPASSWORD: PW } },
+    );
+    // The startup parameter wins over the same setting in options, as in PostgreSQL.
+    assert.equal(r.stdout.trim(), '4321ms|pg_catalog|from-param\n4321ms', r.stderr);
+    const bad = await psql(`${base} options='-d 5'`, 'select 1', { libpq: 18, env: { PGPASSWORD: PW } });
+    assert.equal(bad.code, 2);
+    assert.match(
+      bad.stderr,
+      /FATAL: {2}unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed/,
+    );
+  });
+
   test('SHOW SERVERS lists the pooled servers as the backend knows them; SHOW POOLS counts a waiting client', async () => {
     const admin = (sql: string) =>
       psql(

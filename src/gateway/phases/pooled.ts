@@ -6,6 +6,7 @@
  * a CancelRequest for it reaches whichever server runs its query at that moment.
  */
 import { encodeAuthenticationOk } from '../../protocol/scram.js';
+import { settingsFromOptions } from '../../protocol/startup-options.js';
 import type { BackendCredentials } from '../backend-login.js';
 import type { ClientConnection } from '../client-connection.js';
 import type { ServerCredentials } from '../pool/login.js';
@@ -36,6 +37,13 @@ export async function pooledSession(
   let credentials: ServerCredentials | undefined;
   let pending = pipelined;
   let authOk: Buffer = Buffer.alloc(0);
+  // `options` becomes SETs on every server the client uses; a switch that is not a setting cannot (PgBouncer's rule).
+  const options = params.params.find(([k]) => k === 'options')?.[1];
+  const parsed = options !== undefined ? settingsFromOptions(options) : undefined;
+  if (parsed && 'error' in parsed) {
+    c.fatal({ severity: 'FATAL', code: '08P01', message: parsed.error }, 'options startup parameter');
+    return;
+  }
   if (gatewayChecks(line, rt.secrets)) {
     const done = await authenticateAtGateway(c, line, who.user, who.database, rt.secrets!);
     if (!done) return;

@@ -12,6 +12,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import { settingsFromOptions } from '../../protocol/startup-options.js';
 import type { ServerCredentials, ServerLogin } from './login.js';
 import { DatabaseCounts, Pool } from './pool.js';
 import { PooledSession } from './pooled-session.js';
@@ -150,7 +151,13 @@ export class Pools {
     do pid = this.#random(4).readUInt32BE(0) & 0x7fffffff;
     while ((pid === 0 || this.#sessions.has(pid)) && ++guard < 100);
     const key = Buffer.from(this.#random(req.minor >= 2 ? 32 : 4));
-    const vars = req.startup.filter(([k]) => !NOT_GUCS.has(k) && !k.startsWith('_pq_.'));
+    // As PostgreSQL: the settings in `options` first, then the startup parameters (which win over them).
+    const options = req.startup.find(([k]) => k === 'options')?.[1];
+    const fromOptions = options !== undefined ? settingsFromOptions(options) : { settings: [] };
+    const vars = [
+      ...('settings' in fromOptions ? fromOptions.settings : []),
+      ...req.startup.filter(([k]) => !NOT_GUCS.has(k) && !k.startsWith('_pq_.')),
+    ];
     const pool = this.pool(req.user, req.database);
     pool.clients++;
     let ended = false;
