@@ -202,19 +202,6 @@ export function loadConfig(input: ConfigInput): GatewayConfig {
 }
 
 function checkConflicts(c: GatewayConfig): void {
-  if (c.routes_file !== '' && c.pool_mode !== 'relay') {
-    throw new PgtlsError(
-      ERR_CONFIG_CONFLICT,
-      'routes_file cannot be combined with pool_mode = session or transaction yet',
-      {
-        details: {
-          hint: 'Pools are per (database, user) on the one upstream; use pool_mode = relay with routes, or one gateway per upstream.',
-          routes_file: c.sources.routes_file,
-          pool_mode: c.sources.pool_mode,
-        },
-      },
-    );
-  }
   if (!/^(auto|[1-9]\d{0,2})$/.test(c.workers) || (c.workers !== 'auto' && Number(c.workers) > 256)) {
     throw new PgtlsError(ERR_CONFIG_VALUE, `invalid value for parameter "workers": "${c.workers}"`, {
       details: { hint: "Use a number from 1 to 256, or 'auto' for one worker per CPU.", source: c.sources.workers },

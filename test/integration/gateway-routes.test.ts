@@ -138,3 +138,63 @@ test('a bad routes line is refused with the file and line', () => {
     message: `invalid sslmode value: "sometimes" (line 1 of routes file "${g}")`,
   });
 });
+
+test('with pooling each route has its pools: routed sessions are pooled on their own upstream', async () => {
+  const routes = writeFixture(
+    fx,
+    'routes-pooled.conf',
+    `database  sales  postgres://127.0.0.1:${b.port}\nserver  bsrv  postgres://127.0.0.1:${b.port}\n`,
+  );
+  const users = writeFixture(fx, 'routes-users.txt', `"postgres" "${SUPERUSER_PASSWORD}"\n`, 0o600);
+  const hba = writeFixture(fx, 'routes-pool-hba.conf', 'hostssl all all all scram-sha-256\n');
+  const pooled = await startTestGateway(fx, a, {
+    routes_file: routes,
+    hba_file: hba,
+    auth_file: users,
+    pool_mode: 'transaction',
+    default_pool_size: '1',
+    admin_users: 'postgres',
+  });
+  try {
+    const q = async (database: string, user: string) => {
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port: pooled.port,
+        user,
+        database,
+        password: SUPERUSER_PASSWORD,
+        ssl: { rejectUnauthorized: false },
+      });
+      await c.connect();
+      try {
+        const r = await c.query("SELECT current_setting('port') AS p, pg_backend_pid() AS pid");
+        return { port: Number(r.rows[0].p), pid: r.rows[0].pid as number };
+      } finally {
+        await c.end();
+      }
+    };
+    const sales1 = await q('sales', 'postgres');
+    const sales2 = await q('sales', 'postgres');
+    const plain = await q('postgres', 'postgres');
+    const azure = await q('postgres', 'postgres@bsrv');
+    assert.equal(sales1.port, b.port);
+    assert.equal(sales2.pid, sales1.pid, 'the second session reused the pooled server of the route');
+    assert.equal(plain.port, a.port);
+    assert.equal(azure.port, b.port, 'user@servername: pooled on the route of bsrv');
+    assert.notEqual(azure.pid, plain.pid);
+    const servers = await psql(
+      `host=localhost hostaddr=127.0.0.1 port=${pooled.port} user=postgres dbname=pgtls sslmode=require`,
+      'SHOW SERVERS',
+      { libpq: 18, env: { PGPASSWORD: SUPERUSER_PASSWORD } },
+    );
+    const ports = servers.stdout
+      .trim()
+      .split('\n')
+      .map((l) => Number(l.split('|')[5]))
+      .sort();
+    // Three pools (sales@route 1, postgres on the default upstream, postgres@route 2): one server each.
+    assert.deepEqual(ports, [a.port, b.port, b.port].sort(), servers.stdout + servers.stderr);
+  } finally {
+    await pooled.close();
+  }
+});

@@ -63,6 +63,7 @@ export async function pooledSession(
     startup: params.params,
     minor: params.minor,
     ...(credentials ? { credentials } : {}),
+    ...(c.upstream && record.route ? { route: { where: record.route, upstream: c.upstream } } : {}),
   });
   const gone = new ClientGone();
   if (c.gone) gone.fire();

@@ -34,6 +34,8 @@ export interface ServerCredentials {
 
 export interface LoginRequest {
   readonly key: PoolKey;
+  /** The upstream of the pool's route (undefined: the login's configured upstream). */
+  readonly upstream?: UpstreamTarget;
   /** GUCs for the StartupMessage besides user and database (client_encoding, DateStyle, …). */
   readonly params: ReadonlyMap<string, string>;
   /** The credentials of the client this server is opened for; undefined for min_pool_size fill-up. */
@@ -86,7 +88,7 @@ export class PasswordLogin implements ServerLogin {
    * server_check_query). A reason when it does not: the pool drops it instead of handing it out.
    */
   fits(server: ServerConnection): string | undefined {
-    const mode = this.opts.upstream.targetSessionAttrs ?? 'any';
+    const mode = (server.target ?? this.opts.upstream).targetSessionAttrs ?? 'any';
     // prefer-standby accepts any server in the end: a promoted standby is still acceptable.
     if (mode === 'any' || mode === 'prefer-standby') return undefined;
     return targetRejection(mode, reportedFrom(server.params));
@@ -97,7 +99,8 @@ export class PasswordLogin implements ServerLogin {
    * that are down or of the wrong kind; a login the backend refuses ends the walk as it ends libpq's.
    */
   async open(req: LoginRequest): Promise<ServerConnection> {
-    const walk = new UpstreamWalk(this.opts.upstream);
+    const target = req.upstream ?? this.opts.upstream;
+    const walk = new UpstreamWalk(target);
     for (let guard = 0; guard < 1000; guard++) {
       let socket: Duplex;
       let at: UpstreamTarget;
@@ -122,6 +125,7 @@ export class PasswordLogin implements ServerLogin {
       }
       if ((await walk.check(socket as Socket, reportedFrom(server.params))) !== undefined) continue;
       server.upstreamHost = { host: at.host, port: at.port };
+      if (req.upstream) server.target = req.upstream;
       return server;
     }
     throw new ServerLoginError('could not connect to the backend: too many attempts');

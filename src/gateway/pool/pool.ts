@@ -10,6 +10,7 @@
  * backend restart heals the pool: the dead servers go, the next client's request logs in a new one.
  */
 import * as refuse from '../refusals.js';
+import type { UpstreamTarget } from '../upstream.js';
 import type { LoginRequest, ServerCredentials, ServerLogin } from './login.js';
 import type { PoolKey, ServerConnection } from './server-connection.js';
 import type { PoolSettings } from './settings.js';
@@ -68,7 +69,14 @@ export class Pool {
     private readonly login: ServerLogin,
     private readonly dbCounts: DatabaseCounts,
     private readonly log: (event: string, detail: Record<string, unknown>) => void = () => undefined,
+    /** The route's upstream (undefined: the login's configured one). */
+    readonly upstream?: UpstreamTarget,
   ) {}
+
+  /** max_db_connections counts per database of an upstream: a route's "sales" is not the default upstream's. */
+  get #dbKey(): string {
+    return this.key.route === undefined ? this.key.database : `${this.key.route}\0${this.key.database}`;
+  }
 
   /** Logged-in clients of this pool (PooledSessions between open and end). */
   clients = 0;
@@ -289,7 +297,7 @@ export class Pool {
 
   #dbRoom(): boolean {
     const max = this.settings.max_db_connections;
-    return max === 0 || this.dbCounts.get(this.key.database) < max;
+    return max === 0 || this.dbCounts.get(this.#dbKey) < max;
   }
 
   #removeIdle(i: number, why: string): void {
@@ -298,7 +306,7 @@ export class Pool {
   }
 
   #drop(srv: ServerConnection, why: string): void {
-    this.dbCounts.add(this.key.database, -1);
+    this.dbCounts.add(this.#dbKey, -1);
     this.log('server closed', { ...this.key, server: srv.id, reason: why });
     srv.discard();
   }
@@ -380,11 +388,16 @@ export class Pool {
 
   #open(w: Waiter | undefined): void {
     this.#opening++;
-    this.dbCounts.add(this.key.database, 1);
+    this.dbCounts.add(this.#dbKey, 1);
     if (w) w.opening = true;
     const credentials = w ? w.credentials : this.#lastCredentials;
     const params = w ? w.vars() : this.#lastVars;
-    const req: LoginRequest = { key: this.key, params, credentials };
+    const req: LoginRequest = {
+      key: this.key,
+      params,
+      credentials,
+      ...(this.upstream ? { upstream: this.upstream } : {}),
+    };
     this.login.open(req).then(
       (srv) => {
         this.#opening--;
@@ -402,7 +415,7 @@ export class Pool {
       },
       (e: Error) => {
         this.#opening--;
-        this.dbCounts.add(this.key.database, -1);
+        this.dbCounts.add(this.#dbKey, -1);
         if (w) w.opening = false;
         this.log('server login failed', { ...this.key, error: e.message });
         // The client whose credentials were used gets the failure; the others keep waiting (issue #1186).

@@ -13,6 +13,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { settingsFromOptions } from '../../protocol/startup-options.js';
+import type { UpstreamTarget } from '../upstream.js';
 import type { ServerCredentials, ServerLogin } from './login.js';
 import { DatabaseCounts, Pool } from './pool.js';
 import { PooledSession } from './pooled-session.js';
@@ -35,6 +36,14 @@ export interface OpenRequest {
   readonly minor: number;
   /** What the gateway can log the server in with as this user (undefined: the login's own configuration). */
   readonly credentials?: ServerCredentials;
+  /** The routes_file line that chose this session's upstream (undefined: the configured `upstream`). */
+  readonly route?: PoolRoute;
+}
+
+export interface PoolRoute {
+  /** file:line of the route: pools of different routes are different pools. */
+  readonly where: string;
+  readonly upstream: UpstreamTarget;
 }
 
 export interface PoolListing {
@@ -91,11 +100,13 @@ export class Pools {
     this.#janitor.unref(); // never what keeps the process alive
   }
 
-  pool(user: string, database: string): Pool {
-    const k = `${database}\0${user}`;
+  /** The pool of (database, user) on the configured upstream, or on a route's (`route`). */
+  pool(user: string, database: string, route?: PoolRoute): Pool {
+    const k = `${route?.where ?? ''}\0${database}\0${user}`;
     let p = this.#pools.get(k);
     if (!p) {
-      p = new Pool({ database, user }, this.settings, this.login, this.#db, this.log);
+      const key = { database, user, ...(route ? { route: route.where } : {}) };
+      p = new Pool(key, this.settings, this.login, this.#db, this.log, route?.upstream);
       this.#pools.set(k, p);
     }
     return p;
@@ -158,7 +169,7 @@ export class Pools {
       ...('settings' in fromOptions ? fromOptions.settings : []),
       ...req.startup.filter(([k]) => !NOT_GUCS.has(k) && !k.startsWith('_pq_.')),
     ];
-    const pool = this.pool(req.user, req.database);
+    const pool = this.pool(req.user, req.database, req.route);
     pool.clients++;
     let ended = false;
     const session = new PooledSession(pool, mode, { pid, key }, vars, req.credentials, this.#names, () => {

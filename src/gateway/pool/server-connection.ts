@@ -17,6 +17,7 @@ import {
   encodeParameterStatus,
   encodeQuery,
 } from '../../protocol/messages.js';
+import type { UpstreamTarget } from '../upstream.js';
 
 /** Messages from a backend are bounded like the relay's (1 GiB is PostgreSQL's own limit on a field). */
 export const MAX_BACKEND_MESSAGE = 1 << 30;
@@ -24,6 +25,8 @@ export const MAX_BACKEND_MESSAGE = 1 << 30;
 export interface PoolKey {
   readonly database: string;
   readonly user: string;
+  /** The routes_file line whose upstream this pool logs in to (undefined: the configured `upstream`). */
+  readonly route?: string;
 }
 
 export interface QueryOutcome {
@@ -51,6 +54,8 @@ export class ServerConnection {
   readonly params = new Map<string, string>();
   /** The upstream host this server is on (several-host upstreams): where its CancelRequests go. */
   upstreamHost: { readonly host: string; readonly port: number } | undefined;
+  /** The route's upstream this server was opened on (undefined: the configured one). */
+  target: UpstreamTarget | undefined;
   /**
    * GUC values known to be in effect on this session (reported ones and the ones the pool SET), by lower-case name.
    * A name absent here has the backend's default: a client value for it is SET before the client's first query.
