@@ -120,8 +120,7 @@ async function pgError(g: TestGateway, user = 'postgres', password = ''): Promis
     if (late) throw late;
     return undefined;
   } catch (e) {
-    if (late) e = late;
-    const err = e as { code: string; message: string; detail?: string };
+    const err = (late ?? e) as { code: string; message: string; detail?: string };
     return { code: err.code, message: err.message, ...(err.detail ? { detail: err.detail } : {}) };
   }
 }
