@@ -22,9 +22,8 @@ import { watchFileDescriptors } from './fd-watch.js';
 import { type FileWatch, watchFiles } from './file-watch.js';
 import { listenHosts } from './listen-hosts.js';
 import { Operator } from './operator.js';
-import { PasswordLogin } from './pool/login.js';
-import { Pools } from './pool/pools.js';
-import { poolSettingsFrom } from './pool/settings.js';
+import { poolsForGateway } from './pool/for-gateway.js';
+import type { Pools } from './pool/pools.js';
 import type { Route } from './routes.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import type { SecretSource } from './secrets.js';
@@ -118,24 +117,10 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     this.mockSecret = loadMockSecret(state.config.data_directory);
     this.transport = chooseTransport(state.config.native_data_plane, (w) => this.emit('warning', w));
     // Pools live as long as the gateway; pool_mode and the pool settings are read at start (restart to change them).
-    const c = state.config;
-    if (c.pool_mode !== 'relay') {
-      const login = new PasswordLogin({
-        get upstream() {
-          return gw.#state.upstream;
-        },
-        password: (user) => {
-          const own = gw.#state.authFile?.get(user)?.secret;
-          return own !== undefined && !own.startsWith('SCRAM-SHA-256$') ? own : undefined;
-        },
-      });
-      this.pools = new Pools(
-        poolSettingsFrom(c),
-        login,
-        (srv) => login.cancel(srv),
-        (event, detail) => this.emit('notice', { msg: `pool: ${event}`, ...detail }),
-      );
-    } else this.pools = undefined;
+    this.pools = poolsForGateway(
+      () => gw.#state,
+      (event, detail) => this.emit('notice', { msg: `pool: ${event}`, ...detail }),
+    );
     this.operator = new Operator({
       get config() {
         return gw.#state.config;
