@@ -108,5 +108,7 @@ if (seconds > 0) {
     console.log(out.split('\n').slice(-120).join('\n'));
   }
 }
-console.log(`test-asan: ${failed === 0 ? 'clean' : `${failed} failed`} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+console.log(
+  `test-asan: ${failed === 0 ? 'clean' : `${failed} failed`} in ${((Date.now() - started) / 1000).toFixed(0)} s`,
+);
 process.exit(failed === 0 ? 0 : 1);

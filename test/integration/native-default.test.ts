@@ -18,7 +18,7 @@ const FALLBACK = "native_data_plane = auto: using Node's tls (the native addon w
 
 before(async () => {
   // this file is about the default: whatever transport the suite was asked to run on does not apply here
-  delete process.env.PGTLS_TEST_NATIVE_DATA_PLANE;
+  Reflect.deleteProperty(process.env, 'PGTLS_TEST_NATIVE_DATA_PLANE'); // assigning undefined would set "undefined"
   fx = await makeFixtures();
   cluster = await startTestCluster({
     hba: ['local all all trust', 'host all dflt_user 127.0.0.1/32 trust', 'host all all 127.0.0.1/32 scram-sha-256'],
