@@ -52,7 +52,9 @@ typedef struct session {
  * (pgtls_conn_trim): an idle TLS session then holds its SSL object and little else, while a busy relay never
  * allocates or frees per transaction.
  */
-#define SWEEP_MS 1000
+#ifndef PGTLS_SWEEP_MS
+#define PGTLS_SWEEP_MS 1000 /* the ASan build trims every 20 ms, so its tests give back and take buffers often */
+#endif
 static __thread unsigned char rd[PGTLS_IOBUF];
 static __thread session *open_sessions;
 static __thread uv_timer_t *sweep_timer;
@@ -91,7 +93,7 @@ static void track(napi_env env, uv_loop_t *loop, session *s) {
     sweep_timer = t;
     napi_add_env_cleanup_hook(env, sweep_cleanup, NULL);
   }
-  if (!uv_is_active((uv_handle_t *)sweep_timer)) uv_timer_start(sweep_timer, on_sweep, SWEEP_MS, SWEEP_MS);
+  if (!uv_is_active((uv_handle_t *)sweep_timer)) uv_timer_start(sweep_timer, on_sweep, PGTLS_SWEEP_MS, PGTLS_SWEEP_MS);
 }
 
 static void untrack(session *s) {
