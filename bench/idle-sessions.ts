@@ -6,7 +6,7 @@
  * Then: what a client sees when the backend's max_connections is reached (PostgreSQL's FATAL 53300 must reach it,
  * never a silent close). Prints its results and writes nothing else.
  *
- *   npm run build && npm run bench:idle -- [--sessions 10000] [--concurrency 200]
+ *   npm run build && npm run bench:idle -- [--sessions 10000] [--concurrency 200] [--native-data-plane on|off|auto]
  *
  * File descriptors: the gateway needs two per session, this process one; both are started with RLIMIT_NOFILE raised
  * by prlimit(1) (this script re-executes itself under prlimit when its own limit is too low), and it says so when
@@ -18,12 +18,14 @@ import { makeFixtures } from '../test/support/gateway-fixtures.js';
 import { type Peer, openSession, pool } from '../test/support/hostile.js';
 import { havePgBouncer, startPgBouncer } from '../test/support/pgbouncer.js';
 import { startTestCluster } from '../test/support/postgres.js';
-import { adminClient, rssKiB, startServeChild } from '../test/support/serve-child.js';
+import { adminClient, fdCount, rssKiB, startServeChild } from '../test/support/serve-child.js';
 
 const { values: opt } = parseArgs({
   options: {
     sessions: { type: 'string', default: process.env.PGTLS_BENCH_SESSIONS ?? '10000' },
     concurrency: { type: 'string', default: '200' },
+    /** The gateway's native_data_plane (default: the gateway's own default). */
+    'native-data-plane': { type: 'string' },
   },
 });
 /** Whether prlimit can give a child this open-file limit (raising the hard limit needs CAP_SYS_RESOURCE). */
@@ -92,10 +94,11 @@ async function main(): Promise<void> {
   console.log(
     `fd limits: this process ${ownNofile()}, gateway child ${gatewayNofile} (2 per session + 1000), PgBouncer ${N + 1_100}`,
   );
+  const plane = opt['native-data-plane'];
   const gw = await startServeChild(
     fx,
     undefined,
-    { log_connections: 'off' },
+    { log_connections: 'off', ...(plane ? { native_data_plane: plane } : {}) },
     { nofile: gatewayNofile, upstream: `postgres://127.0.0.1:${bouncer.port}` },
   ).catch(async (e: unknown) => {
     await bouncer.stop();
@@ -107,6 +110,7 @@ async function main(): Promise<void> {
   try {
     await new Promise((r) => setTimeout(r, 1_000));
     const before = rssKiB(gw.pid);
+    const fdsBefore = fdCount(gw.pid);
     const t0 = Date.now();
     await pool(N, CONCURRENCY, async () => {
       const why = await openSession(gw.port, held, 'bench_user');
@@ -116,11 +120,15 @@ async function main(): Promise<void> {
     await new Promise((r) => setTimeout(r, 2_000));
     const alive = held.filter((p) => !p.serverClosed).length;
     const withSessions = rssKiB(gw.pid);
+    const fdsWith = fdCount(gw.pid);
     const perSession = (withSessions - before) / Math.max(1, alive);
     console.log(
       `idle TLS sessions: ${alive} of ${N} held (opened in ${opened} s; gateway → PgBouncer, transaction pooling → PostgreSQL)`,
     );
     for (const [why, n] of failures) console.log(`  ${n} failed: ${why}`);
+    console.log(
+      `gateway native_data_plane = ${plane ?? '(default)'}: ${((fdsWith - fdsBefore) / Math.max(1, alive)).toFixed(2)} fds per session (client + backend)`,
+    );
     console.log(
       `gateway RSS: ${(before / 1024).toFixed(1)} MiB idle → ${(withSessions / 1024).toFixed(1)} MiB with the sessions = ${perSession.toFixed(1)} KiB per session (target ≤ ${TARGET_KIB}): ${perSession <= TARGET_KIB ? 'OK' : 'OVER TARGET'}`,
     );

@@ -6,6 +6,8 @@
  *   1: a real TLS 1.3 handshake over a socketpair, then the bytes are written raw after it (records, garbage,
  *      alerts) and the stream-phase reader runs;
  *   2: as 1, then a splice to a backend socketpair: half the bytes come as client records, half from the backend.
+ * Between steps the idle trim (pgtls_conn_trim, what the addon's sweep does to a quiet session) runs every other
+ * turn, so buffers are given back and taken again with records half-read in either direction.
  * Build and run: node native/fuzz/run.mjs [seconds]
  */
 #include <stdint.h>
@@ -118,6 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int want;
   if (mode == 0) {
     if (pgtls_conn_init(&c, ctx, -1, data, size) == 0 && pgtls_handshake_step(&c, &want) == 1) {
+      pgtls_conn_trim(&c);
       for (int i = 0; i < 8 && pgtls_stream_read(&c, out, sizeof out, &want) > 0; i++) {
       }
     }
@@ -146,6 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 0; i < 16; i++) {
       c.c_readable = 1;
       if (pgtls_stream_read(&c, out, sizeof out, &want) <= 0 && want == 0) break;
+      if (i % 2) pgtls_conn_trim(&c);
     }
     pgtls_stream_write(&c, data, size);
   } else {
@@ -159,6 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       for (int i = 0; i < 32; i++) {
         c.c_readable = c.b_readable = 1;
         if (pgtls_splice_pump(&c, &want) == 1) break;
+        if (i % 2) pgtls_conn_trim(&c);
         char sink[4096];
         while (read(bp[1], sink, sizeof sink) > 0) {
         }

@@ -40,8 +40,70 @@ typedef struct session {
   int finalized;
   int drain_wanted;
   int end_emitted;
-  unsigned char rd[PGTLS_IOBUF];
+  int active;  /* ran since the last sweep */
+  int trimmed; /* buffers given back by the sweep, nothing ran since */
+  struct session *prev, *next; /* this thread's open sessions, for the idle sweep */
 } session;
+
+/*
+ * Per thread (each Node environment runs on its own thread, and a session only on its loop's): the decrypted-bytes
+ * buffer of the stream phase (copied into a JavaScript Buffer at once), and the open sessions with the timer that
+ * trims the idle ones. A session that saw no traffic for one to two sweep periods gives its buffers back
+ * (pgtls_conn_trim): an idle TLS session then holds its SSL object and little else, while a busy relay never
+ * allocates or frees per transaction.
+ */
+#ifndef PGTLS_SWEEP_MS
+#define PGTLS_SWEEP_MS 1000 /* the ASan build trims every 20 ms, so its tests give back and take buffers often */
+#endif
+static __thread unsigned char rd[PGTLS_IOBUF];
+static __thread session *open_sessions;
+static __thread uv_timer_t *sweep_timer;
+
+static void on_sweep(uv_timer_t *t) {
+  (void)t;
+  for (session *s = open_sessions; s; s = s->next) {
+    if (s->done || s->busy || s->trimmed) continue;
+    if (s->active) s->active = 0;
+    else {
+      pgtls_conn_trim(&s->c);
+      s->trimmed = 1;
+    }
+  }
+}
+
+static void free_timer(uv_handle_t *h) { free(h); }
+
+static void sweep_cleanup(void *arg) {
+  (void)arg;
+  if (sweep_timer) uv_close((uv_handle_t *)sweep_timer, free_timer);
+  sweep_timer = NULL;
+}
+
+static void track(napi_env env, uv_loop_t *loop, session *s) {
+  s->next = open_sessions;
+  if (open_sessions) open_sessions->prev = s;
+  open_sessions = s;
+  if (!sweep_timer) {
+    uv_timer_t *t = malloc(sizeof *t);
+    if (!t || uv_timer_init(loop, t) != 0) {
+      free(t);
+      return; /* no trimming: sessions keep their buffers, nothing else changes */
+    }
+    uv_unref((uv_handle_t *)t); /* never what keeps the process alive */
+    sweep_timer = t;
+    napi_add_env_cleanup_hook(env, sweep_cleanup, NULL);
+  }
+  if (!uv_is_active((uv_handle_t *)sweep_timer)) uv_timer_start(sweep_timer, on_sweep, PGTLS_SWEEP_MS, PGTLS_SWEEP_MS);
+}
+
+static void untrack(session *s) {
+  if (s->prev) s->prev->next = s->next;
+  else if (open_sessions == s) open_sessions = s->next;
+  else return; /* not in the list */
+  if (s->next) s->next->prev = s->prev;
+  s->prev = s->next = NULL;
+  if (!open_sessions && sweep_timer) uv_timer_stop(sweep_timer);
+}
 
 #define CHECK(call)                                                                                                   \
   do {                                                                                                                \
@@ -127,6 +189,7 @@ static void kick(session *s) {
 static void teardown(session *s, const char *why) {
   if (s->done) return;
   s->done = 1;
+  untrack(s);
   napi_env env = s->env;
   if (s->cpoll_on) {
     uv_close((uv_handle_t *)&s->cpoll, on_handle_closed);
@@ -207,7 +270,7 @@ static void run_stream(session *s, int *want) {
   for (int i = 0; i < 16 && !s->done && !s->destroy_req && s->c.phase == PH_STREAM; i++) {
     if (!s->c.reading || s->end_emitted) break;
     int w = 0;
-    long n = pgtls_stream_read(&s->c, s->rd, sizeof s->rd, &w);
+    long n = pgtls_stream_read(&s->c, rd, sizeof rd, &w);
     if (n == 0) {
       *want |= w;
       break;
@@ -218,7 +281,7 @@ static void run_stream(session *s, int *want) {
     if (n > 0) {
       napi_value buf, res = NULL;
       void *data;
-      napi_create_buffer_copy(env, (size_t)n, s->rd, &data, &buf);
+      napi_create_buffer_copy(env, (size_t)n, rd, &data, &buf);
       napi_value argv[2] = {num(env, EV_DATA), buf};
       emit(s, 2, argv, &res);
       bool more = false;
@@ -236,6 +299,8 @@ static void run_stream(session *s, int *want) {
 static void run(session *s) {
   if (s->busy || s->done) return;
   s->busy = 1;
+  s->active = 1;
+  s->trimmed = 0;
   int want = 0;
   if (s->c.phase == PH_HANDSHAKE) {
     int r = pgtls_handshake_step(&s->c, &want);
@@ -302,6 +367,7 @@ static void finalize_session(napi_env env, void *data, void *hint) {
   if (!s->done) {
     /* Unreachable while open (the strong reference), kept for safety: stop and close without JavaScript. */
     s->done = 1;
+    untrack(s);
     if (s->cpoll_on) uv_close((uv_handle_t *)&s->cpoll, on_handle_closed), s->open_handles++;
     if (s->bpoll_on) uv_close((uv_handle_t *)&s->bpoll, on_handle_closed), s->open_handles++;
     s->cpoll_on = s->bpoll_on = 0;
@@ -447,6 +513,8 @@ static napi_value accept_conn(napi_env env, napi_callback_info info) {
   }
   s->cpoll.data = s;
   s->cpoll_on = 1;
+  s->active = 1;
+  track(env, loop, s);
   napi_value obj, name;
   napi_create_object(env, &obj);
   napi_create_reference(env, argv[3], 1, &s->cb);
@@ -466,6 +534,8 @@ static napi_value write_conn(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   session *s = unwrap(env, argv[0]);
   if (!s) return NULL;
+  s->active = 1;
+  s->trimmed = 0;
   void *data = NULL;
   size_t len = 0;
   CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
@@ -495,6 +565,8 @@ static napi_value set_reading(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   session *s = unwrap(env, argv[0]);
   if (!s) return NULL;
+  s->active = 1;
+  s->trimmed = 0;
   bool on = false;
   napi_get_value_bool(env, argv[1], &on);
   if (s->done || s->c.phase != PH_STREAM) return NULL;
@@ -511,6 +583,8 @@ static napi_value end_conn(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   session *s = unwrap(env, argv[0]);
   if (!s) return NULL;
+  s->active = 1;
+  s->trimmed = 0;
   if (s->done || s->c.phase != PH_STREAM) return NULL;
   pgtls_stream_end(&s->c);
   if (!s->busy) kick(s);
@@ -524,6 +598,8 @@ static napi_value splice_conn(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   session *s = unwrap(env, argv[0]);
   if (!s) return NULL;
+  s->active = 1;
+  s->trimmed = 0;
   if (s->done || s->c.phase != PH_STREAM || s->c.closing) {
     napi_throw_error(env, "PGTLS_ERR_NATIVE", "the TLS session cannot be spliced");
     return NULL;
@@ -563,6 +639,8 @@ static napi_value destroy_conn(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   session *s = unwrap(env, argv[0]);
   if (!s) return NULL;
+  s->active = 1;
+  s->trimmed = 0;
   if (s->busy) s->destroy_req = 1;
   else teardown(s, "destroyed");
   return NULL;

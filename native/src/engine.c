@@ -14,6 +14,10 @@
  * starving the event loop; the caller is asked to come back (WANT_*W) when the bound is hit. */
 #define MAX_TURNS 64
 
+/* Backend bytes on their way into SSL_write: consumed within the call that read them, so one buffer per thread
+ * serves every connection (connections run on their event loop's thread only). */
+static __thread unsigned char scratch[PGTLS_IOBUF];
+
 void pgtls_set_reason_from_queue(pgtls_conn *c, const char *fallback) {
   unsigned long e = ERR_get_error();
   ERR_clear_error();
@@ -341,6 +345,25 @@ void pgtls_stream_end(pgtls_conn *c) {
   pgtls_flush(c);
 }
 
+void pgtls_conn_trim(pgtls_conn *c) {
+  if (c->in.off == c->in.len && c->in.p) {
+    free(c->in.p);
+    memset(&c->in, 0, sizeof c->in);
+  }
+  if (c->out.off == c->out.len && c->out.p) {
+    free(c->out.p);
+    memset(&c->out, 0, sizeof c->out);
+  }
+  if (c->up && c->up_len == 0) {
+    free(c->up);
+    c->up = NULL;
+    c->up_cap = c->up_off = 0;
+  }
+  /* SSL_free_buffers refuses (returns 0) while a record is partly read or written. Before OpenSSL 3.0.14 it could
+   * free a buffer still in use (CVE-2024-4741), so older releases keep their buffers. */
+  if (c->ssl && !c->tls_fatal && OpenSSL_version_num() >= 0x300000e0L) SSL_free_buffers(c->ssl);
+}
+
 int pgtls_splice_start(pgtls_conn *c, int bfd, const unsigned char *to_backend, size_t tb_len,
                        const unsigned char *to_client, size_t tc_len) {
   c->up_cap = tb_len > PGTLS_IOBUF ? tb_len : PGTLS_IOBUF;
@@ -385,6 +408,15 @@ int pgtls_splice_pump(pgtls_conn *c, int *want) {
         set_reason_errno(c, w < 0 ? errno : EPIPE);
       }
     }
+    if (c->up_len == 0 && !c->c_tls_eof && !c->b_err && !c->up) {
+      c->up = malloc(PGTLS_IOBUF);
+      if (!c->up) {
+        c->b_err = 1;
+        set_reason_errno(c, ENOMEM);
+      } else {
+        c->up_cap = PGTLS_IOBUF;
+      }
+    }
     if (c->up_len == 0 && !c->c_tls_eof && !c->b_err) {
       int cap = c->up_cap > INT32_MAX ? INT32_MAX : (int)c->up_cap;
       int r = SSL_read(c->ssl, c->up, cap);
@@ -420,15 +452,15 @@ int pgtls_splice_pump(pgtls_conn *c, int *want) {
     /* backend -> client: read only while the ciphertext backlog is under its cap */
     if (c->b_readable && !c->b_rd_eof && !c->b_err && !c->tls_fatal && !c->c_wr_err &&
         pgtls_out_pending(c) < PGTLS_CIPHER_CAP) {
-      ssize_t r = read(c->bfd, c->scratch, sizeof c->scratch);
+      ssize_t r = read(c->bfd, scratch, sizeof scratch);
       if (r > 0) {
-        if (SSL_write(c->ssl, c->scratch, (int)r) <= 0) {
+        if (SSL_write(c->ssl, scratch, (int)r) <= 0) {
           c->tls_fatal = 1;
           pgtls_set_reason_from_queue(c, "no SSL error reported");
         } else {
           c->from_backend += (uint64_t)r;
         }
-        if ((size_t)r < sizeof c->scratch) c->b_readable = 0;
+        if ((size_t)r < sizeof scratch) c->b_readable = 0;
         progress = 1;
       } else if (r == 0) {
         c->b_rd_eof = 1;

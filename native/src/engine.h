@@ -53,9 +53,8 @@ typedef struct pgtls_conn {
   int reading;     /* stream phase: JavaScript wants decrypted bytes */
   int tls_fatal;   /* OpenSSL reported a fatal error: no further SSL_* calls except freeing */
   /* client -> backend plaintext waiting for write(bfd) */
-  unsigned char *up;
+  unsigned char *up; /* allocated when needed, given back by pgtls_conn_trim() while empty */
   size_t up_cap, up_off, up_len;
-  unsigned char scratch[PGTLS_IOBUF];
   uint64_t from_client, from_backend;
   char reason[256]; /* OpenSSL's reason text of the first failure, as PostgreSQL logs it */
 } pgtls_conn;
@@ -86,6 +85,14 @@ int pgtls_splice_start(pgtls_conn *c, int bfd, const unsigned char *to_backend, 
                        const unsigned char *to_client, size_t tc_len);
 /* Relay as far as the sockets allow. Returns 1 when the relay is over, 0 to wait for *want. */
 int pgtls_splice_pump(pgtls_conn *c, int *want);
+
+/*
+ * Give back the memory an idle connection does not need: our empty buffers, and OpenSSL's record buffers when it
+ * holds no partial record (SSL_free_buffers). The next read or write allocates them again. Called for connections
+ * that saw no traffic for a while, so the relay's hot path never pays for it; an idle TLS session then costs the SSL
+ * object and little else.
+ */
+void pgtls_conn_trim(pgtls_conn *c);
 
 /* Write pending ciphertext to the client. 0 all written, 1 some left (EAGAIN), -1 client gone. */
 int pgtls_flush(pgtls_conn *c);

@@ -82,8 +82,8 @@ export const SCHEMA = {
   log_connections: { kind: { type: 'bool' }, default: 'on', help: 'one JSON line per connection' },
   native_data_plane: {
     kind: { type: 'enum', values: ['off', 'on', 'auto'] },
-    default: 'off',
-    help: "TLS and the relay in the native addon (native/): on (required), auto (when it built), off (Node's tls)",
+    default: 'auto',
+    help: "TLS and the relay in the native addon (native/): auto (when it built, else Node's tls with a warning), on (required), off (Node's tls)",
   },
   routes_file: {
     kind: { type: 'path' },

@@ -46,15 +46,13 @@ export const ERR_LISTEN = 'PGTLS_ERR_LISTEN';
 
 /**
  * native_data_plane: the native transport when asked for and built; `on` refuses to start without it (the reason
- * says why: not built, unsupported platform), `auto` falls back to Node's tls with a warning.
+ * says why: not built, unsupported platform), `auto` (the default) falls back to Node's tls with a warning, which
+ * the gateway's report() carries, so `pgtls serve` logs it once when it is ready.
  */
-function chooseTransport(
-  setting: 'off' | 'on' | 'auto',
-  warn: (w: Record<string, unknown>) => void,
-): ClientTransport | undefined {
-  if (setting === 'off') return undefined;
+function chooseTransport(setting: 'off' | 'on' | 'auto'): { transport?: ClientTransport; warning?: string } {
+  if (setting === 'off') return {};
   const t = loadNativeTransport();
-  if (t) return t;
+  if (t) return { transport: t };
   const why = nativeUnavailableReason() ?? 'the addon is not built';
   if (setting === 'on') {
     throw new PgtlsError(
@@ -67,8 +65,7 @@ function chooseTransport(
       },
     );
   }
-  warn({ msg: `native_data_plane = auto: using Node's tls (${why})` });
-  return undefined;
+  return { warning: `native_data_plane = auto: using Node's tls (${why})` };
 }
 
 /** Settings that need a restart, as PostgreSQL's PGC_POSTMASTER parameters do. */
@@ -105,6 +102,8 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   readonly pools: Pools | undefined;
   /** The client-side TLS transport (native_data_plane); undefined: Node's tls. */
   readonly transport: ClientTransport | undefined;
+  /** Why native_data_plane = auto fell back to Node's tls (undefined: it did not). */
+  readonly #transportWarning: string | undefined;
   readonly #opts: GatewayOptions;
 
   private constructor(state: State, input: ConfigInput, opts: GatewayOptions) {
@@ -115,7 +114,9 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     // With ssl = off there is no material; a store is still needed by the type, never used for handshakes.
     this.#tls = new TlsStore(state.material as TlsMaterial);
     this.mockSecret = loadMockSecret(state.config.data_directory);
-    this.transport = chooseTransport(state.config.native_data_plane, (w) => this.emit('warning', w));
+    const chosen = chooseTransport(state.config.native_data_plane);
+    this.transport = chosen.transport;
+    this.#transportWarning = chosen.warning;
     // Pools live as long as the gateway; pool_mode and the pool settings are read at start (restart to change them).
     this.pools = poolsForGateway(
       () => gw.#state,
@@ -285,7 +286,8 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
 
   /** The facts and warnings about the configuration in force (certificate expiry, plaintext allowed, …). */
   report(): CheckReport {
-    return report(this.#state);
+    const r = report(this.#state);
+    return this.#transportWarning ? { ...r, warnings: [...r.warnings, this.#transportWarning] } : r;
   }
 
   get port(): number {

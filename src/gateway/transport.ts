@@ -1,8 +1,8 @@
 /**
  * The transport seam (../shared/design.md): what the connection phases need from a client connection, whoever
  * moves its bytes. Two implementations: Node's `tls` (always available, the reference) and the native addon
- * (native/, when it built and `native_data_plane = on`). Everything above this interface — negotiation, startup,
- * hba, client-certificate rules, authentication, logging — is the same for both.
+ * (native/, when it built and `native_data_plane` is `auto`, the default, or `on`). Everything above this interface —
+ * negotiation, startup, hba, client-certificate rules, authentication, logging — is the same for both.
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';

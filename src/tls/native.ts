@@ -4,13 +4,12 @@
  * TypeScript keeps every decision: which material, what the facts mean, when to splice. The addon is optional:
  * loadNativeTransport() says undefined (and why, nativeUnavailableReason()) when it did not build or load.
  *
- * Handing a socket to native code: the addon works on a dup() of the net.Socket's fd. The JavaScript socket is
- * stopped for good (readStop, and readStart made a no-op so no later resume() or read() can take bytes meant for
- * OpenSSL), bytes Node had already read but nobody consumed are fed to OpenSSL first, and the socket is otherwise
- * left alone: never end() it (a FIN would cut the connection under OpenSSL). Its lifetime is tied to the native
- * session both ways: when the native side closes, the socket is destroyed (its fd closed, 'close' emitted as the
- * caller expects); when the caller destroys the socket, the native side closes its dup at once. The connection
- * ends when the last of the two fds is closed, so neither side can outlive the other by more than a callback.
+ * Handing a socket to native code: the addon takes a dup() of the net.Socket's fd and Node's handle is closed right
+ * after, so a native session holds one descriptor per socket, as PgBouncer does. Bytes Node had already read but
+ * nobody consumed are fed to OpenSSL first. The JavaScript Socket object stays open without its handle (the fd is
+ * gone from Node, so no read, write or FIN can ever reach the connection through it) and stands for the native
+ * session: when the native side closes, the socket is destroyed ('close' is emitted as the caller expects, and the
+ * server's connection count drops then); when the caller destroys the socket, the native side closes its fd at once.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -164,6 +163,24 @@ function takeOver(socket: Socket): { fd: number; buffered: Buffer[] } {
   return { fd, buffered };
 }
 
+/**
+ * Close Node's handle on a socket whose fd the addon now holds a dup of, and keep the Socket object open without it
+ * (Node's own destroy() then emits 'close' without a handle to close). libuv removes the fd from its epoll set before
+ * closing it, so the dup's registration is untouched. The addresses are read first: Node caches them on first use,
+ * so the log, hba and the admin console still see them.
+ */
+function releaseHandle(socket: Socket): void {
+  void socket.remoteAddress;
+  void socket.remotePort;
+  void socket.localAddress;
+  void socket.localPort;
+  const s = socket as unknown as { _handle: (StreamHandle & { close(): void }) | null };
+  const handle = s._handle;
+  if (!handle) return;
+  s._handle = null;
+  handle.close();
+}
+
 /** Decrypted bytes for the startup and authentication phases, and the splice after. */
 class NativeTlsStream extends Duplex {
   readonly #addon: Addon;
@@ -276,6 +293,7 @@ class NativeTlsStream extends Duplex {
       toBackend.length ? Buffer.concat(toBackend) : undefined,
       buffered.length ? Buffer.concat(buffered) : undefined,
     );
+    releaseHandle(backend);
     return done;
   }
 }
@@ -329,6 +347,7 @@ function makeTransport(addon: Addon): ClientTransport {
           return stream.event(kind, a, b, c);
         };
         const handle = addon.accept(ctx, fd, first.length ? first : undefined, cb);
+        releaseHandle(socket);
         stream.attach(handle);
         socket.once('close', () => addon.destroy(handle));
       });

@@ -1,8 +1,8 @@
 /**
  * doctor when the server refuses the client's certificate, in both forms a client meets: PostgreSQL 18 sends a TLS
- * alert during the handshake ("certificate revoked", "unknown ca"), the pgtls gateway completes the handshake and
- * then sends FATAL 08P01 "could not accept SSL connection: certificate verify failed" with OpenSSL's reason as
- * DETAIL. Both are the client certificate's fault, never the server chain's; a wrong sslrootcert still is the chain's.
+ * alert during the handshake ("certificate revoked", "unknown ca"), and so does the pgtls gateway on its native data
+ * plane (the default when the addon built); on Node's tls the gateway completes the handshake and then sends FATAL
+ * 08P01 "could not accept SSL connection: certificate verify failed" with OpenSSL's reason as DETAIL. Both are the client certificate's fault, never the server chain's; a wrong sslrootcert still is the chain's.
  * psql (libpq 18) runs with every connection string and must agree on the outcome and on libpq's message.
  */
 import assert from 'node:assert/strict';
@@ -29,11 +29,16 @@ describe('doctor: a refused client certificate is the client certificate, at the
       port: () => ssl.port,
       refusal: /SSL error: (?:tlsv1|tlsv13|sslv3|ssl\/tls) alert /,
     },
-    // The gateway's: an ErrorResponse after the handshake (src/gateway/refusals.ts clientCertVerifyFailed).
+    // The gateway's: the same alert on the native data plane; on Node's tls an ErrorResponse after the handshake
+    // (src/gateway/refusals.ts clientCertVerifyFailed).
     {
       name: 'pgtls gateway',
       port: () => gw.port,
-      refusal: /FATAL: {2}could not accept SSL connection: certificate verify failed\nDETAIL: {2}/,
+      get refusal() {
+        return gw.gw.transport?.name === 'native'
+          ? /SSL error: (?:tlsv1|tlsv13|sslv3|ssl\/tls) alert /
+          : /FATAL: {2}could not accept SSL connection: certificate verify failed\nDETAIL: {2}/;
+      },
     },
   ];
   const conn = (port: number, cert: { cert: string; key: string }, root = fx.root) =>

@@ -36,7 +36,8 @@ export async function startTestGateway(
     upstream: `postgres://127.0.0.1:${pg.port}`,
     upstream_sslmode: 'disable',
     data_directory: `${fx.dir}/data-${n}`,
-    // CI runs the gateway suite a second time on the native data plane (npm run test:native).
+    // The default is native_data_plane = auto (the native data plane when the addon built); CI runs the gateway
+    // suite on each transport explicitly: npm run test:native (on) and npm run test:node (off).
     ...(process.env.PGTLS_TEST_NATIVE_DATA_PLANE
       ? { native_data_plane: process.env.PGTLS_TEST_NATIVE_DATA_PLANE }
       : {}),

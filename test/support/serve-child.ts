@@ -36,6 +36,8 @@ export interface ServeChildOptions {
   readonly nodeArgs?: readonly string[];
   /** Upstream URL (default: the cluster's port on 127.0.0.1). */
   readonly upstream?: string;
+  /** Extra environment for the child (the rest is cleanEnv(), which drops every PG* variable). */
+  readonly env?: Record<string, string>;
 }
 
 /** Start `pgtls serve` with a generated config file (conf entries appended); resolves once it logged "ready". */
@@ -53,6 +55,10 @@ export async function startServeChild(
     upstream: opts.upstream ?? `postgres://127.0.0.1:${cluster?.port}`,
     upstream_sslmode: 'disable',
     data_directory: `${fx.dir}/child-data-${n}`,
+    // As startTestGateway: PGTLS_TEST_NATIVE_DATA_PLANE=off|on runs the child on that transport (default: auto).
+    ...(process.env.PGTLS_TEST_NATIVE_DATA_PLANE
+      ? { native_data_plane: process.env.PGTLS_TEST_NATIVE_DATA_PLANE }
+      : {}),
     ...conf,
   };
   const text = Object.entries(settings)
@@ -64,7 +70,7 @@ export async function startServeChild(
     opts.nofile !== undefined
       ? ['prlimit', [`--nofile=${opts.nofile}:${opts.nofile}`, process.execPath, ...nodeArgv]]
       : [process.execPath, nodeArgv];
-  const child = spawn(cmd, args as string[], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(cmd, args as string[], { env: cleanEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   // Keep only the tail of a long log: the fuzzer makes the child write one line per connection.
