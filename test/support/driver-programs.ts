@@ -8,6 +8,7 @@
  *   python3 - <dsn>                 (psycopg: prepare_threshold=0)
  *   java Prog.java <jdbc url> <password>   (JDBC: use prepareThreshold=1 in the URL)
  */
+import assert from 'node:assert/strict';
 
 // The driver's statement runs while h1 holds one server in a transaction, then while h2 holds the other: in
 // transaction mode it must be prepared on both servers.
@@ -75,3 +76,16 @@ public class Prog {
   }
 }
 `;
+
+/**
+ * Check what a driver program printed: the six labels; the statement ran on two servers in transaction mode (prepared
+ * there under the pool's PGTLS_ names) and on the client's one server in session mode (the driver's own names
+ * relayed unchanged, none of the pool's).
+ */
+export function assertDriverOutput(stdout: string, mode: 'session' | 'transaction'): void {
+  const [labels, pids, names] = stdout.trim().split('\n');
+  assert.equal(labels, 'item 1,item 2,item 3,item 4,item 5,item 6');
+  assert.equal(pids, mode === 'transaction' ? '2' : '1');
+  if (mode === 'transaction') assert.ok(Number(names) >= 1, stdout);
+  else assert.equal(names, '0');
+}

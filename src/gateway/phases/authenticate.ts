@@ -73,11 +73,48 @@ export async function authenticateAtBackend(
  * ErrorResponse / either side closes (not ok). Resolves with the cancel key seen on the way.
  */
 export function relayAuthentication(client: Duplex, backend: Duplex): Promise<AuthOutcome> {
+  const reader = new MessageReader(MAX_AUTH_MESSAGE);
+  let key: AuthOutcome['key'];
+  return relayUntil<AuthOutcome>(client, backend, {
+    fromBackend: (d, finish) => {
+      client.write(d);
+      reader.push(d);
+      for (let m = reader.next(); m; m = reader.next()) {
+        if (m.type === BackendMessage.BackendKeyData) key = parseBackendKeyData(m.body);
+        else if (m.type === BackendMessage.ErrorResponse) {
+          const fields = decodeErrorFields(m.body);
+          finish({ ok: false, ...(key ? { key } : {}), error: { code: fields.C ?? '', message: fields.M ?? '' } });
+          return;
+        } else if (m.type === BackendMessage.ReadyForQuery) {
+          // Anything after ReadyForQuery in this chunk has been forwarded already; the raw relay takes over.
+          finish({ ok: true, ...(key ? { key } : {}) });
+          return;
+        }
+      }
+    },
+    closed: () => ({ ok: false, ...(key ? { key } : {}) }),
+    invalid: () => ({ ok: false, error: { code: '08P01', message: 'invalid message from the backend' } }),
+  });
+}
+
+/**
+ * The wiring both authentication relays share: the client's bytes go to the backend as they come, the backend's to
+ * `fromBackend` (which calls `finish` when the exchange is over); either side closing finishes with `closed()`, a
+ * framing error with `invalid()`. Both sockets are paused and unhooked when it is over, for the next phase.
+ */
+function relayUntil<T>(
+  client: Duplex,
+  backend: Duplex,
+  h: {
+    fromClient?: (d: Buffer) => void;
+    fromBackend: (d: Buffer, finish: (o: T) => void) => void;
+    closed: () => T;
+    invalid: () => T;
+  },
+): Promise<T> {
   return new Promise((resolve) => {
-    const reader = new MessageReader(MAX_AUTH_MESSAGE);
-    let key: AuthOutcome['key'];
     let done = false;
-    const finish = (o: AuthOutcome) => {
+    const finish = (o: T) => {
       if (done) return;
       done = true;
       client.off('data', fromClient);
@@ -89,29 +126,17 @@ export function relayAuthentication(client: Duplex, backend: Duplex): Promise<Au
       resolve(o);
     };
     const fromClient = (d: Buffer) => {
+      h.fromClient?.(d);
       backend.write(d);
     };
     const fromBackend = (d: Buffer) => {
-      client.write(d);
-      reader.push(d);
       try {
-        for (let m = reader.next(); m; m = reader.next()) {
-          if (m.type === BackendMessage.BackendKeyData) key = parseBackendKeyData(m.body);
-          else if (m.type === BackendMessage.ErrorResponse) {
-            const fields = decodeErrorFields(m.body);
-            finish({ ok: false, ...(key ? { key } : {}), error: { code: fields.C ?? '', message: fields.M ?? '' } });
-            return;
-          } else if (m.type === BackendMessage.ReadyForQuery) {
-            // Anything after ReadyForQuery in this chunk has been forwarded already; the raw relay takes over.
-            finish({ ok: true, ...(key ? { key } : {}) });
-            return;
-          }
-        }
+        h.fromBackend(d, finish);
       } catch {
-        finish({ ok: false, error: { code: '08P01', message: 'invalid message from the backend' } });
+        finish(h.invalid());
       }
     };
-    const onClose = () => finish({ ok: false, ...(key ? { key } : {}) });
+    const onClose = () => finish(h.closed());
     // Either side may be gone already (its 'close' came and went while we awaited something else).
     if (client.destroyed || backend.destroyed) {
       onClose();
@@ -185,81 +210,58 @@ function relayAuthenticationHeld(
   backend: Duplex,
   several: boolean,
 ): Promise<AuthOutcome & { held: Buffer; reported: Reported; clientSpoke: boolean; notNow?: string }> {
-  return new Promise((resolve) => {
-    const reader = new MessageReader(MAX_AUTH_MESSAGE);
-    const held: Buffer[] = [];
-    const params: [string, string][] = [];
-    let key: AuthOutcome['key'];
-    let authOk = false;
-    let clientSpoke = false;
-    let done = false;
-    let notNow: string | undefined;
-    const finish = (o: AuthOutcome) => {
-      if (done) return;
-      done = true;
-      client.off('data', fromClient);
-      backend.off('data', fromBackend);
-      backend.off('close', onClose);
-      client.off('close', onClose);
-      client.pause();
-      backend.pause();
-      resolve({
-        ...o,
-        held: Buffer.concat(held),
-        reported: reportedFrom(params),
-        clientSpoke,
-        ...(notNow !== undefined ? { notNow } : {}),
-      });
-    };
-    const fromClient = (d: Buffer) => {
+  const reader = new MessageReader(MAX_AUTH_MESSAGE);
+  const held: Buffer[] = [];
+  const params: [string, string][] = [];
+  let key: AuthOutcome['key'];
+  let authOk = false;
+  let clientSpoke = false;
+  let notNow: string | undefined;
+  const withHeld = (o: AuthOutcome) => ({
+    ...o,
+    held: Buffer.concat(held),
+    reported: reportedFrom(params),
+    clientSpoke,
+    ...(notNow !== undefined ? { notNow } : {}),
+  });
+  return relayUntil(client, backend, {
+    fromClient: () => {
       clientSpoke = true;
-      backend.write(d);
-    };
-    const fromBackend = (d: Buffer) => {
+    },
+    fromBackend: (d, finish) => {
       reader.push(d);
-      try {
-        for (let m = reader.next(); m; m = reader.next()) {
-          const frame = Buffer.from(m.frame);
-          if (m.type === BackendMessage.Authentication && m.body.readInt32BE(0) === 0) authOk = true;
-          if (!authOk && !clientSpoke && several && m.type === BackendMessage.ErrorResponse) {
-            const fields = decodeErrorFields(m.body);
-            if (fields.C === '57P03') {
-              // Not forwarded: the client will get the next host's answer instead.
-              notNow = formatServerError(fields);
-              finish({ ok: false, error: { code: '57P03', message: fields.M ?? '' } });
-              return;
-            }
-          }
-          if (authOk) held.push(frame);
-          else client.write(frame);
-          if (m.type === BackendMessage.BackendKeyData) key = parseBackendKeyData(m.body);
-          else if (m.type === BackendMessage.ParameterStatus) {
-            const p = decodeParameterStatus(m.body);
-            if (p) params.push([p.name, p.value]);
-          } else if (m.type === BackendMessage.ErrorResponse) {
-            const fields = decodeErrorFields(m.body);
-            finish({ ok: false, ...(key ? { key } : {}), error: { code: fields.C ?? '', message: fields.M ?? '' } });
-            return;
-          } else if (m.type === BackendMessage.ReadyForQuery) {
-            if (reader.buffered > 0) backend.unshift(reader.takeRemaining());
-            finish({ ok: true, ...(key ? { key } : {}) });
+      for (let m = reader.next(); m; m = reader.next()) {
+        const frame = Buffer.from(m.frame);
+        if (m.type === BackendMessage.Authentication && m.body.readInt32BE(0) === 0) authOk = true;
+        if (!authOk && !clientSpoke && several && m.type === BackendMessage.ErrorResponse) {
+          const fields = decodeErrorFields(m.body);
+          if (fields.C === '57P03') {
+            // Not forwarded: the client will get the next host's answer instead.
+            notNow = formatServerError(fields);
+            finish(withHeld({ ok: false, error: { code: '57P03', message: fields.M ?? '' } }));
             return;
           }
         }
-      } catch {
-        finish({ ok: false, error: { code: '08P01', message: 'invalid message from the backend' } });
+        if (authOk) held.push(frame);
+        else client.write(frame);
+        if (m.type === BackendMessage.BackendKeyData) key = parseBackendKeyData(m.body);
+        else if (m.type === BackendMessage.ParameterStatus) {
+          const p = decodeParameterStatus(m.body);
+          if (p) params.push([p.name, p.value]);
+        } else if (m.type === BackendMessage.ErrorResponse) {
+          const fields = decodeErrorFields(m.body);
+          finish(
+            withHeld({ ok: false, ...(key ? { key } : {}), error: { code: fields.C ?? '', message: fields.M ?? '' } }),
+          );
+          return;
+        } else if (m.type === BackendMessage.ReadyForQuery) {
+          if (reader.buffered > 0) backend.unshift(reader.takeRemaining());
+          finish(withHeld({ ok: true, ...(key ? { key } : {}) }));
+          return;
+        }
       }
-    };
-    const onClose = () => finish({ ok: false, ...(key ? { key } : {}) });
-    if (client.destroyed || backend.destroyed) {
-      onClose();
-      return;
-    }
-    client.on('data', fromClient);
-    backend.on('data', fromBackend);
-    backend.once('close', onClose);
-    client.once('close', onClose);
-    client.resume();
-    backend.resume();
+    },
+    closed: () => withHeld({ ok: false, ...(key ? { key } : {}) }),
+    invalid: () => withHeld({ ok: false, error: { code: '08P01', message: 'invalid message from the backend' } }),
   });
 }

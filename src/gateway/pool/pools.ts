@@ -13,6 +13,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { settingsFromOptions } from '../../protocol/startup-options.js';
+import type { PoolRow, ServerRow } from '../admin/runtime-view.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { ServerCredentials, ServerLogin } from './login.js';
 import { DatabaseCounts, Pool } from './pool.js';
@@ -44,37 +45,6 @@ export interface PoolRoute {
   /** file:line of the route: pools of different routes are different pools. */
   readonly where: string;
   readonly upstream: UpstreamTarget;
-}
-
-export interface PoolListing {
-  readonly database: string;
-  readonly user: string;
-  readonly idle: number;
-  readonly active: number;
-  readonly opening: number;
-  readonly waiting: number;
-  /** Logged-in clients (waiting or not). */
-  readonly clients: number;
-  /** The oldest waiting client's wait so far (0: none waits). */
-  readonly maxWaitMs: number;
-}
-
-/** One server for SHOW SERVERS (PgBouncer's columns). */
-export interface ServerListing {
-  readonly id: number;
-  readonly user: string;
-  readonly database: string;
-  readonly state: 'active' | 'idle';
-  /** The backend's address ("unix" for its Unix socket, with the port of its .s.PGSQL.<port> name). */
-  readonly addr: string;
-  readonly port: number | undefined;
-  readonly connectTime: Date;
-  /** When it was last handed out or returned. */
-  readonly requestTime: Date;
-  readonly remotePid: number | undefined;
-  /** "TLSv1.3/TLS_AES_256_GCM_SHA384" on a TLS hop, empty otherwise. */
-  readonly tls: string;
-  readonly preparedStatements: number;
 }
 
 /** Sends a CancelRequest for a server's backend (the default login knows the upstream address). */
@@ -113,7 +83,7 @@ export class Pools {
   }
 
   /** Every pool with its counts, for the console's SHOW POOLS. */
-  list(now = Date.now()): PoolListing[] {
+  list(now = Date.now()): PoolRow[] {
     return [...this.#pools.values()].map((p) => ({
       database: p.key.database,
       user: p.key.user,
@@ -124,8 +94,8 @@ export class Pools {
   }
 
   /** Every logged-in server of every pool, for the console's SHOW SERVERS. */
-  servers(): ServerListing[] {
-    const out: ServerListing[] = [];
+  servers(): ServerRow[] {
+    const out: ServerRow[] = [];
     for (const p of this.#pools.values()) {
       for (const { server, state } of p.servers()) {
         const sock = server.socket as Duplex & {
