@@ -287,3 +287,39 @@ describe('session pooling', () => {
     await c.end().catch(() => undefined);
   });
 });
+
+describe('session pooling: a client logged in from the welcome that gets no server', () => {
+  test('query_wait_timeout: FATAL 08P01 on its first query, logged as refused, the active-sessions gauge unchanged', async () => {
+    const gw = await startTestGateway(fx, cluster, {
+      hba_file: hba,
+      auth_file: userlist,
+      pool_mode: 'session',
+      default_pool_size: '1',
+      query_wait_timeout: '1s',
+    });
+    const holder = client(gw.port);
+    try {
+      await holder.connect();
+      await holder.query('SELECT 1');
+      const waiter = client(gw.port);
+      waiter.on('error', () => undefined);
+      await waiter.connect(); // answered from the pool's welcome, not under authentication_timeout
+      await assert.rejects(waiter.query('SELECT 1'), {
+        code: '08P01',
+        message: 'query_wait_timeout',
+        severity: 'FATAL',
+      });
+      await holder.end();
+      await gw.settle();
+      const refused = gw.records.filter((r) => r.outcome === 'refused');
+      assert.equal(refused.length, 1, JSON.stringify(gw.records));
+      assert.match(refused[0]!.reason ?? '', /query_wait_timeout/);
+      assert.equal(refused[0]!.sqlstate, '08P01');
+      const metrics = await gw.gw.operator.metrics.exposition();
+      assert.match(metrics, /^pgtls_active_sessions 0$/m);
+    } finally {
+      await holder.end().catch(() => undefined);
+      await gw.close();
+    }
+  });
+});

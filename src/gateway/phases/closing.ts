@@ -6,7 +6,9 @@ import type { ClientConnection } from '../client-connection.js';
 
 export function closing(c: ClientConnection): void {
   c.finish();
-  if (c.record.outcome === 'relayed') c.rt.operator.hooks.sessionEnded(c.record, c.record.backend_pid);
+  // Whatever the outcome: a pooled session counted as started may end refused (query_wait_timeout after its
+  // welcome); sessionEnded uncounts only what was counted.
+  c.rt.operator.hooks.sessionEnded(c.record, c.record.backend_pid);
   c.rt.operator.hooks.connectionEnded(c.record);
   if (c.record.outcome === 'relayed') c.destroy();
   // A refused connection may still be flushing its FATAL (ClientConnection.closeAfter closes it after that); any

@@ -86,4 +86,10 @@ export async function pooledSession(
   const stats = await session.run(c.stream, pending);
   record.bytes_from_client = stats.bytesFromClient;
   record.bytes_from_backend = stats.bytesFromBackend;
+  if (stats.refused) {
+    // Logged in from the pool's welcome, then told it gets no server (query_wait_timeout, a refused server login).
+    record.outcome = 'refused';
+    record.reason = stats.refused.reason;
+    record.sqlstate = stats.refused.code;
+  }
 }

@@ -36,6 +36,8 @@ const TRACKED = new Set([
 ]);
 
 export interface SessionStats extends RelayStats {
+  /** The client was told it gets no server (query_wait_timeout, the backend refused the login, …): for its record. */
+  refused?: { readonly reason: string; readonly code: string };
   /** Transactions relayed (transaction mode); 1 for a session. */
   transactions: number;
 }
@@ -208,7 +210,7 @@ export class PooledSession {
   async run(client: Duplex, pipelined: Buffer = Buffer.alloc(0)): Promise<SessionStats> {
     this.#client = client;
     try {
-      if (this.mode === 'session') return await this.#runSession(client, pipelined);
+      if (this.mode === 'session') return this.#withRefusal(await this.#runSession(client, pipelined));
       const tx = new TxRelay(client, {
         acquire: (signal, done) =>
           this.checkoutNow(signal, (err, server) => {
@@ -233,7 +235,7 @@ export class PooledSession {
       });
       this.#tx = tx;
       await tx.run(pipelined);
-      return { ...tx.stats };
+      return this.#withRefusal({ ...tx.stats });
     } finally {
       this.onEnd();
     }
@@ -248,7 +250,16 @@ export class PooledSession {
   #tell(e: unknown): PoolRefusal {
     const r = e instanceof PoolRefusal ? e : new PoolRefusal(refusalInternal, (e as Error).message);
     this.#send(r.wire);
+    this.#refusal = r;
     return r;
+  }
+
+  /** The refusal told to the client after its welcome, if any (the relay's stats carry it to the record). */
+  #refusal: PoolRefusal | undefined;
+
+  #withRefusal(stats: SessionStats): SessionStats {
+    const r = this.#refusal;
+    return r ? { ...stats, refused: { reason: r.reason, code: r.wire.code } } : stats;
   }
 
   async #runSession(client: Duplex, pipelined: Buffer): Promise<SessionStats> {
