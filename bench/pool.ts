@@ -36,8 +36,8 @@ const { values: opt } = parseArgs({
     'node-arg': { type: 'string', multiple: true },
     /** Which targets to run (e.g. --target pgtls while profiling); default all three. */
     target: { type: 'string', multiple: true },
-    /** The gateway's native_data_plane (off | on | auto). */
-    native: { type: 'string', default: 'off' },
+    /** The gateway's native_data_plane (off | on | auto; default auto, the gateway's own default). */
+    native: { type: 'string', default: 'auto' },
     /** Also count the gateway's instructions per transaction under callgrind (load-independent; slow). */
     callgrind: { type: 'boolean', default: false },
     /** Keep the work directory (callgrind dumps, configs) and print where it is. */
