@@ -21,6 +21,7 @@ const cc = spawnSync(
     '-std=gnu11',
     join(here, 'fuzz_conn.c'),
     join(here, '..', 'src', 'engine.c'),
+    join(here, '..', 'src', 'txrelay.c'),
     join(here, '..', 'src', 'context.c'),
     '-lssl',
     '-lcrypto',

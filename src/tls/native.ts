@@ -17,11 +17,19 @@ import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { PgtlsError } from '../errors.js';
-import type { ClientTransport, HandshakeResult, RelayStats, TlsFacts, TlsSession } from '../gateway/transport.js';
+import type {
+  ClientTransport,
+  HandshakeResult,
+  RelayStats,
+  TlsFacts,
+  TlsSession,
+  TxHandback,
+  TxRelayPort,
+} from '../gateway/transport.js';
 import { ERR_TLS_CONFIG, type TlsMaterial } from './context.js';
 
 /** Event kinds from the addon (native/src/addon.c). */
-const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close: 6 } as const;
+const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close: 6, tx: 7 } as const;
 
 type NativeHandle = object & { readonly __nativeSession: unique symbol };
 type NativeContext = object & { readonly __nativeContext: unique symbol };
@@ -36,6 +44,10 @@ interface Addon {
   end(s: NativeHandle): void;
   splice(s: NativeHandle, backendFd: number, toBackend: Buffer | undefined, toClient: Buffer | undefined): void;
   destroy(s: NativeHandle): void;
+  txRelay(s: NativeHandle, serverFd: number, clientBytes: Buffer | undefined, trackNames: boolean): void;
+  txStop(s: NativeHandle): void;
+  dupFd(fd: number): number;
+  closeFd(fd: number): void;
 }
 
 interface NativeContextOptions {
@@ -189,6 +201,7 @@ class NativeTlsStream extends Duplex {
   #closed = false;
   #pendingWrite: ((err?: Error | null) => void) | undefined;
   #onClose: ((fromClient: number, fromBackend: number, reason: string) => void) | undefined;
+  #txDone: ((h: TxHandback) => void) | undefined;
   readonly #socket: Socket;
 
   constructor(addon: Addon, socket: Socket) {
@@ -215,8 +228,15 @@ class NativeTlsStream extends Duplex {
         cb?.();
         return false;
       }
+      case EV.tx: {
+        const cb = this.#txDone;
+        this.#txDone = undefined;
+        cb?.(a as TxHandback);
+        return false;
+      }
       case EV.close: {
         this.#closed = true;
+        this.#txDone = undefined;
         const cb = this.#pendingWrite;
         this.#pendingWrite = undefined;
         cb?.(new Error('the TLS connection closed'));
@@ -256,6 +276,29 @@ class NativeTlsStream extends Duplex {
     if (this.#handle && !this.#closed && !this.#spliced) this.#addon.destroy(this.#handle);
     cb(err);
   }
+
+  /** The transaction relay port of this session (TlsSession.txRelay). */
+  readonly txPort: TxRelayPort = {
+    dupFd: (fd) => this.#addon.dupFd(fd),
+    closeFd: (fd) => this.#addon.closeFd(fd),
+    start: (serverFd, clientBytes, trackNames, done) => {
+      const handle = this.#handle;
+      // Decrypted bytes waiting in this stream, a write waiting for drain or a paused reader: the JavaScript relay.
+      if (!handle || this.#closed || this.#spliced || this.#txDone || this.#pendingWrite) return false;
+      if (this.readableLength > 0 || this.isPaused() || this.readableEnded || this.writableEnded) return false;
+      try {
+        this.#addon.txRelay(handle, serverFd, clientBytes, trackNames);
+      } catch {
+        return false;
+      }
+      this.#txDone = done;
+      return true;
+    },
+    stop: () => {
+      this.#txDone = undefined;
+      if (this.#handle && !this.#closed) this.#addon.txStop(this.#handle);
+    },
+  };
 
   /** Relay natively until either side closes; see TlsSession.splice. */
   async splice(backend: Socket, stats: RelayStats): Promise<void> {
@@ -329,6 +372,7 @@ function makeTransport(addon: Addon): ClientTransport {
               facts: toFacts(a as Record<string, unknown>),
               stream,
               splice: (backend, stats) => stream.splice(backend, stats),
+              txRelay: stream.txPort,
             };
             resolve({ ok: true, session });
             return false;
