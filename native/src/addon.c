@@ -241,24 +241,24 @@ static void tx_handback(session *s) {
   for (unsigned i = 0; i < t->qn; i++) kinds[i] = t->q[(t->qh + i) % PGTLS_TXQ_CAP];
   napi_value q;
   napi_create_string_latin1(env, (const char *)kinds, t->qn, &q);
-  napi_value argv[2], o;
-  napi_create_object(env, &o);
-  napi_set_named_property(env, o, "reason", num(env, t->reason));
-  napi_set_named_property(env, o, "clientRest", buf_or_undef(env, c->up + t->up_scan, c->up ? c->up_len - t->up_scan : 0));
-  napi_set_named_property(env, o, "toServer", buf_or_undef(env, c->up + c->up_off, c->up ? t->up_scan - c->up_off : 0));
-  napi_set_named_property(env, o, "serverRest", buf_or_undef(env, t->dn + t->dn_scan, t->dn_len - t->dn_scan));
-  napi_set_named_property(env, o, "queue", q);
-  napi_set_named_property(env, o, "status", num(env, t->status));
-  napi_set_named_property(env, o, "fromClient", num(env, (double)t->from_client));
-  napi_set_named_property(env, o, "fromServer", num(env, (double)t->from_server));
+  const unsigned char *up = c->up ? c->up : t->dn; /* no client buffer (trimmed while empty): nothing to return */
+  size_t scan = c->up ? t->up_scan : 0, off = c->up ? c->up_off : 0, len = c->up ? c->up_len : 0;
   napi_value mid;
   napi_get_boolean(env, t->mid != 0, &mid);
-  napi_set_named_property(env, o, "mid", mid);
+  /* positional (named properties cost ~19k instructions per handback: each name is internalized again) */
+  napi_value argv[10] = {num(env, EV_TX),
+                         num(env, t->reason),
+                         buf_or_undef(env, up + scan, len - scan),
+                         buf_or_undef(env, up + off, scan - off),
+                         buf_or_undef(env, t->dn + t->dn_scan, t->dn_len - t->dn_scan),
+                         q,
+                         num(env, t->status),
+                         num(env, (double)t->from_client),
+                         num(env, (double)t->from_server),
+                         mid};
   pgtls_tx_finish(c);
   c->reading = 1; /* the stream's reader was waiting when the relay started (JavaScript checks) */
-  argv[0] = num(env, EV_TX);
-  argv[1] = o;
-  emit(s, 2, argv, NULL);
+  emit(s, 10, argv, NULL);
   napi_close_handle_scope(env, scope);
 }
 

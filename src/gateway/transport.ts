@@ -56,9 +56,9 @@ export const TX_BOUNDARY = 1;
  */
 export interface TxHandback {
   readonly reason: number;
-  readonly clientRest?: Buffer;
-  readonly toServer?: Buffer;
-  readonly serverRest?: Buffer;
+  readonly clientRest: Buffer | undefined;
+  readonly toServer: Buffer | undefined;
+  readonly serverRest: Buffer | undefined;
   readonly queue: string;
   readonly status: number;
   readonly fromClient: number;

@@ -33,7 +33,19 @@ const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close:
 
 type NativeHandle = object & { readonly __nativeSession: unique symbol };
 type NativeContext = object & { readonly __nativeContext: unique symbol };
-type EventCallback = (kind: number, a?: unknown, b?: unknown, c?: unknown) => boolean | undefined;
+/** Up to nine arguments after the kind (EV_TX has the most); named, so that no event allocates an array. */
+type EventCallback = (
+  kind: number,
+  a?: unknown,
+  b?: unknown,
+  c?: unknown,
+  d?: unknown,
+  e?: unknown,
+  f?: unknown,
+  g?: unknown,
+  h?: unknown,
+  i?: unknown,
+) => boolean | undefined;
 
 interface Addon {
   readonly openssl: string;
@@ -215,7 +227,18 @@ class NativeTlsStream extends Duplex {
   }
 
   /** The addon's events after the handshake. Returns whether more decrypted bytes are wanted now. */
-  event(kind: number, a: unknown, b: unknown, c: unknown): boolean {
+  event(
+    kind: number,
+    a: unknown,
+    b: unknown,
+    c: unknown,
+    d?: unknown,
+    e?: unknown,
+    f?: unknown,
+    g?: unknown,
+    h?: unknown,
+    i?: unknown,
+  ): boolean {
     switch (kind) {
       case EV.data:
         return this.push(a as Buffer);
@@ -231,7 +254,17 @@ class NativeTlsStream extends Duplex {
       case EV.tx: {
         const cb = this.#txDone;
         this.#txDone = undefined;
-        cb?.(a as TxHandback);
+        cb?.({
+          reason: a as number,
+          clientRest: b as Buffer | undefined,
+          toServer: c as Buffer | undefined,
+          serverRest: d as Buffer | undefined,
+          queue: e as string,
+          status: f as number,
+          fromClient: g as number,
+          fromServer: h as number,
+          mid: i as boolean,
+        });
         return false;
       }
       case EV.close: {
@@ -365,7 +398,7 @@ function makeTransport(addon: Addon): ClientTransport {
       const stream = new NativeTlsStream(addon, socket);
       return new Promise<HandshakeResult>((resolve) => {
         let settled = false;
-        const cb: EventCallback = (kind, a, b, c) => {
+        const cb: EventCallback = (kind, a, b, c, d, e, f, g, h, i) => {
           if (kind === EV.handshakeOk) {
             settled = true;
             const session: TlsSession = {
@@ -388,7 +421,7 @@ function makeTransport(addon: Addon): ClientTransport {
             socket.destroy();
             return false;
           }
-          return stream.event(kind, a, b, c);
+          return stream.event(kind, a, b, c, d, e, f, g, h, i);
         };
         const handle = addon.accept(ctx, fd, first.length ? first : undefined, cb);
         releaseHandle(socket);

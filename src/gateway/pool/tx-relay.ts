@@ -269,6 +269,15 @@ export class TxRelay {
     return true;
   }
 
+  /** #tryNative with what waits in the client's reader (put back when the native relay cannot start). */
+  #nativeFromReader(): boolean {
+    if (this.#clientReader.buffered === 0) return false;
+    const rest = this.#clientReader.takeRemaining();
+    if (this.#tryNative(rest)) return true;
+    this.#clientReader.push(rest);
+    return false;
+  }
+
   #stopNative(): void {
     if (!this.#native) return;
     this.#native = false;
@@ -327,11 +336,17 @@ export class TxRelay {
     }
     this.#attach(s);
     if (this.client.isPaused()) this.client.resume();
-    this.#pumpClient();
+    this.#pumpClient(true);
   };
 
-  #pumpClient(): void {
+  /**
+   * Process what the client sent that is waiting in the reader. `fresh`: a server was just attached for it, so the
+   * native relay may take over from the first message (never right after it handed a message back: that one is
+   * JavaScript's).
+   */
+  #pumpClient(fresh = false): void {
     if (this.#acquiring || this.#ended) return;
+    if (fresh && this.native && this.#server && this.#nativeFromReader()) return;
     try {
       for (;;) {
         if (this.#clientReader.buffered === 0) break;
@@ -340,6 +355,7 @@ export class TxRelay {
           const got = this.#request();
           if (!got) return;
           this.#attach(got);
+          if (this.native && this.#nativeFromReader()) return;
           continue;
         }
         const m = this.#clientReader.next();
