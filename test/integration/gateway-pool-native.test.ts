@@ -112,6 +112,37 @@ describe('native transaction relay', { skip }, () => {
     assert.ok(d.relays - before.relays >= 4, `native relays: ${d.relays - before.relays}`);
   });
 
+  test('a client vanishing inside a native transaction: its server is discarded, never handed out', async () => {
+    const a = client();
+    a.on('error', () => undefined); // its socket is destroyed below: 'Connection terminated unexpectedly'
+    await a.connect();
+    await a.query('BEGIN');
+    const pid = ((await a.query('SELECT pg_backend_pid() AS p')).rows[0] as { p: number }).p;
+    const relays = nativeTxCounters.relays;
+    // The native relay holds the server (a transaction is open) when the client's socket goes.
+    (a as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    const b = client();
+    await b.connect();
+    const pidB = ((await b.query('SELECT pg_backend_pid() AS p')).rows[0] as { p: number }).p;
+    assert.notEqual(pidB, pid, 'the server left in a transaction was reused');
+    assert.equal(((await b.query('SELECT 1 AS v')).rows[0] as { v: number }).v, 1);
+    await b.end();
+    assert.ok(nativeTxCounters.relays > relays);
+    const su = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'postgres', password: SUPERUSER_PASSWORD });
+    await su.connect();
+    let left = 1;
+    for (let i = 0; i < 50 && left > 0; i++) {
+      left = (
+        (await su.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0] as {
+          n: number;
+        }
+      ).n;
+      if (left > 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    await su.end();
+    assert.equal(left, 0, 'the discarded backend is gone');
+  });
+
   test('a bad message length inside a native stretch gets the JavaScript relay FATAL', async () => {
     const c = client();
     await c.connect();
