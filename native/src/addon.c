@@ -52,6 +52,8 @@ typedef struct session {
   int active;  /* ran since the last sweep */
   int trimmed; /* buffers given back by the sweep, nothing ran since */
   struct session *prev, *next; /* this thread's open sessions, for the idle sweep */
+  struct session *soon_next;   /* in this thread's run-soon list (defer()) */
+  int soon;
 } session;
 
 /*
@@ -67,6 +69,10 @@ typedef struct session {
 static __thread unsigned char rd[PGTLS_IOBUF];
 static __thread session *open_sessions;
 static __thread uv_timer_t *sweep_timer;
+/* Sessions to run on the next loop turn without waiting for their fds (defer()), and the idle handle that runs them:
+ * cheaper than kick()'s interest change, which costs epoll_ctl calls both ways. */
+static __thread session *soon_list, *soon_run; /* waiting for the next turn; being run in this one */
+static __thread uv_idle_t *soon_idle;
 
 static void on_sweep(uv_timer_t *t) {
   (void)t;
@@ -105,7 +111,23 @@ static void track(napi_env env, uv_loop_t *loop, session *s) {
   if (!uv_is_active((uv_handle_t *)sweep_timer)) uv_timer_start(sweep_timer, on_sweep, PGTLS_SWEEP_MS, PGTLS_SWEEP_MS);
 }
 
+static void unsoon(session *s) {
+  if (!s->soon) return;
+  s->soon = 0;
+  session **lists[2] = {&soon_list, &soon_run};
+  for (int l = 0; l < 2; l++) {
+    for (session **p = lists[l]; *p; p = &(*p)->soon_next) {
+      if (*p == s) {
+        *p = s->soon_next;
+        s->soon_next = NULL;
+        return;
+      }
+    }
+  }
+}
+
 static void untrack(session *s) {
+  unsoon(s);
   if (s->prev) s->prev->next = s->next;
   else if (open_sessions == s) open_sessions = s->next;
   else return; /* not in the list */
@@ -260,6 +282,50 @@ static void tx_handback(session *s) {
   c->reading = 1; /* the stream's reader was waiting when the relay started (JavaScript checks) */
   emit(s, 10, argv, NULL);
   napi_close_handle_scope(env, scope);
+}
+
+static void run(session *s);
+
+static void on_soon(uv_idle_t *h) {
+  uv_idle_stop(h);
+  soon_run = soon_list; /* sessions deferred while these run wait for the next turn */
+  soon_list = NULL;
+  while (soon_run) {
+    session *s = soon_run;
+    soon_run = s->soon_next;
+    s->soon_next = NULL;
+    s->soon = 0;
+    run(s);
+  }
+}
+
+static void free_idle(uv_handle_t *h) { free(h); }
+
+static void soon_cleanup(void *arg) {
+  (void)arg;
+  if (soon_idle) uv_close((uv_handle_t *)soon_idle, free_idle);
+  soon_idle = NULL;
+}
+
+/* Run the session on the next loop turn (after JavaScript returned), without touching its fds' interest. */
+static void defer(session *s) {
+  if (s->done || s->soon) return;
+  if (!soon_idle) {
+    uv_loop_t *loop;
+    uv_idle_t *h = malloc(sizeof *h);
+    if (!h || napi_get_uv_event_loop(s->env, &loop) != napi_ok || uv_idle_init(loop, h) != 0) {
+      free(h);
+      kick(s);
+      return;
+    }
+    uv_unref((uv_handle_t *)h);
+    soon_idle = h;
+    napi_add_env_cleanup_hook(s->env, soon_cleanup, NULL);
+  }
+  s->soon = 1;
+  s->soon_next = soon_list;
+  soon_list = s;
+  uv_idle_start(soon_idle, on_soon);
 }
 
 /* End of the connection: stop watching, close our fds, tell JavaScript once, let the wrapper be collected. */
@@ -435,7 +501,7 @@ static void run(session *s) {
   if (s->destroy_req) teardown(s, "");
   else if (s->c.phase == PH_TX && !s->tp) teardown(s, "transaction relay lost its server watch");
   else if (settled) set_interest(s, want);
-  else kick(s); /* the phase changed on the last round: run it on the next loop turn */
+  else defer(s); /* the phase changed on the last round: run it on the next loop turn */
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -775,7 +841,7 @@ static napi_value tx_relay(napi_env env, napi_callback_info info) {
   }
   s->tp = t;
   s->tmask = 0;
-  if (!s->busy) kick(s);
+  if (!s->busy) defer(s);
   return NULL;
 }
 

@@ -167,8 +167,9 @@ int pgtls_tx_start(pgtls_conn *c, int sfd, int track, const unsigned char *cl, s
   if (n) memcpy(c->up, cl, n);
   c->up_off = 0;
   c->up_len = n;
-  c->b_readable = 1;
-  c->c_readable = 1;
+  /* Both readiness hints stay as the loop left them (the server's: nothing, Node's reads just stopped with nothing
+   * buffered): the level-triggered poll reports what is there, so no read starts with EAGAIN. */
+  c->b_readable = 0;
   c->reading = 0;
   c->phase = PH_TX;
   return 0;
