@@ -6,8 +6,11 @@
  * which path ran.
  */
 import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import postgres from 'postgres';
 import { nativeTxCounters } from '../../src/gateway/pool/tx-relay.js';
 import { nativeUnavailableReason } from '../../src/tls/native.js';
 import { type GatewayFixtures, makeFixtures, writeFixture } from '../support/gateway-fixtures.js';
@@ -110,6 +113,34 @@ describe('native transaction relay', { skip }, () => {
     await c.end();
     assert.ok(d.handbacks - before.handbacks >= 4, `handbacks: ${d.handbacks - before.handbacks}`);
     assert.ok(d.relays - before.relays >= 4, `native relays: ${d.relays - before.relays}`);
+  });
+
+  test('COPY FROM STDIN inside a transaction (CopyInResponse, CopyData, CopyDone) runs natively', async () => {
+    const sql = postgres({
+      host: '127.0.0.1',
+      port: gw.port,
+      user: 'carol',
+      password: PW,
+      database: 'postgres',
+      ssl: { rejectUnauthorized: false },
+      prepare: false,
+      max: 1,
+    });
+    const before = counters();
+    try {
+      const sum = await sql.begin(async (tx) => {
+        await tx`CREATE TEMP TABLE c (v int) ON COMMIT DROP`;
+        const rows = Array.from({ length: 5000 }, (_, i) => `${i + 1}\n`).join('');
+        await pipeline(Readable.from([rows]), await tx`COPY c FROM STDIN`.writable());
+        return (await tx`SELECT sum(v)::int AS s FROM c`)[0]!.s as number;
+      });
+      assert.equal(sum, 12502500);
+    } finally {
+      await sql.end();
+    }
+    const d = counters();
+    assert.ok(d.boundaries > before.boundaries, 'the transaction ended natively');
+    assert.equal(d.handbacks, before.handbacks, 'nothing was handed back');
   });
 
   test('a client vanishing inside a native transaction: its server is discarded, never handed out', async () => {
