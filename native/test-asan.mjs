@@ -29,6 +29,8 @@ const FILES = [
   'gateway-client-cert', // client certificates: unknown CA, revoked (CRL file and dir), expired
   'gateway-protocol', // SSLRequest and direct TLS, bytes pipelined behind the handshake, cancel, negotiation
   'gateway-robustness', // 120 hostile connections next to a live session
+  'gateway-pool-native', // the transaction relay: boundaries, handbacks mid-transaction, a bad length
+  'gateway-pool-drivers', // pooled transactions of pg, postgres.js and psycopg on the native relay
 ];
 const selected = positionals.length ? positionals : FILES;
 

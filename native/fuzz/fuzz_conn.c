@@ -5,7 +5,10 @@
  *   0: the bytes are the client's first flight (fed like direct TLS's `initial`), handshake and stream read after;
  *   1: a real TLS 1.3 handshake over a socketpair, then the bytes are written raw after it (records, garbage,
  *      alerts) and the stream-phase reader runs;
- *   2: as 1, then a splice to a backend socketpair: half the bytes come as client records, half from the backend.
+ *   2: as 1, then a splice to a backend socketpair: half the bytes come as client records, half from the backend;
+ *   3: as 1, then the transaction relay (txrelay.c) to a server socketpair: half the bytes are the client's
+ *      plaintext (in valid records, so the message framing is what gets fuzzed; some as the JavaScript-held start),
+ *      half the server's; after a handback it starts again on what was left, as the JavaScript relay would.
  * Between steps the idle trim (pgtls_conn_trim, what the addon's sweep does to a quiet session) runs every other
  * turn, so buffers are given back and taken again with records half-read in either direction.
  * Build and run: node native/fuzz/run.mjs [seconds]
@@ -23,6 +26,7 @@
 
 #include "../src/context.h"
 #include "../src/engine.h"
+#include "../src/txrelay.h"
 
 static SSL_CTX *server_plain, *server_ca, *client_ctx;
 
@@ -109,10 +113,64 @@ static int handshake(pgtls_conn *c, SSL *cl) {
   return done_s && done_c ? 0 : -1;
 }
 
+static void drain_peers(SSL *cl, int sfd) {
+  char sink[4096];
+  while (read(sfd, sink, sizeof sink) > 0) {
+  }
+  while (SSL_read(cl, sink, sizeof sink) > 0) {
+  }
+}
+
+static void fuzz_tx(pgtls_conn *c, SSL *cl, int cfd, const uint8_t *cd, size_t cn, const uint8_t *sd, size_t sn,
+                    int track) {
+  (void)cfd;
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp) != 0) abort();
+  size_t first = cn > 16 ? 16 : cn; /* the bytes JavaScript hands over with the start */
+  for (size_t at = first; at < cn;) {
+    size_t k = cn - at > 4000 ? 4000 : cn - at;
+    if (SSL_write(cl, cd + at, (int)k) <= 0) break;
+    at += k;
+  }
+  if (sn && write(sp[1], sd, sn) < 0) {
+  }
+  unsigned char rest[PGTLS_IOBUF * 2];
+  size_t rest_len = first;
+  memcpy(rest, cd, first);
+  int want;
+  for (int round = 0; round < 4; round++) {
+    if (pgtls_tx_start(c, sp[0], track, rest, rest_len) != 0) break;
+    int done = 0;
+    for (int i = 0; i < 32 && !done; i++) {
+      c->c_readable = c->b_readable = 1;
+      done = pgtls_tx_pump(c, &want) == 1;
+      if (i % 2) pgtls_conn_trim(c);
+      drain_peers(cl, sp[1]);
+      if (i == 8) shutdown(sp[1], SHUT_WR);
+    }
+    if (!done) break;
+    pgtls_tx *t = c->tx;
+    /* what JavaScript would get back, then a restart past the message it handled */
+    rest_len = c->up ? c->up_len - t->up_scan : 0;
+    if (rest_len > sizeof rest) rest_len = sizeof rest;
+    if (rest_len) memcpy(rest, c->up + t->up_scan, rest_len);
+    size_t skip = rest_len >= 5 ? 5 : rest_len;
+    memmove(rest, rest + skip, rest_len - skip);
+    rest_len -= skip;
+    int reason = t->reason;
+    pgtls_tx_finish(c);
+    if (reason == TX_CLIENT_END || reason == TX_SERVER_END) break;
+  }
+  if (c->phase == PH_TX) pgtls_tx_finish(c);
+  close(sp[0]);
+  close(sp[1]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
-  int mode = data[0] % 3;
-  SSL_CTX *ctx = (data[0] / 3) % 2 ? server_ca : server_plain;
+  int mode = data[0] % 4;
+  SSL_CTX *ctx = (data[0] / 4) % 2 ? server_ca : server_plain;
+  int track = (data[0] / 8) % 2;
   data++;
   size--;
   pgtls_conn c;
@@ -140,7 +198,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ERR_clear_error();
     return 0;
   }
-  size_t half = mode == 2 ? size / 2 : size;
+  size_t half = mode >= 2 ? size / 2 : size;
+  if (mode == 3) {
+    fuzz_tx(&c, cl, sv[1], data, half, data + half, size - half, track);
+    pgtls_conn_free(&c);
+    SSL_free(cl);
+    close(sv[1]);
+    ERR_clear_error();
+    return 0;
+  }
   /* a valid record first, then the fuzz bytes raw on the wire */
   SSL_write(cl, "Q", 1);
   if (half && write(sv[1], data, half) < 0) {

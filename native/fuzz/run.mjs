@@ -21,6 +21,7 @@ const cc = spawnSync(
     '-std=gnu11',
     join(here, 'fuzz_conn.c'),
     join(here, '..', 'src', 'engine.c'),
+    join(here, '..', 'src', 'txrelay.c'),
     join(here, '..', 'src', 'context.c'),
     '-lssl',
     '-lcrypto',
@@ -53,7 +54,7 @@ const seeds = [
 ];
 for (const [i, args] of seeds.entries()) {
   const hello = await capture(args);
-  for (const mode of [0, 3])
+  for (const mode of [0, 4])
     writeFileSync(join(out, 'corpus', `hello-${i}-${mode}`), Buffer.concat([Buffer.from([mode]), hello]));
 }
 // modes 1 and 2: an application-data record header, an alert, and a bare close_notify
@@ -64,6 +65,39 @@ for (const [name, hex] of [
 ]) {
   writeFileSync(join(out, 'corpus', `seed-${name}`), Buffer.from(hex, 'hex'));
 }
+// mode 3 (the transaction relay): client messages | server answers, padded to equal halves; untracked and tracked
+const msg = (type, body) => {
+  const b = Buffer.alloc(5 + body.length);
+  b.write(type, 0, 'latin1');
+  b.writeInt32BE(4 + body.length, 1);
+  body.copy(b, 5);
+  return b;
+};
+const z = (s) => Buffer.from(`${s}\0`, 'latin1');
+const txClient = Buffer.concat([
+  msg('Q', z('SELECT 1')),
+  msg('P', Buffer.concat([z(''), z('SELECT $1'), Buffer.from([0, 0])])),
+  msg('B', Buffer.concat([z(''), z('s1'), Buffer.alloc(6)])),
+  msg('D', z('Ss1')),
+  msg('E', Buffer.concat([z(''), Buffer.alloc(4)])),
+  msg('S', Buffer.alloc(0)),
+  msg('X', Buffer.alloc(0)),
+]);
+const txServer = Buffer.concat([
+  msg('T', Buffer.alloc(2)),
+  msg('D', Buffer.from([0, 1, 0, 0, 0, 1, 0x31])),
+  msg('C', z('SELECT 1')),
+  msg('Z', Buffer.from('T')),
+  msg('1', Buffer.alloc(0)),
+  msg('S', Buffer.concat([z('TimeZone'), z('UTC')])),
+  msg('C', z('DISCARD ALL')),
+  msg('E', z('SERROR')),
+  msg('Z', Buffer.from('I')),
+]);
+const half = Math.max(txClient.length, txServer.length);
+const pad = (b) => Buffer.concat([b, Buffer.alloc(half - b.length)]);
+for (const first of [3, 11])
+  writeFileSync(join(out, 'corpus', `tx-${first}`), Buffer.concat([Buffer.from([first]), pad(txClient), pad(txServer)]));
 const seconds = process.argv[2] ?? '60';
 const r = spawnSync(
   bin,

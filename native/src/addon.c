@@ -20,9 +20,16 @@
 
 #include "context.h"
 #include "engine.h"
+#include "txrelay.h"
 
 /* Event kinds passed as the first argument of the session callback. */
-enum { EV_HANDSHAKE_OK = 1, EV_HANDSHAKE_FAIL = 2, EV_DATA = 3, EV_END = 4, EV_DRAIN = 5, EV_CLOSE = 6 };
+enum { EV_HANDSHAKE_OK = 1, EV_HANDSHAKE_FAIL = 2, EV_DATA = 3, EV_END = 4, EV_DRAIN = 5, EV_CLOSE = 6, EV_TX = 7 };
+
+/* The transaction relay's watch on a pooled server's fd: one per relay, freed when libuv has closed it. */
+typedef struct tpoll {
+  uv_poll_t h; /* first: the uv_handle_t* of the close callback is this struct */
+  struct session *s;
+} tpoll;
 
 typedef struct session {
   pgtls_conn c;
@@ -32,6 +39,8 @@ typedef struct session {
   napi_async_context actx;
   uv_poll_t cpoll, bpoll;
   int cpoll_on, bpoll_on;
+  tpoll *tp; /* the transaction relay's server watch (PH_TX), or NULL */
+  int tmask;
   int cmask, bmask;
   int open_handles; /* uv handles whose close callback has not run yet */
   int busy;         /* inside run(): JavaScript called from here must not re-enter it */
@@ -43,6 +52,8 @@ typedef struct session {
   int active;  /* ran since the last sweep */
   int trimmed; /* buffers given back by the sweep, nothing ran since */
   struct session *prev, *next; /* this thread's open sessions, for the idle sweep */
+  struct session *soon_next;   /* in this thread's run-soon list (defer()) */
+  int soon;
 } session;
 
 /*
@@ -58,6 +69,10 @@ typedef struct session {
 static __thread unsigned char rd[PGTLS_IOBUF];
 static __thread session *open_sessions;
 static __thread uv_timer_t *sweep_timer;
+/* Sessions to run on the next loop turn without waiting for their fds (defer()), and the idle handle that runs them:
+ * cheaper than kick()'s interest change, which costs epoll_ctl calls both ways. */
+static __thread session *soon_list, *soon_run; /* waiting for the next turn; being run in this one */
+static __thread uv_idle_t *soon_idle;
 
 static void on_sweep(uv_timer_t *t) {
   (void)t;
@@ -96,7 +111,23 @@ static void track(napi_env env, uv_loop_t *loop, session *s) {
   if (!uv_is_active((uv_handle_t *)sweep_timer)) uv_timer_start(sweep_timer, on_sweep, PGTLS_SWEEP_MS, PGTLS_SWEEP_MS);
 }
 
+static void unsoon(session *s) {
+  if (!s->soon) return;
+  s->soon = 0;
+  session **lists[2] = {&soon_list, &soon_run};
+  for (int l = 0; l < 2; l++) {
+    for (session **p = lists[l]; *p; p = &(*p)->soon_next) {
+      if (*p == s) {
+        *p = s->soon_next;
+        s->soon_next = NULL;
+        return;
+      }
+    }
+  }
+}
+
 static void untrack(session *s) {
+  unsoon(s);
   if (s->prev) s->prev->next = s->next;
   else if (open_sessions == s) open_sessions = s->next;
   else return; /* not in the list */
@@ -170,6 +201,11 @@ static void set_interest(session *s, int want) {
     s->cmask = cm;
   }
   int bm = ((want & WANT_BR) ? UV_READABLE : 0) | ((want & WANT_BW) ? UV_WRITABLE : 0);
+  if (s->tp && bm != s->tmask) {
+    if (bm) uv_poll_start(&s->tp->h, bm, on_poll);
+    else uv_poll_stop(&s->tp->h);
+    s->tmask = bm;
+  }
   if (s->bpoll_on && bm != s->bmask) {
     if (bm) uv_poll_start(&s->bpoll, bm, on_poll);
     else uv_poll_stop(&s->bpoll);
@@ -182,7 +218,114 @@ static void kick(session *s) {
   if (s->done) return;
   int want = (s->cmask & UV_READABLE ? WANT_CR : 0) | WANT_CW;
   if (s->bpoll_on) want |= (s->bmask & UV_READABLE ? WANT_BR : 0) | WANT_BW;
+  if (s->tp) want |= (s->tmask & UV_READABLE ? WANT_BR : 0) | WANT_BW;
   set_interest(s, want);
+}
+
+static void on_tpoll_closed(uv_handle_t *h) {
+  tpoll *t = (tpoll *)h;
+  session *s = t->s;
+  free(t);
+  s->open_handles--;
+  maybe_free(s);
+}
+
+/* Stop watching the pooled server's fd (it stays open: JavaScript's ServerConnection owns it). */
+static void tx_unwatch(session *s) {
+  if (!s->tp) return;
+  uv_close((uv_handle_t *)&s->tp->h, on_tpoll_closed);
+  s->open_handles++;
+  s->tp = NULL;
+  s->tmask = 0;
+}
+
+static napi_value buf_or_undef(napi_env env, const unsigned char *p, size_t n) {
+  napi_value v;
+  void *data;
+  if (n == 0 || napi_create_buffer_copy(env, n, p, &data, &v) != napi_ok) napi_get_undefined(env, &v);
+  return v;
+}
+
+/*
+ * The transaction relay handed back: back to the stream phase (reading, as before the relay) and tell JavaScript
+ * why, with what neither direction has processed: client bytes from the next unframed message, client bytes framed
+ * but not yet written to the server, server bytes from the next unframed message, the requests still unanswered
+ * (kinds, oldest first), the last ReadyForQuery status, the bytes read, and whether it stopped inside a message.
+ */
+static void tx_handback(session *s) {
+  pgtls_conn *c = &s->c;
+  pgtls_tx *t = c->tx;
+  tx_unwatch(s);
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  unsigned char kinds[PGTLS_TXQ_CAP];
+  for (unsigned i = 0; i < t->qn; i++) kinds[i] = t->q[(t->qh + i) % PGTLS_TXQ_CAP];
+  napi_value q;
+  napi_create_string_latin1(env, (const char *)kinds, t->qn, &q);
+  const unsigned char *up = c->up ? c->up : t->dn; /* no client buffer (trimmed while empty): nothing to return */
+  size_t scan = c->up ? t->up_scan : 0, off = c->up ? c->up_off : 0, len = c->up ? c->up_len : 0;
+  napi_value mid;
+  napi_get_boolean(env, t->mid != 0, &mid);
+  /* positional (named properties cost ~19k instructions per handback: each name is internalized again) */
+  napi_value argv[10] = {num(env, EV_TX),
+                         num(env, t->reason),
+                         buf_or_undef(env, up + scan, len - scan),
+                         buf_or_undef(env, up + off, scan - off),
+                         buf_or_undef(env, t->dn + t->dn_scan, t->dn_len - t->dn_scan),
+                         q,
+                         num(env, t->status),
+                         num(env, (double)t->from_client),
+                         num(env, (double)t->from_server),
+                         mid};
+  pgtls_tx_finish(c);
+  c->reading = 1; /* the stream's reader was waiting when the relay started (JavaScript checks) */
+  emit(s, 10, argv, NULL);
+  napi_close_handle_scope(env, scope);
+}
+
+static void run(session *s);
+
+static void on_soon(uv_idle_t *h) {
+  uv_idle_stop(h);
+  soon_run = soon_list; /* sessions deferred while these run wait for the next turn */
+  soon_list = NULL;
+  while (soon_run) {
+    session *s = soon_run;
+    soon_run = s->soon_next;
+    s->soon_next = NULL;
+    s->soon = 0;
+    run(s);
+  }
+}
+
+static void free_idle(uv_handle_t *h) { free(h); }
+
+static void soon_cleanup(void *arg) {
+  (void)arg;
+  if (soon_idle) uv_close((uv_handle_t *)soon_idle, free_idle);
+  soon_idle = NULL;
+}
+
+/* Run the session on the next loop turn (after JavaScript returned), without touching its fds' interest. */
+static void defer(session *s) {
+  if (s->done || s->soon) return;
+  if (!soon_idle) {
+    uv_loop_t *loop;
+    uv_idle_t *h = malloc(sizeof *h);
+    if (!h || napi_get_uv_event_loop(s->env, &loop) != napi_ok || uv_idle_init(loop, h) != 0) {
+      free(h);
+      kick(s);
+      return;
+    }
+    uv_unref((uv_handle_t *)h);
+    soon_idle = h;
+    napi_add_env_cleanup_hook(s->env, soon_cleanup, NULL);
+  }
+  s->soon = 1;
+  s->soon_next = soon_list;
+  soon_list = s;
+  uv_idle_start(soon_idle, on_soon);
 }
 
 /* End of the connection: stop watching, close our fds, tell JavaScript once, let the wrapper be collected. */
@@ -201,6 +344,7 @@ static void teardown(session *s, const char *why) {
     s->open_handles++;
     s->bpoll_on = 0;
   }
+  tx_unwatch(s);
   double fc = (double)s->c.from_client, fb = (double)s->c.from_backend;
   char reason[sizeof s->c.reason];
   memcpy(reason, s->c.reason, sizeof reason);
@@ -301,45 +445,63 @@ static void run(session *s) {
   s->busy = 1;
   s->active = 1;
   s->trimmed = 0;
-  int want = 0;
-  if (s->c.phase == PH_HANDSHAKE) {
-    int r = pgtls_handshake_step(&s->c, &want);
-    if (r != 0) {
-      napi_env env = s->env;
-      napi_handle_scope scope;
-      napi_open_handle_scope(env, &scope);
-      if (r == 1) {
-        napi_value argv[2] = {num(env, EV_HANDSHAKE_OK), facts_object(s)};
-        emit(s, 2, argv, NULL);
-      } else {
-        napi_value argv[2] = {num(env, EV_HANDSHAKE_FAIL), str(env, s->c.reason)};
-        emit(s, 2, argv, NULL);
-        s->destroy_req = 1;
+  int want = 0, settled = 0;
+  /* JavaScript called from here may move the session to another phase (a transaction relay started on decrypted
+   * bytes, or handed back): the new phase runs in the same call, a bounded number of times. */
+  for (int round = 0; round < 4 && !s->done && !s->destroy_req; round++) {
+    int phase0 = s->c.phase;
+    want = 0;
+    if (s->c.phase == PH_HANDSHAKE) {
+      int r = pgtls_handshake_step(&s->c, &want);
+      if (r != 0) {
+        napi_env env = s->env;
+        napi_handle_scope scope;
+        napi_open_handle_scope(env, &scope);
+        if (r == 1) {
+          napi_value argv[2] = {num(env, EV_HANDSHAKE_OK), facts_object(s)};
+          emit(s, 2, argv, NULL);
+        } else {
+          napi_value argv[2] = {num(env, EV_HANDSHAKE_FAIL), str(env, s->c.reason)};
+          emit(s, 2, argv, NULL);
+          s->destroy_req = 1;
+        }
+        napi_close_handle_scope(env, scope);
       }
-      napi_close_handle_scope(env, scope);
     }
-  }
-  if (s->c.phase == PH_STREAM && !s->destroy_req) {
-    run_stream(s, &want);
-    int fl = pgtls_flush(&s->c);
-    if (fl > 0) want |= WANT_CW;
-    if (s->c.c_wr_err) s->destroy_req = 1;
-    if (s->c.closing && pgtls_out_pending(&s->c) == 0) s->destroy_req = 1;
-    if (s->c.reading && !s->end_emitted && !s->c.c_rd_eof) want |= WANT_CR;
-    if (s->drain_wanted && pgtls_out_pending(&s->c) < PGTLS_CIPHER_CAP && !s->destroy_req) {
-      s->drain_wanted = 0;
-      napi_handle_scope scope;
-      napi_open_handle_scope(s->env, &scope);
-      napi_value argv[1] = {num(s->env, EV_DRAIN)};
-      emit(s, 1, argv, NULL);
-      napi_close_handle_scope(s->env, scope);
+    if (s->c.phase == PH_STREAM && !s->destroy_req) {
+      run_stream(s, &want);
+      if (s->c.phase != PH_STREAM) continue;
+      int fl = pgtls_flush(&s->c);
+      if (fl > 0) want |= WANT_CW;
+      if (s->c.c_wr_err) s->destroy_req = 1;
+      if (s->c.closing && pgtls_out_pending(&s->c) == 0) s->destroy_req = 1;
+      if (s->c.reading && !s->end_emitted && !s->c.c_rd_eof) want |= WANT_CR;
+      if (s->drain_wanted && pgtls_out_pending(&s->c) < PGTLS_CIPHER_CAP && !s->destroy_req) {
+        s->drain_wanted = 0;
+        napi_handle_scope scope;
+        napi_open_handle_scope(s->env, &scope);
+        napi_value argv[1] = {num(s->env, EV_DRAIN)};
+        emit(s, 1, argv, NULL);
+        napi_close_handle_scope(s->env, scope);
+      }
+    } else if (s->c.phase == PH_SPLICE && !s->destroy_req) {
+      if (pgtls_splice_pump(&s->c, &want) == 1) s->destroy_req = 1;
+    } else if (s->c.phase == PH_TX && !s->destroy_req) {
+      if (pgtls_tx_pump(&s->c, &want) == 1) {
+        tx_handback(s);
+        continue;
+      }
     }
-  } else if (s->c.phase == PH_SPLICE && !s->destroy_req) {
-    if (pgtls_splice_pump(&s->c, &want) == 1) s->destroy_req = 1;
+    if (s->c.phase == phase0 || (phase0 == PH_HANDSHAKE && s->c.phase == PH_STREAM)) {
+      settled = 1;
+      break;
+    }
   }
   s->busy = 0;
   if (s->destroy_req) teardown(s, "");
-  else set_interest(s, want);
+  else if (s->c.phase == PH_TX && !s->tp) teardown(s, "transaction relay lost its server watch");
+  else if (settled) set_interest(s, want);
+  else defer(s); /* the phase changed on the last round: run it on the next loop turn */
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -632,6 +794,90 @@ static napi_value splice_conn(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* txRelay(session, serverFd, clientBytes?, trackNames): relay one stretch of a pooled session natively (txrelay.h);
+ * the session's callback gets EV_TX when control comes back. The fd is JavaScript's (dupFd) and stays open. */
+static napi_value tx_relay(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = unwrap(env, argv[0]);
+  if (!s) return NULL;
+  s->active = 1;
+  s->trimmed = 0;
+  if (s->done || s->c.phase != PH_STREAM || s->c.closing || s->end_emitted || s->tp) {
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "the TLS session cannot relay a transaction now");
+    return NULL;
+  }
+  int32_t fd = -1;
+  if (napi_get_value_int32(env, argv[1], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "PGTLS_ERR_NATIVE", "not a file descriptor");
+    return NULL;
+  }
+  void *cl = NULL;
+  size_t cll = 0;
+  bool isbuf = false, track = false;
+  if (argc > 2 && napi_is_buffer(env, argv[2], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[2], &cl, &cll);
+  if (argc > 3) napi_get_value_bool(env, argv[3], &track);
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  tpoll *t = calloc(1, sizeof *t);
+  if (!t) {
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "out of memory");
+    return NULL;
+  }
+  int rc = uv_poll_init(loop, &t->h, fd);
+  if (rc != 0) {
+    free(t);
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", uv_strerror(rc));
+    return NULL;
+  }
+  t->h.data = s;
+  t->s = s;
+  if (pgtls_tx_start(&s->c, fd, track, cl, cll) != 0) {
+    s->tp = t;
+    tx_unwatch(s);
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "out of memory");
+    return NULL;
+  }
+  s->tp = t;
+  s->tmask = 0;
+  if (!s->busy) defer(s);
+  return NULL;
+}
+
+/* txStop(session): abandon the transaction relay without a callback (the server went away under it). */
+static napi_value tx_stop(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  session *s = unwrap(env, argv[0]);
+  if (!s) return NULL;
+  if (s->done || s->c.phase != PH_TX) return NULL;
+  tx_unwatch(s);
+  pgtls_tx_finish(&s->c);
+  s->c.reading = 0;
+  return NULL;
+}
+
+/* dupFd(fd) -> a close-on-exec duplicate the caller owns (closeFd). */
+static napi_value dup_fd_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int d = dup_fd(env, argv[0]);
+  if (d < 0) return NULL;
+  return num(env, d);
+}
+
+static napi_value close_fd_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd = -1;
+  if (napi_get_value_int32(env, argv[0], &fd) == napi_ok && fd >= 0) close(fd);
+  return NULL;
+}
+
 /* destroy(session): close now, without close_notify (the caller decided the connection is over). */
 static napi_value destroy_conn(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -655,6 +901,10 @@ static napi_value init(napi_env env, napi_value exports) {
       {"end", NULL, end_conn, NULL, NULL, NULL, napi_default, NULL},
       {"splice", NULL, splice_conn, NULL, NULL, NULL, napi_default, NULL},
       {"destroy", NULL, destroy_conn, NULL, NULL, NULL, napi_default, NULL},
+      {"txRelay", NULL, tx_relay, NULL, NULL, NULL, napi_default, NULL},
+      {"txStop", NULL, tx_stop, NULL, NULL, NULL, napi_default, NULL},
+      {"dupFd", NULL, dup_fd_js, NULL, NULL, NULL, napi_default, NULL},
+      {"closeFd", NULL, close_fd_js, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   napi_value v;

@@ -1,5 +1,6 @@
 /* The connection engine; see engine.h for why it moves bytes itself between memory BIOs and sockets. */
 #include "engine.h"
+#include "txrelay.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -32,7 +33,7 @@ void pgtls_set_reason_from_queue(pgtls_conn *c, const char *fallback) {
   else snprintf(c->reason, sizeof c->reason, "SSL error code %lu", e);
 }
 
-static void set_reason_errno(pgtls_conn *c, int err) {
+void pgtls_set_reason_errno(pgtls_conn *c, int err) {
   if (!c->reason[0]) snprintf(c->reason, sizeof c->reason, "%s", strerror(err));
 }
 
@@ -172,6 +173,8 @@ void pgtls_conn_free(pgtls_conn *c) {
   free(c->up);
   c->up = NULL;
   c->up_cap = c->up_len = c->up_off = 0;
+  free(c->tx);
+  c->tx = NULL;
   if (c->cfd >= 0) close(c->cfd);
   if (c->bfd >= 0) close(c->bfd);
   c->cfd = c->bfd = -1;
@@ -203,7 +206,7 @@ int pgtls_flush(pgtls_conn *c) {
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
     c->c_wr_err = 1;
-    set_reason_errno(c, w < 0 ? errno : EPIPE);
+    pgtls_set_reason_errno(c, w < 0 ? errno : EPIPE);
     b->off = b->len = 0;
     return -1;
   }
@@ -213,7 +216,7 @@ int pgtls_flush(pgtls_conn *c) {
 }
 
 /* One read(cfd) into the incoming buffer. 1 got bytes, 0 would block (or the buffer is full), -1 EOF/error. */
-static int read_client(pgtls_conn *c) {
+int pgtls_read_client(pgtls_conn *c) {
   if (c->cfd < 0 || c->c_rd_eof) {
     c->c_rd_eof = 1;
     return -1;
@@ -221,7 +224,7 @@ static int read_client(pgtls_conn *c) {
   if (c->in.len - c->in.off >= PGTLS_CIPHER_CAP) return 0;
   if (buf_reserve(&c->in, PGTLS_IOBUF) != 0) {
     c->c_rd_eof = 1;
-    set_reason_errno(c, ENOMEM);
+    pgtls_set_reason_errno(c, ENOMEM);
     return -1;
   }
   size_t room = c->in.cap - c->in.len;
@@ -240,7 +243,7 @@ static int read_client(pgtls_conn *c) {
   }
   c->c_readable = 0;
   c->c_rd_eof = 1;
-  if (r < 0) set_reason_errno(c, errno);
+  if (r < 0) pgtls_set_reason_errno(c, errno);
   return -1;
 }
 
@@ -263,7 +266,7 @@ int pgtls_handshake_step(pgtls_conn *c, int *want) {
         return -1;
       }
       if (c->c_readable) {
-        int rr = read_client(c);
+        int rr = pgtls_read_client(c);
         if (rr != 0) continue; /* bytes, or EOF which the next turn reports */
       }
       *want = WANT_CR | (fl == 1 ? WANT_CW : 0);
@@ -282,8 +285,10 @@ long pgtls_stream_read(pgtls_conn *c, unsigned char *out, size_t cap, int *want)
   *want = 0;
   if (c->c_tls_eof || c->tls_fatal) return -1;
   int icap = cap > INT32_MAX ? INT32_MAX : (int)cap;
+  /* Once per call, not per turn (~170 instructions each): a turn that does not return either read or waited, and
+   * neither queues an error; only a fatal error does, and that ends the stream. */
+  ERR_clear_error();
   for (int i = 0; i < MAX_TURNS; i++) {
-    ERR_clear_error();
     int r = SSL_read(c->ssl, out, icap);
     if (r > 0) {
       pgtls_flush(c);
@@ -297,7 +302,7 @@ long pgtls_stream_read(pgtls_conn *c, unsigned char *out, size_t cap, int *want)
         return -1;
       }
       if (c->c_readable) {
-        int rr = read_client(c);
+        int rr = pgtls_read_client(c);
         if (rr != 0) continue;
       }
       *want = WANT_CR | (fl == 1 ? WANT_CW : 0);
@@ -354,6 +359,10 @@ void pgtls_conn_trim(pgtls_conn *c) {
     free(c->out.p);
     memset(&c->out, 0, sizeof c->out);
   }
+  if (c->tx && c->phase != PH_TX) {
+    free(c->tx);
+    c->tx = NULL;
+  }
   if (c->up && c->up_len == 0) {
     free(c->up);
     c->up = NULL;
@@ -405,14 +414,14 @@ int pgtls_splice_pump(pgtls_conn *c, int *want) {
         progress = 1;
       } else if (!(w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
         c->b_err = 1;
-        set_reason_errno(c, w < 0 ? errno : EPIPE);
+        pgtls_set_reason_errno(c, w < 0 ? errno : EPIPE);
       }
     }
     if (c->up_len == 0 && !c->c_tls_eof && !c->b_err && !c->up) {
       c->up = malloc(PGTLS_IOBUF);
       if (!c->up) {
         c->b_err = 1;
-        set_reason_errno(c, ENOMEM);
+        pgtls_set_reason_errno(c, ENOMEM);
       } else {
         c->up_cap = PGTLS_IOBUF;
       }
@@ -430,7 +439,7 @@ int pgtls_splice_pump(pgtls_conn *c, int *want) {
           if (c->c_rd_eof) {
             c->c_tls_eof = 1;
             progress = 1;
-          } else if (c->c_readable && read_client(c) != 0) {
+          } else if (c->c_readable && pgtls_read_client(c) != 0) {
             progress = 1;
           }
         } else {
@@ -473,7 +482,7 @@ int pgtls_splice_pump(pgtls_conn *c, int *want) {
       } else if (errno != EINTR) {
         c->b_rd_eof = 1;
         c->b_err = 1;
-        set_reason_errno(c, errno);
+        pgtls_set_reason_errno(c, errno);
         progress = 1;
       }
     }

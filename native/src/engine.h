@@ -19,7 +19,7 @@
 /* Ciphertext allowed to wait in either memory BIO before we stop producing more (backpressure). */
 #define PGTLS_CIPHER_CAP 65536
 
-enum pgtls_phase { PH_HANDSHAKE = 0, PH_STREAM = 1, PH_SPLICE = 2, PH_DONE = 3 };
+enum pgtls_phase { PH_HANDSHAKE = 0, PH_STREAM = 1, PH_SPLICE = 2, PH_DONE = 3, PH_TX = 4 };
 
 /* What one pump asks of the event loop: which fds to watch and whether to run again soon without waiting. */
 #define WANT_CR 1 /* client readable */
@@ -32,6 +32,8 @@ typedef struct pgtls_buf {
   unsigned char *p;
   size_t off, len, cap;
 } pgtls_buf;
+
+struct pgtls_tx; /* txrelay.h */
 
 typedef struct pgtls_conn {
   SSL *ssl;
@@ -56,6 +58,7 @@ typedef struct pgtls_conn {
   unsigned char *up; /* allocated when needed, given back by pgtls_conn_trim() while empty */
   size_t up_cap, up_off, up_len;
   uint64_t from_client, from_backend;
+  struct pgtls_tx *tx; /* the transaction relay's state (txrelay.c), allocated on first use */
   char reason[256]; /* OpenSSL's reason text of the first failure, as PostgreSQL logs it */
 } pgtls_conn;
 
@@ -97,6 +100,10 @@ void pgtls_conn_trim(pgtls_conn *c);
 /* Write pending ciphertext to the client. 0 all written, 1 some left (EAGAIN), -1 client gone. */
 int pgtls_flush(pgtls_conn *c);
 size_t pgtls_out_pending(pgtls_conn *c);
+
+/* One read(cfd) into the incoming ciphertext buffer: 1 got bytes, 0 would block (or the buffer is full), -1 EOF. */
+int pgtls_read_client(pgtls_conn *c);
+void pgtls_set_reason_errno(pgtls_conn *c, int err);
 
 /* The first error in OpenSSL's queue as PostgreSQL's SSLerrmessage() prints it; clears the queue. */
 void pgtls_set_reason_from_queue(pgtls_conn *c, const char *fallback);

@@ -42,6 +42,42 @@ export interface TlsSession {
    * transport can (the native one); undefined means the caller uses the JavaScript relay on `stream`.
    */
   readonly splice?: (backend: Socket, stats: RelayStats) => Promise<void>;
+  /** The native transaction relay for pooled sessions (native/src/txrelay.h); undefined on Node's transport. */
+  readonly txRelay?: TxRelayPort;
+}
+
+/** Why the native transaction relay gave control back (native/src/txrelay.h). */
+export const TX_BOUNDARY = 1;
+
+/**
+ * What the native transaction relay hands back: the reason, the bytes neither direction processed (each starting
+ * at a message boundary unless `mid`), the requests still unanswered (kinds P B D E S Q C, oldest first), the last
+ * ReadyForQuery status (0: none), and the bytes it read itself.
+ */
+export interface TxHandback {
+  readonly reason: number;
+  readonly clientRest: Buffer | undefined;
+  readonly toServer: Buffer | undefined;
+  readonly serverRest: Buffer | undefined;
+  readonly queue: string;
+  readonly status: number;
+  readonly fromClient: number;
+  readonly fromServer: number;
+  readonly mid: boolean;
+}
+
+/** Relays a pooled session's messages natively between transaction boundaries (src/gateway/pool/tx-relay.ts). */
+export interface TxRelayPort {
+  /** A duplicate of a server socket's fd for the relay (made once per server, closed with closeFd). */
+  dupFd(fd: number): number;
+  closeFd(fd: number): void;
+  /**
+   * Relay on `serverFd` starting with decrypted `clientBytes`; `done` is called once when control comes back.
+   * False when the session cannot now (bytes waiting in its stream, a write pending): the caller relays in JavaScript.
+   */
+  start(serverFd: number, clientBytes: Buffer, trackNames: boolean, done: (h: TxHandback) => void): boolean;
+  /** Abandon the relay without calling `done` (the server went away). */
+  stop(): void;
 }
 
 export type HandshakeResult =

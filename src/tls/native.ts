@@ -17,15 +17,35 @@ import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { PgtlsError } from '../errors.js';
-import type { ClientTransport, HandshakeResult, RelayStats, TlsFacts, TlsSession } from '../gateway/transport.js';
+import type {
+  ClientTransport,
+  HandshakeResult,
+  RelayStats,
+  TlsFacts,
+  TlsSession,
+  TxHandback,
+  TxRelayPort,
+} from '../gateway/transport.js';
 import { ERR_TLS_CONFIG, type TlsMaterial } from './context.js';
 
 /** Event kinds from the addon (native/src/addon.c). */
-const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close: 6 } as const;
+const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close: 6, tx: 7 } as const;
 
 type NativeHandle = object & { readonly __nativeSession: unique symbol };
 type NativeContext = object & { readonly __nativeContext: unique symbol };
-type EventCallback = (kind: number, a?: unknown, b?: unknown, c?: unknown) => boolean | undefined;
+/** Up to nine arguments after the kind (EV_TX has the most); named, so that no event allocates an array. */
+type EventCallback = (
+  kind: number,
+  a?: unknown,
+  b?: unknown,
+  c?: unknown,
+  d?: unknown,
+  e?: unknown,
+  f?: unknown,
+  g?: unknown,
+  h?: unknown,
+  i?: unknown,
+) => boolean | undefined;
 
 interface Addon {
   readonly openssl: string;
@@ -36,6 +56,10 @@ interface Addon {
   end(s: NativeHandle): void;
   splice(s: NativeHandle, backendFd: number, toBackend: Buffer | undefined, toClient: Buffer | undefined): void;
   destroy(s: NativeHandle): void;
+  txRelay(s: NativeHandle, serverFd: number, clientBytes: Buffer | undefined, trackNames: boolean): void;
+  txStop(s: NativeHandle): void;
+  dupFd(fd: number): number;
+  closeFd(fd: number): void;
 }
 
 interface NativeContextOptions {
@@ -189,6 +213,7 @@ class NativeTlsStream extends Duplex {
   #closed = false;
   #pendingWrite: ((err?: Error | null) => void) | undefined;
   #onClose: ((fromClient: number, fromBackend: number, reason: string) => void) | undefined;
+  #txDone: ((h: TxHandback) => void) | undefined;
   readonly #socket: Socket;
 
   constructor(addon: Addon, socket: Socket) {
@@ -202,7 +227,18 @@ class NativeTlsStream extends Duplex {
   }
 
   /** The addon's events after the handshake. Returns whether more decrypted bytes are wanted now. */
-  event(kind: number, a: unknown, b: unknown, c: unknown): boolean {
+  event(
+    kind: number,
+    a: unknown,
+    b: unknown,
+    c: unknown,
+    d?: unknown,
+    e?: unknown,
+    f?: unknown,
+    g?: unknown,
+    h?: unknown,
+    i?: unknown,
+  ): boolean {
     switch (kind) {
       case EV.data:
         return this.push(a as Buffer);
@@ -215,8 +251,25 @@ class NativeTlsStream extends Duplex {
         cb?.();
         return false;
       }
+      case EV.tx: {
+        const cb = this.#txDone;
+        this.#txDone = undefined;
+        cb?.({
+          reason: a as number,
+          clientRest: b as Buffer | undefined,
+          toServer: c as Buffer | undefined,
+          serverRest: d as Buffer | undefined,
+          queue: e as string,
+          status: f as number,
+          fromClient: g as number,
+          fromServer: h as number,
+          mid: i as boolean,
+        });
+        return false;
+      }
       case EV.close: {
         this.#closed = true;
+        this.#txDone = undefined;
         const cb = this.#pendingWrite;
         this.#pendingWrite = undefined;
         cb?.(new Error('the TLS connection closed'));
@@ -256,6 +309,29 @@ class NativeTlsStream extends Duplex {
     if (this.#handle && !this.#closed && !this.#spliced) this.#addon.destroy(this.#handle);
     cb(err);
   }
+
+  /** The transaction relay port of this session (TlsSession.txRelay). */
+  readonly txPort: TxRelayPort = {
+    dupFd: (fd) => this.#addon.dupFd(fd),
+    closeFd: (fd) => this.#addon.closeFd(fd),
+    start: (serverFd, clientBytes, trackNames, done) => {
+      const handle = this.#handle;
+      // Decrypted bytes waiting in this stream, a write waiting for drain or a paused reader: the JavaScript relay.
+      if (!handle || this.#closed || this.#spliced || this.#txDone || this.#pendingWrite) return false;
+      if (this.readableLength > 0 || this.isPaused() || this.readableEnded || this.writableEnded) return false;
+      try {
+        this.#addon.txRelay(handle, serverFd, clientBytes, trackNames);
+      } catch {
+        return false;
+      }
+      this.#txDone = done;
+      return true;
+    },
+    stop: () => {
+      this.#txDone = undefined;
+      if (this.#handle && !this.#closed) this.#addon.txStop(this.#handle);
+    },
+  };
 
   /** Relay natively until either side closes; see TlsSession.splice. */
   async splice(backend: Socket, stats: RelayStats): Promise<void> {
@@ -322,13 +398,14 @@ function makeTransport(addon: Addon): ClientTransport {
       const stream = new NativeTlsStream(addon, socket);
       return new Promise<HandshakeResult>((resolve) => {
         let settled = false;
-        const cb: EventCallback = (kind, a, b, c) => {
+        const cb: EventCallback = (kind, a, b, c, d, e, f, g, h, i) => {
           if (kind === EV.handshakeOk) {
             settled = true;
             const session: TlsSession = {
               facts: toFacts(a as Record<string, unknown>),
               stream,
               splice: (backend, stats) => stream.splice(backend, stats),
+              txRelay: stream.txPort,
             };
             resolve({ ok: true, session });
             return false;
@@ -344,7 +421,7 @@ function makeTransport(addon: Addon): ClientTransport {
             socket.destroy();
             return false;
           }
-          return stream.event(kind, a, b, c);
+          return stream.event(kind, a, b, c, d, e, f, g, h, i);
         };
         const handle = addon.accept(ctx, fd, first.length ? first : undefined, cb);
         releaseHandle(socket);

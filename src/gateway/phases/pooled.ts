@@ -83,7 +83,7 @@ export async function pooledSession(
   record.pooled = { mode: pools.settings.pool_mode, backend_key_pid: session.cancelKey.pid };
   c.live.setState('active');
   c.stream.write(Buffer.concat([authOk, welcome]));
-  const stats = await session.run(c.stream, pending);
+  const stats = await session.run(c.stream, pending, c.tls?.txRelay);
   record.bytes_from_client = stats.bytesFromClient;
   record.bytes_from_backend = stats.bytesFromBackend;
   if (stats.refused) {

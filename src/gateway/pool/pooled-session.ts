@@ -13,6 +13,7 @@ import {
   quoteLiteral,
 } from '../../protocol/messages.js';
 import type { RelayStats } from '../transport.js';
+import type { TxRelayPort } from '../transport.js';
 import type { ServerCredentials } from './login.js';
 import { ClientGone, type Pool, PoolRefusal } from './pool.js';
 import type { ClientStatement, StatementNames } from './prepared.js';
@@ -207,32 +208,36 @@ export class PooledSession {
   }
 
   /** Relay until the client leaves (`pipelined`: bytes it sent already). The server is returned or discarded. */
-  async run(client: Duplex, pipelined: Buffer = Buffer.alloc(0)): Promise<SessionStats> {
+  async run(client: Duplex, pipelined: Buffer = Buffer.alloc(0), native?: TxRelayPort): Promise<SessionStats> {
     this.#client = client;
     try {
       if (this.mode === 'session') return this.#withRefusal(await this.#runSession(client, pipelined));
-      const tx = new TxRelay(client, {
-        acquire: (signal, done) =>
-          this.checkoutNow(signal, (err, server) => {
-            if (err === undefined) done(server);
-            else {
-              this.#tell(err);
-              done(undefined);
-            }
-          }),
-        release: (s, clean) => this.pool.release(s, clean, false),
-        noteClientParam: (name, value) => {
-          // Only the client's own GUCs: a reported read-only one (is_superuser, in_hot_standby) cannot be SET.
-          const lower = name.toLowerCase();
-          const v = this.#vars.get(lower);
-          if (v) v.value = value;
-          else if (TRACKED.has(lower)) this.#vars.set(lower, { name, value });
+      const tx = new TxRelay(
+        client,
+        {
+          acquire: (signal, done) =>
+            this.checkoutNow(signal, (err, server) => {
+              if (err === undefined) done(server);
+              else {
+                this.#tell(err);
+                done(undefined);
+              }
+            }),
+          release: (s, clean) => this.pool.release(s, clean, false),
+          noteClientParam: (name, value) => {
+            // Only the client's own GUCs: a reported read-only one (is_superuser, in_hot_standby) cannot be SET.
+            const lower = name.toLowerCase();
+            const v = this.#vars.get(lower);
+            if (v) v.value = value;
+            else if (TRACKED.has(lower)) this.#vars.set(lower, { name, value });
+          },
+          fatal: (message, code) => this.#send({ severity: 'FATAL', code, message }),
+          statements: this.#statements,
+          nameFor: (rest) => this.names.nameFor(rest),
+          maxPrepared: this.pool.settings.max_prepared_statements,
         },
-        fatal: (message, code) => this.#send({ severity: 'FATAL', code, message }),
-        statements: this.#statements,
-        nameFor: (rest) => this.names.nameFor(rest),
-        maxPrepared: this.pool.settings.max_prepared_statements,
-      });
+        native,
+      );
       this.#tx = tx;
       await tx.run(pipelined);
       return this.#withRefusal({ ...tx.stats });

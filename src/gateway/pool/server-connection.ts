@@ -7,7 +7,9 @@
  * (FATAL 57P01 "terminating connection due to administrator command", a restart), so any byte, an end or an error
  * marks it broken and it is discarded — never handed out.
  */
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import { decodeErrorFields } from '../../protocol/error-response.js';
 import { MessageReader } from '../../protocol/framing.js';
 import {
@@ -17,6 +19,7 @@ import {
   encodeParameterStatus,
   encodeQuery,
 } from '../../protocol/messages.js';
+import type { TxRelayPort } from '../transport.js';
 import type { UpstreamTarget } from '../upstream.js';
 
 /** Messages from a backend are bounded like the relay's (1 GiB is PostgreSQL's own limit on a field). */
@@ -37,6 +40,16 @@ export interface QueryOutcome {
 }
 
 let nextServerId = 1;
+
+/** The libuv handle inside a plain net.Socket (TCPWrap or PipeWrap). */
+interface StreamHandle {
+  fd?: number;
+  reading?: boolean;
+  readStop(): number;
+  readStart(): number;
+}
+
+const noRead = () => 0;
 
 /** The current reader of a server's bytes (ServerConnection.attach). */
 export interface ServerSink {
@@ -87,7 +100,15 @@ export class ServerConnection {
     const sink = this.#sink;
     this.#sink = undefined;
     sink?.gone();
+    // The native relay stopped in gone() (it never outlives its sink): its fd can go now.
+    if (this.#nativeFd !== undefined) this.#nativePort?.closeFd(this.#nativeFd);
+    this.#nativeFd = undefined;
   };
+  /** The dup of the socket's fd the native transaction relay reads and writes (made once, closed with the socket). */
+  #nativeFd: number | undefined;
+  #nativePort: TxRelayPort | undefined;
+  #suspended: StreamHandle | undefined;
+  #readStart: (() => number) | undefined;
 
   constructor(
     readonly socket: Duplex,
@@ -132,6 +153,57 @@ export class ServerConnection {
   /** Stop reading: the server goes back to its pool (or to the next owner), where any byte breaks it. */
   detach(): void {
     this.#sink = undefined;
+  }
+
+  /**
+   * The fd for the native transaction relay: a duplicate of the socket's, made on first use and closed when the
+   * socket closes. Undefined for a TLS backend (the bytes on the fd are ciphertext) or a socket without an fd.
+   */
+  nativeFd(port: TxRelayPort): number | undefined {
+    if (this.#nativeFd !== undefined) return this.#nativeFd;
+    const s = this.socket;
+    if (!(s instanceof Socket) || s instanceof TLSSocket || this.broken) return undefined;
+    const fd = (s as unknown as { _handle?: StreamHandle })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return undefined;
+    try {
+      this.#nativeFd = port.dupFd(fd);
+    } catch {
+      return undefined;
+    }
+    this.#nativePort = port;
+    return this.#nativeFd;
+  }
+
+  /**
+   * Stop Node's reads while native code reads the socket (never both). False, and nothing changed, when Node holds
+   * bytes of this server already (read, or waiting to be written) or the socket is paused.
+   */
+  suspend(): boolean {
+    const s = this.socket as Socket;
+    const h = (s as unknown as { _handle?: StreamHandle })._handle;
+    if (!h || this.broken || this.#suspended || s.readableLength > 0 || s.writableLength > 0 || s.isPaused()) {
+      return false;
+    }
+    if (this.reader.buffered > 0) return false;
+    h.reading = false;
+    h.readStop();
+    // Node's stream machinery would restart reads on its own (resume(), a read(0)): not while native code reads.
+    this.#readStart = h.readStart;
+    h.readStart = noRead;
+    this.#suspended = h;
+    return true;
+  }
+
+  /** Node reads the socket again (after the native relay handed back). */
+  resumeReads(): void {
+    const h = this.#suspended;
+    if (!h) return;
+    this.#suspended = undefined;
+    h.readStart = this.#readStart!;
+    if (!this.socket.destroyed) {
+      h.reading = true;
+      h.readStart();
+    }
   }
 
   /** ParameterStatus for every value the backend reported, as one buffer. */

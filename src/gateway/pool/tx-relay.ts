@@ -24,7 +24,8 @@ import {
   encodeParse,
   encodeTarget,
 } from '../../protocol/messages.js';
-import { Expected } from './expected.js';
+import { TX_BOUNDARY, type TxHandback, type TxRelayPort } from '../transport.js';
+import { type Entry, Expected } from './expected.js';
 import { eachMessage, joinFrames } from './frames.js';
 import type { ClientStatement } from './prepared.js';
 import { MAX_BACKEND_MESSAGE, type ServerConnection } from './server-connection.js';
@@ -61,6 +62,22 @@ export interface TxStats {
   transactions: number;
 }
 
+/**
+ * Process-wide counters of the native transaction relay (tests and benchmarks read them): stretches relayed
+ * natively, how many ended at a transaction boundary, and how many handed a message back to JavaScript (or ended).
+ */
+export const nativeTxCounters = { relays: 0, boundaries: 0, handbacks: 0 };
+
+const KIND: Record<string, Entry> = {
+  P: { k: 'parse', swallow: false },
+  B: { k: 'bind' },
+  D: { k: 'describe' },
+  E: { k: 'execute' },
+  S: { k: 'sync' },
+  Q: { k: 'query' },
+  C: { k: 'close', swallow: false },
+};
+
 export class TxRelay {
   readonly #clientReader = new MessageReader(MAX_CLIENT_MESSAGE);
   #server: ServerConnection | undefined;
@@ -70,6 +87,8 @@ export class TxRelay {
   #acquiring = false;
   #ended = false;
   #desync = false;
+  /** The native relay holds both sockets (the client's stream and the server's reads are stopped meanwhile). */
+  #native = false;
 
   /** The relay or the answer accounting lost track: the server cannot be reused, the client cannot go on. */
   get #outOfStep(): boolean {
@@ -106,7 +125,9 @@ export class TxRelay {
       }
       this.#attach(got);
     }
-    // The common case: a server is attached and the chunk starts a message. Read it in place.
+    // The common case: a server is attached and the chunk starts a message. Relay natively from here when the
+    // transport can, else read it in place.
+    if (this.native && this.#tryNative(d)) return;
     this.#chunk = d;
     try {
       eachMessage(this.#clientReader, d, MAX_CLIENT_MESSAGE, (type, body, frame) =>
@@ -130,6 +151,7 @@ export class TxRelay {
     gone: () => {
       // The backend died under the client (restart, terminate): as PgBouncer, the client goes too.
       if (!this.#server) return;
+      this.#stopNative();
       this.#detach(false);
       this.#end();
     },
@@ -145,6 +167,8 @@ export class TxRelay {
   constructor(
     private readonly client: Duplex,
     private readonly host: TxHost,
+    /** The client session's native transaction relay, when its transport has one (TlsSession.txRelay). */
+    private readonly native?: TxRelayPort,
   ) {
     this.#done = new Promise((r) => {
       this.#resolveDone = r;
@@ -174,6 +198,7 @@ export class TxRelay {
   #end(): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#stopNative();
     this.#gone.fire();
     this.client.off('data', this.#onClientData);
     this.client.off('drain', this.#onClientDrain);
@@ -193,7 +218,12 @@ export class TxRelay {
   #clean(): boolean {
     const s = this.#server;
     return (
-      !!s && !this.#outOfStep && this.#queue.length === 0 && this.#lastStatus === 'I' && s.socket.writableLength === 0
+      !!s &&
+      !this.#native &&
+      !this.#outOfStep &&
+      this.#queue.length === 0 &&
+      this.#lastStatus === 'I' &&
+      s.socket.writableLength === 0
     );
   }
 
@@ -218,6 +248,75 @@ export class TxRelay {
     this.host.release(s, clean && !s.broken);
   }
 
+  /**
+   * Hand both sockets to the native relay, starting with `d`, when nothing is pending in JavaScript: no answer
+   * expected (it keeps its own queue from empty), nothing buffered or queued in either direction.
+   */
+  #tryNative(d: Buffer): boolean {
+    const port = this.native!;
+    const s = this.#server;
+    if (!s || this.#outOfStep || this.#queue.length > 0 || this.#toServer.length > 0 || this.#toClient.length > 0)
+      return false;
+    if (this.#clientReader.buffered > 0 || this.#waitingDrain || this.#acquiring) return false;
+    const fd = s.nativeFd(port);
+    if (fd === undefined || !s.suspend()) return false;
+    if (!port.start(fd, d, this.host.maxPrepared > 0, this.#onNative)) {
+      s.resumeReads();
+      return false;
+    }
+    this.#native = true;
+    nativeTxCounters.relays++;
+    return true;
+  }
+
+  /** #tryNative with what waits in the client's reader (put back when the native relay cannot start). */
+  #nativeFromReader(): boolean {
+    if (this.#clientReader.buffered === 0) return false;
+    const rest = this.#clientReader.takeRemaining();
+    if (this.#tryNative(rest)) return true;
+    this.#clientReader.push(rest);
+    return false;
+  }
+
+  #stopNative(): void {
+    if (!this.#native) return;
+    this.#native = false;
+    this.native?.stop();
+    this.#server?.resumeReads();
+  }
+
+  /** The native relay gave control back: carry on in JavaScript from exactly where it stopped. */
+  readonly #onNative = (h: TxHandback): void => {
+    if (!this.#native) return;
+    this.#native = false;
+    this.stats.bytesFromClient += h.fromClient;
+    this.stats.bytesFromBackend += h.fromServer;
+    if (h.reason === TX_BOUNDARY) nativeTxCounters.boundaries++;
+    else nativeTxCounters.handbacks++;
+    const s = this.#server;
+    if (!s || this.#ended) return;
+    s.resumeReads();
+    for (const k of h.queue) {
+      const e = KIND[k];
+      if (e) this.#queue.push({ ...e });
+      else this.#desync = true;
+    }
+    if (h.status !== 0) this.#lastStatus = String.fromCharCode(h.status);
+    if (h.toServer) s.socket.write(h.toServer);
+    if (h.mid || (h.reason === TX_BOUNDARY && h.serverRest)) {
+      // Stopped inside a message (an end or an error), or bytes after the ReadyForQuery that ends the transaction:
+      // the server is out of step, as in #fromServer.
+      this.#desync = true;
+      this.#detach(false);
+      this.#end();
+      return;
+    }
+    if (h.reason === TX_BOUNDARY) this.#detach(this.#clean());
+    else if (h.serverRest) this.#fromServer(h.serverRest);
+    if (h.clientRest) this.#clientReader.push(h.clientRest);
+    this.#pumpClient();
+  };
+
   /** Ask for a server: returned when one is ready now, else the relay waits (#acquired is called later). */
   #request(): ServerConnection | undefined {
     const s = this.host.acquire(this.#gone, this.#acquired);
@@ -237,11 +336,17 @@ export class TxRelay {
     }
     this.#attach(s);
     if (this.client.isPaused()) this.client.resume();
-    this.#pumpClient();
+    this.#pumpClient(true);
   };
 
-  #pumpClient(): void {
+  /**
+   * Process what the client sent that is waiting in the reader. `fresh`: a server was just attached for it, so the
+   * native relay may take over from the first message (never right after it handed a message back: that one is
+   * JavaScript's).
+   */
+  #pumpClient(fresh = false): void {
     if (this.#acquiring || this.#ended) return;
+    if (fresh && this.native && this.#server && this.#nativeFromReader()) return;
     try {
       for (;;) {
         if (this.#clientReader.buffered === 0) break;
@@ -250,6 +355,7 @@ export class TxRelay {
           const got = this.#request();
           if (!got) return;
           this.#attach(got);
+          if (this.native && this.#nativeFromReader()) return;
           continue;
         }
         const m = this.#clientReader.next();

@@ -1,0 +1,193 @@
+/**
+ * Transaction pooling on the native data plane: the native relay between ReadyForQuery boundaries
+ * (native/src/txrelay.c) carries the transactions, and hands back to the JavaScript relay for what only it can do —
+ * named prepared statements (max_prepared_statements > 0), ParameterStatus, DISCARD ALL, a bad message length —
+ * mid-transaction, with the answers still in order. The process-wide counters of src/gateway/pool/tx-relay.ts say
+ * which path ran.
+ */
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import postgres from 'postgres';
+import { nativeTxCounters } from '../../src/gateway/pool/tx-relay.js';
+import { nativeUnavailableReason } from '../../src/tls/native.js';
+import { type GatewayFixtures, makeFixtures, writeFixture } from '../support/gateway-fixtures.js';
+import { type TestGateway, startTestGateway } from '../support/gateway.js';
+import { SUPERUSER_PASSWORD, type TestCluster, startTestCluster } from '../support/postgres.js';
+
+const PW = 'pool-native-pw';
+const skip = nativeUnavailableReason();
+
+let fx: GatewayFixtures;
+let cluster: TestCluster;
+let gw: TestGateway;
+
+before(async () => {
+  if (skip) return;
+  fx = await makeFixtures();
+  cluster = await startTestCluster();
+  const c = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'postgres', password: SUPERUSER_PASSWORD });
+  await c.connect();
+  await c.query(`CREATE ROLE carol LOGIN PASSWORD '${PW}'`);
+  const r = await c.query("SELECT rolpassword FROM pg_authid WHERE rolname = 'carol'");
+  await c.end();
+  const userlist = writeFixture(
+    fx,
+    'native-pool-userlist.txt',
+    `"carol" "${(r.rows[0] as { rolpassword: string }).rolpassword}"\n`,
+    0o600,
+  );
+  const hba = writeFixture(fx, 'native-pool-hba.conf', 'hostssl all carol all scram-sha-256\n');
+  gw = await startTestGateway(fx, cluster, {
+    hba_file: hba,
+    auth_file: userlist,
+    pool_mode: 'transaction',
+    default_pool_size: '1',
+    max_prepared_statements: '10',
+    native_data_plane: 'on',
+  });
+});
+after(async () => {
+  await gw?.close();
+  await cluster?.destroy();
+});
+
+const client = () =>
+  new pg.Client({
+    host: '127.0.0.1',
+    port: gw.port,
+    user: 'carol',
+    password: PW,
+    database: 'postgres',
+    ssl: { rejectUnauthorized: false },
+  });
+
+const counters = () => ({ ...nativeTxCounters });
+
+describe('native transaction relay', { skip }, () => {
+  test('simple and unnamed extended queries run natively, one boundary per transaction', async () => {
+    const c = client();
+    await c.connect();
+    const before = counters();
+    for (let i = 0; i < 20; i++) {
+      const r = await c.query(i % 2 ? 'SELECT $1::int * 2 AS v' : `SELECT ${i} * 2 AS v`, i % 2 ? [i] : []);
+      assert.equal((r.rows[0] as { v: number }).v, i * 2);
+    }
+    // A transaction block: BEGIN leaves the server attached ('T'), the relay carries on natively until COMMIT.
+    await c.query('BEGIN');
+    await c.query('CREATE TEMP TABLE t (v int) ON COMMIT DROP');
+    await c.query('INSERT INTO t SELECT generate_series(1, 1000)');
+    const sum = await c.query('SELECT sum(v)::int AS s FROM t');
+    await c.query('COMMIT');
+    assert.equal((sum.rows[0] as { s: number }).s, 500500);
+    const d = counters();
+    await c.end();
+    assert.equal(d.boundaries - before.boundaries, 21, 'every transaction ended natively at its ReadyForQuery I');
+    assert.equal(d.handbacks - before.handbacks, 0);
+  });
+
+  test('named statements, ParameterStatus and DISCARD ALL are handed back mid-transaction', async () => {
+    const c = client();
+    await c.connect();
+    const before = counters();
+    const q = { name: 'plus1', text: 'SELECT $1::int + 1 AS v', values: [41] };
+    await c.query('BEGIN');
+    assert.equal(((await c.query(q)).rows[0] as { v: number }).v, 42);
+    assert.equal(((await c.query({ ...q, values: [1] })).rows[0] as { v: number }).v, 2);
+    await c.query("SET TimeZone = 'Asia/Tokyo'"); // ParameterStatus TimeZone inside the transaction
+    const tz = await c.query("SELECT current_setting('TimeZone') AS tz");
+    await c.query('COMMIT');
+    assert.equal((tz.rows[0] as { tz: string }).tz, 'Asia/Tokyo');
+    // The client's value follows it to the next server use (the pool's varcache saw the ParameterStatus).
+    assert.equal(((await c.query('SHOW TimeZone')).rows[0] as { TimeZone: string }).TimeZone, 'Asia/Tokyo');
+    await c.query('DISCARD ALL');
+    // PostgreSQL's answer once DISCARD ALL dropped the statement the client still believes prepared.
+    await assert.rejects(c.query({ ...q, values: [2] }), {
+      code: '26000',
+      message: 'prepared statement "plus1" does not exist',
+    });
+    assert.equal(((await c.query('SELECT 7 AS v')).rows[0] as { v: number }).v, 7);
+    const d = counters();
+    await c.end();
+    assert.ok(d.handbacks - before.handbacks >= 4, `handbacks: ${d.handbacks - before.handbacks}`);
+    assert.ok(d.relays - before.relays >= 4, `native relays: ${d.relays - before.relays}`);
+  });
+
+  test('COPY FROM STDIN inside a transaction (CopyInResponse, CopyData, CopyDone) runs natively', async () => {
+    const sql = postgres({
+      host: '127.0.0.1',
+      port: gw.port,
+      user: 'carol',
+      password: PW,
+      database: 'postgres',
+      ssl: { rejectUnauthorized: false },
+      prepare: false,
+      max: 1,
+    });
+    const before = counters();
+    try {
+      const sum = await sql.begin(async (tx) => {
+        await tx`CREATE TEMP TABLE c (v int) ON COMMIT DROP`;
+        const rows = Array.from({ length: 5000 }, (_, i) => `${i + 1}\n`).join('');
+        await pipeline(Readable.from([rows]), await tx`COPY c FROM STDIN`.writable());
+        return (await tx`SELECT sum(v)::int AS s FROM c`)[0]!.s as number;
+      });
+      assert.equal(sum, 12502500);
+    } finally {
+      await sql.end();
+    }
+    const d = counters();
+    assert.ok(d.boundaries > before.boundaries, 'the transaction ended natively');
+    assert.equal(d.handbacks, before.handbacks, 'nothing was handed back');
+  });
+
+  test('a client vanishing inside a native transaction: its server is discarded, never handed out', async () => {
+    const a = client();
+    a.on('error', () => undefined); // its socket is destroyed below: 'Connection terminated unexpectedly'
+    await a.connect();
+    await a.query('BEGIN');
+    const pid = ((await a.query('SELECT pg_backend_pid() AS p')).rows[0] as { p: number }).p;
+    const relays = nativeTxCounters.relays;
+    // The native relay holds the server (a transaction is open) when the client's socket goes.
+    (a as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    const b = client();
+    await b.connect();
+    const pidB = ((await b.query('SELECT pg_backend_pid() AS p')).rows[0] as { p: number }).p;
+    assert.notEqual(pidB, pid, 'the server left in a transaction was reused');
+    assert.equal(((await b.query('SELECT 1 AS v')).rows[0] as { v: number }).v, 1);
+    await b.end();
+    assert.ok(nativeTxCounters.relays > relays);
+    const su = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'postgres', password: SUPERUSER_PASSWORD });
+    await su.connect();
+    let left = 1;
+    for (let i = 0; i < 50 && left > 0; i++) {
+      left = (
+        (await su.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0] as {
+          n: number;
+        }
+      ).n;
+      if (left > 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    await su.end();
+    assert.equal(left, 0, 'the discarded backend is gone');
+  });
+
+  test('a bad message length inside a native stretch gets the JavaScript relay FATAL', async () => {
+    const c = client();
+    await c.connect();
+    await c.query('SELECT 1');
+    const err = new Promise<Error & { code?: string }>((resolve) => c.once('error', resolve));
+    const before = counters();
+    // A Query whose length is 2^31 - 1: more than the 1 GiB a client message may have.
+    (c as unknown as { connection: { stream: { write(b: Buffer): void } } }).connection.stream.write(
+      Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff, 0x53]),
+    );
+    const e = await err;
+    assert.equal(e.code, '08P01');
+    assert.equal(e.message, 'invalid message length');
+    assert.equal(nativeTxCounters.relays - before.relays, 1, 'the bytes went to the native relay first');
+    await c.end().catch(() => undefined);
+  });
+});
