@@ -547,6 +547,22 @@ static session *unwrap(napi_env env, napi_value v) {
   return p;
 }
 
+/* The start of every session method: its arguments (up to *argc), the session in argv[0]. `use`: a call that
+ * works the session marks it in use, so the idle sweep keeps (or brings back) its buffers. NULL with a JavaScript
+ * exception pending. */
+static session *session_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv, int use) {
+  if (napi_get_cb_info(env, info, argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "napi_get_cb_info failed");
+    return NULL;
+  }
+  session *s = unwrap(env, argv[0]);
+  if (s && use) {
+    s->active = 1;
+    s->trimmed = 0;
+  }
+  return s;
+}
+
 /* ---- createContext(options) ---- */
 
 static char *get_string(napi_env env, napi_value obj, const char *name) {
@@ -693,11 +709,8 @@ static napi_value accept_conn(napi_env env, napi_callback_info info) {
 static napi_value write_conn(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], res;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session *s = unwrap(env, argv[0]);
+  session *s = session_args(env, info, &argc, argv, 1);
   if (!s) return NULL;
-  s->active = 1;
-  s->trimmed = 0;
   void *data = NULL;
   size_t len = 0;
   CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
@@ -724,11 +737,8 @@ static napi_value write_conn(napi_env env, napi_callback_info info) {
 static napi_value set_reading(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session *s = unwrap(env, argv[0]);
+  session *s = session_args(env, info, &argc, argv, 1);
   if (!s) return NULL;
-  s->active = 1;
-  s->trimmed = 0;
   bool on = false;
   napi_get_value_bool(env, argv[1], &on);
   if (s->done || s->c.phase != PH_STREAM) return NULL;
@@ -742,11 +752,8 @@ static napi_value set_reading(napi_env env, napi_callback_info info) {
 static napi_value end_conn(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session *s = unwrap(env, argv[0]);
+  session *s = session_args(env, info, &argc, argv, 1);
   if (!s) return NULL;
-  s->active = 1;
-  s->trimmed = 0;
   if (s->done || s->c.phase != PH_STREAM) return NULL;
   pgtls_stream_end(&s->c);
   if (!s->busy) kick(s);
@@ -757,11 +764,8 @@ static napi_value end_conn(napi_env env, napi_callback_info info) {
 static napi_value splice_conn(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session *s = unwrap(env, argv[0]);
+  session *s = session_args(env, info, &argc, argv, 1);
   if (!s) return NULL;
-  s->active = 1;
-  s->trimmed = 0;
   if (s->done || s->c.phase != PH_STREAM || s->c.closing) {
     napi_throw_error(env, "PGTLS_ERR_NATIVE", "the TLS session cannot be spliced");
     return NULL;
@@ -799,11 +803,8 @@ static napi_value splice_conn(napi_env env, napi_callback_info info) {
 static napi_value tx_relay(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session *s = unwrap(env, argv[0]);
+  session *s = session_args(env, info, &argc, argv, 1);
   if (!s) return NULL;
-  s->active = 1;
-  s->trimmed = 0;
   if (s->done || s->c.phase != PH_STREAM || s->c.closing || s->end_emitted || s->tp) {
     napi_throw_error(env, "PGTLS_ERR_NATIVE", "the TLS session cannot relay a transaction now");
     return NULL;
@@ -849,8 +850,7 @@ static napi_value tx_relay(napi_env env, napi_callback_info info) {
 static napi_value tx_stop(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session *s = unwrap(env, argv[0]);
+  session *s = session_args(env, info, &argc, argv, 0);
   if (!s) return NULL;
   if (s->done || s->c.phase != PH_TX) return NULL;
   tx_unwatch(s);
@@ -882,11 +882,8 @@ static napi_value close_fd_js(napi_env env, napi_callback_info info) {
 static napi_value destroy_conn(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  session *s = unwrap(env, argv[0]);
+  session *s = session_args(env, info, &argc, argv, 1);
   if (!s) return NULL;
-  s->active = 1;
-  s->trimmed = 0;
   if (s->busy) s->destroy_req = 1;
   else teardown(s, "destroyed");
   return NULL;

@@ -1,4 +1,5 @@
 /* The connection engine; see engine.h for why it moves bytes itself between memory BIOs and sockets. */
+#include <limits.h>
 #include "engine.h"
 #include "txrelay.h"
 
@@ -373,6 +374,35 @@ void pgtls_conn_trim(pgtls_conn *c) {
   if (c->ssl && !c->tls_fatal && OpenSSL_version_num() >= 0x300000e0L) SSL_free_buffers(c->ssl);
 }
 
+/* SSL_read of up to `cap` plaintext bytes from the client into `out`, for the relays (splice, transaction relay).
+ * Returns the count (> 0), or 0 when there is nothing now: then the client's ciphertext was read if the fd was
+ * readable, or its TLS ended (c_tls_eof; tls_fatal with the reason if not by close_notify). Sets *progress when
+ * anything happened. */
+int pgtls_read_plain(pgtls_conn *c, unsigned char *out, size_t cap, int *progress) {
+  int r = SSL_read(c->ssl, out, cap > INT_MAX ? INT_MAX : (int)cap);
+  if (r > 0) {
+    *progress = 1;
+    return r;
+  }
+  int e = SSL_get_error(c->ssl, r);
+  if (e == SSL_ERROR_WANT_READ) {
+    if (c->c_rd_eof) {
+      c->c_tls_eof = 1;
+      *progress = 1;
+    } else if (c->c_readable && pgtls_read_client(c) != 0) {
+      *progress = 1;
+    }
+    return 0;
+  }
+  c->c_tls_eof = 1;
+  if (e != SSL_ERROR_ZERO_RETURN) {
+    c->tls_fatal = 1;
+    pgtls_set_reason_from_queue(c, "no SSL error reported");
+  }
+  *progress = 1;
+  return 0;
+}
+
 int pgtls_splice_start(pgtls_conn *c, int bfd, const unsigned char *to_backend, size_t tb_len,
                        const unsigned char *to_client, size_t tc_len) {
   c->up_cap = tb_len > PGTLS_IOBUF ? tb_len : PGTLS_IOBUF;
@@ -427,29 +457,10 @@ int pgtls_splice_pump(pgtls_conn *c, int *want) {
       }
     }
     if (c->up_len == 0 && !c->c_tls_eof && !c->b_err) {
-      int cap = c->up_cap > INT32_MAX ? INT32_MAX : (int)c->up_cap;
-      int r = SSL_read(c->ssl, c->up, cap);
+      int r = pgtls_read_plain(c, c->up, c->up_cap, &progress);
       if (r > 0) {
         c->up_len = (size_t)r;
         c->from_client += (uint64_t)r;
-        progress = 1;
-      } else {
-        int e = SSL_get_error(c->ssl, r);
-        if (e == SSL_ERROR_WANT_READ) {
-          if (c->c_rd_eof) {
-            c->c_tls_eof = 1;
-            progress = 1;
-          } else if (c->c_readable && pgtls_read_client(c) != 0) {
-            progress = 1;
-          }
-        } else {
-          c->c_tls_eof = 1;
-          if (e != SSL_ERROR_ZERO_RETURN) {
-            c->tls_fatal = 1;
-            pgtls_set_reason_from_queue(c, "no SSL error reported");
-          }
-          progress = 1;
-        }
       }
     }
     /* the client is done: pass the end on, PostgreSQL then ends its side */

@@ -103,6 +103,8 @@ size_t pgtls_out_pending(pgtls_conn *c);
 
 /* One read(cfd) into the incoming ciphertext buffer: 1 got bytes, 0 would block (or the buffer is full), -1 EOF. */
 int pgtls_read_client(pgtls_conn *c);
+/* SSL_read for the relays: the count, or 0 with c_tls_eof/tls_fatal or the ciphertext read (engine.c). */
+int pgtls_read_plain(pgtls_conn *c, unsigned char *out, size_t cap, int *progress);
 void pgtls_set_reason_errno(pgtls_conn *c, int err);
 
 /* The first error in OpenSSL's queue as PostgreSQL's SSLerrmessage() prints it; clears the queue. */

@@ -296,28 +296,10 @@ int pgtls_tx_pump(pgtls_conn *c, int *want) {
     if (!c->c_tls_eof && !c->tls_fatal && (!t->reason || t->c_rem)) {
       size_t room = client_room(c, t);
       if (room > 0) {
-        int r = SSL_read(c->ssl, c->up + c->up_len, room > INT_MAX ? INT_MAX : (int)room);
+        int r = pgtls_read_plain(c, c->up + c->up_len, room, &progress);
         if (r > 0) {
           c->up_len += (size_t)r;
           t->from_client += (uint64_t)r;
-          progress = 1;
-        } else {
-          int e = SSL_get_error(c->ssl, r);
-          if (e == SSL_ERROR_WANT_READ) {
-            if (c->c_rd_eof) {
-              c->c_tls_eof = 1;
-              progress = 1;
-            } else if (c->c_readable && pgtls_read_client(c) != 0) {
-              progress = 1;
-            }
-          } else {
-            c->c_tls_eof = 1;
-            if (e != SSL_ERROR_ZERO_RETURN) {
-              c->tls_fatal = 1;
-              pgtls_set_reason_from_queue(c, "no SSL error reported");
-            }
-            progress = 1;
-          }
         }
       }
     }
