@@ -10,7 +10,7 @@ import { readRoutesFile } from '../../src/gateway/routes.js';
 import { psql } from '../support/clients.js';
 import { type GatewayFixtures, makeFixtures, writeFixture } from '../support/gateway-fixtures.js';
 import { type TestGateway, startTestGateway } from '../support/gateway.js';
-import { SUPERUSER_PASSWORD, type TestCluster, startTestCluster } from '../support/postgres.js';
+import { SUPERUSER_PASSWORD, type TestCluster, freePort, startTestCluster } from '../support/postgres.js';
 import { rawConnect } from '../support/raw.js';
 
 let fx: GatewayFixtures;
@@ -143,7 +143,7 @@ test('with pooling each route has its pools: routed sessions are pooled on their
   const routes = writeFixture(
     fx,
     'routes-pooled.conf',
-    `database  sales  postgres://127.0.0.1:${b.port}\nserver  bsrv  postgres://127.0.0.1:${b.port}\n`,
+    `database  sales  postgres://127.0.0.1:${b.port}\nserver  bsrv  postgres://127.0.0.1:${b.port}\ndatabase  nowhere  postgres://127.0.0.1:${await freePort()}\n`,
   );
   const users = writeFixture(fx, 'routes-users.txt', `"postgres" "${SUPERUSER_PASSWORD}"\n`, 0o600);
   const hba = writeFixture(fx, 'routes-pool-hba.conf', 'hostssl all all all scram-sha-256\n');
@@ -182,6 +182,12 @@ test('with pooling each route has its pools: routed sessions are pooled on their
     assert.equal(plain.port, a.port);
     assert.equal(azure.port, b.port, 'user@servername: pooled on the route of bsrv');
     assert.notEqual(azure.pid, plain.pid);
+    // A route whose upstream is down: its pool's login fails, with the gateway's text; the other pools go on.
+    await assert.rejects(q('nowhere', 'postgres'), {
+      code: '08006',
+      message: 'could not connect to the database server behind the gateway',
+    });
+    assert.equal((await q('sales', 'postgres')).port, b.port);
     const servers = await psql(
       `host=localhost hostaddr=127.0.0.1 port=${pooled.port} user=postgres dbname=pgtls sslmode=require`,
       'SHOW SERVERS',
