@@ -182,6 +182,43 @@ void pgtls_tx_finish(pgtls_conn *c) {
   c->phase = PH_STREAM;
 }
 
+/* Per-transaction state back to "nothing seen" (the queue is empty at a boundary, and when a lane server is taken). */
+static void tx_reset(pgtls_conn *c, pgtls_tx *t, int sfd) {
+  t->fd = sfd;
+  t->reason = t->status = t->s_readable = t->s_eof = t->s_err = t->mid = 0;
+  t->c_rem = t->s_rem = 0;
+  t->up_scan = c->up ? c->up_off : 0;
+  t->dn_off = t->dn_scan = t->dn_len = 0;
+  t->qh = t->qn = 0;
+  c->b_readable = 0;
+}
+
+void pgtls_tx_attach(pgtls_conn *c, int sfd) { tx_reset(c, c->tx, sfd); }
+
+void pgtls_tx_detach(pgtls_conn *c) { tx_reset(c, c->tx, -1); }
+
+static size_t client_room(pgtls_conn *c, pgtls_tx *t);
+
+int pgtls_tx_read_client(pgtls_conn *c) {
+  pgtls_tx *t = c->tx;
+  int total = 0;
+  /* SSL_read returns nothing after it read ciphertext from the socket: try again, a bounded number of times */
+  for (int i = 0; i < 8 && !c->c_tls_eof && !c->tls_fatal; i++) {
+    size_t room = client_room(c, t);
+    if (room == 0) break;
+    int progress = 0;
+    int r = pgtls_read_plain(c, c->up + c->up_len, room, &progress);
+    if (r > 0) {
+      c->up_len += (size_t)r;
+      t->from_client += (uint64_t)r;
+      total += r;
+    } else if (!progress) {
+      break;
+    }
+  }
+  return total;
+}
+
 static void scan_client(pgtls_conn *c, pgtls_tx *t) {
   while (t->up_scan < c->up_len) {
     size_t avail = c->up_len - t->up_scan;

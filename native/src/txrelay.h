@@ -55,5 +55,12 @@ int pgtls_tx_start(pgtls_conn *c, int sfd, int track, const unsigned char *cl, s
 int pgtls_tx_pump(pgtls_conn *c, int *want);
 /* After a handback (or to abandon the relay): back to the stream phase, buffers kept. */
 void pgtls_tx_finish(pgtls_conn *c);
+/* The native lane (lane.h): relay the next transaction on server fd `sfd`, starting with the client bytes already
+ * read and not yet framed; or, at a boundary, let the server go (the client's unframed bytes stay). */
+void pgtls_tx_attach(pgtls_conn *c, int sfd);
+void pgtls_tx_detach(pgtls_conn *c);
+/* Between transactions in the lane: read client plaintext into the relay's buffer. The bytes read (0: none now; see
+ * c_tls_eof and tls_fatal). */
+int pgtls_tx_read_client(pgtls_conn *c);
 
 #endif

@@ -20,6 +20,8 @@ import { PgtlsError } from '../errors.js';
 import type {
   ClientTransport,
   HandshakeResult,
+  LaneHandle,
+  LaneOps,
   RelayStats,
   TlsFacts,
   TlsSession,
@@ -45,6 +47,8 @@ type EventCallback = (
   g?: unknown,
   h?: unknown,
   i?: unknown,
+  j?: unknown,
+  k?: unknown,
 ) => boolean | undefined;
 
 interface Addon {
@@ -57,7 +61,24 @@ interface Addon {
   splice(s: NativeHandle, backendFd: number, toBackend: Buffer | undefined, toClient: Buffer | undefined): void;
   destroy(s: NativeHandle): void;
   txRelay(s: NativeHandle, serverFd: number, clientBytes: Buffer | undefined, trackNames: boolean): void;
-  txStop(s: NativeHandle): void;
+  txStop(s: NativeHandle): number | undefined;
+  txLane(
+    s: NativeHandle,
+    lane: LaneHandle,
+    serverId: number,
+    serverFd: number,
+    lifetimeLeftMs: number,
+    gucId: number,
+    clientBytes: Buffer | undefined,
+    trackNames: boolean,
+  ): void;
+  txServer(s: NativeHandle): number;
+  createLane(waitTimeoutMs: number, checkDelayMs: number, cb: (event: number, serverId: number) => void): LaneHandle;
+  laneSet(lane: LaneHandle, full: boolean, jsWaiting: boolean): void;
+  laneTake(lane: LaneHandle): [number, number] | undefined;
+  laneRemove(lane: LaneHandle, serverId: number): boolean;
+  laneStats(lane: LaneHandle): number[];
+  laneClose(lane: LaneHandle): void;
   dupFd(fd: number): number;
   closeFd(fd: number): void;
 }
@@ -75,6 +96,24 @@ interface NativeContextOptions {
   preferServerCiphers: boolean;
   minVersion: string;
   maxVersion: string;
+}
+
+/** The addon's lane functions as LaneOps (one object per addon: every session's port shares it). */
+const laneOpsByAddon = new WeakMap<Addon, LaneOps>();
+function laneOps(addon: Addon): LaneOps {
+  let ops = laneOpsByAddon.get(addon);
+  if (!ops) {
+    ops = {
+      create: (waitTimeoutMs, checkDelayMs, onEvent) => addon.createLane(waitTimeoutMs, checkDelayMs, onEvent),
+      set: (lane, full, jsWaiting) => addon.laneSet(lane, full, jsWaiting),
+      take: (lane) => addon.laneTake(lane),
+      remove: (lane, id) => addon.laneRemove(lane, id),
+      stats: (lane) => addon.laneStats(lane),
+      close: (lane) => addon.laneClose(lane),
+    };
+    laneOpsByAddon.set(addon, ops);
+  }
+  return ops;
 }
 
 /** The libuv handle inside a net.Socket (TCPWrap or PipeWrap): the only way to its fd. */
@@ -220,6 +259,7 @@ class NativeTlsStream extends Duplex {
     super({ allowHalfOpen: false });
     this.#addon = addon;
     this.#socket = socket;
+    (this.txPort as { lanes: LaneOps }).lanes = laneOps(addon);
   }
 
   attach(handle: NativeHandle): void {
@@ -238,6 +278,8 @@ class NativeTlsStream extends Duplex {
     g?: unknown,
     h?: unknown,
     i?: unknown,
+    j?: unknown,
+    k?: unknown,
   ): boolean {
     switch (kind) {
       case EV.data:
@@ -264,6 +306,8 @@ class NativeTlsStream extends Duplex {
           fromClient: g as number,
           fromServer: h as number,
           mid: i as boolean,
+          serverId: (j as number | undefined) ?? 0,
+          transactions: (k as number | undefined) ?? 0,
         });
         return false;
       }
@@ -327,9 +371,24 @@ class NativeTlsStream extends Duplex {
       this.#txDone = done;
       return true;
     },
+    startLane: (lane, serverId, serverFd, lifetimeLeftMs, gucId, clientBytes, trackNames, done) => {
+      const handle = this.#handle;
+      if (!handle || this.#closed || this.#spliced || this.#txDone || this.#pendingWrite) return false;
+      if (this.readableLength > 0 || this.isPaused() || this.readableEnded || this.writableEnded) return false;
+      try {
+        this.#addon.txLane(handle, lane, serverId, serverFd, lifetimeLeftMs, gucId, clientBytes, trackNames);
+      } catch {
+        return false;
+      }
+      this.#txDone = done;
+      return true;
+    },
+    laneServer: () => (this.#handle && !this.#closed ? this.#addon.txServer(this.#handle) : 0),
+    lanes: undefined as unknown as LaneOps, // set in the constructor (field initializers run before it)
     stop: () => {
       this.#txDone = undefined;
-      if (this.#handle && !this.#closed) this.#addon.txStop(this.#handle);
+      if (this.#handle && !this.#closed) return this.#addon.txStop(this.#handle) ?? 0;
+      return 0;
     },
   };
 
@@ -398,7 +457,7 @@ function makeTransport(addon: Addon): ClientTransport {
       const stream = new NativeTlsStream(addon, socket);
       return new Promise<HandshakeResult>((resolve) => {
         let settled = false;
-        const cb: EventCallback = (kind, a, b, c, d, e, f, g, h, i) => {
+        const cb: EventCallback = (kind, a, b, c, d, e, f, g, h, i, j, k) => {
           if (kind === EV.handshakeOk) {
             settled = true;
             const session: TlsSession = {
@@ -421,7 +480,7 @@ function makeTransport(addon: Addon): ClientTransport {
             socket.destroy();
             return false;
           }
-          return stream.event(kind, a, b, c, d, e, f, g, h, i);
+          return stream.event(kind, a, b, c, d, e, f, g, h, i, j, k);
         };
         const handle = addon.accept(ctx, fd, first.length ? first : undefined, cb);
         releaseHandle(socket);

@@ -194,6 +194,19 @@ export class ServerConnection {
     return true;
   }
 
+  /**
+   * In a pool's native lane (native/src/lane.h): the lane watches and relays the socket, Node's reads stay stopped
+   * until it comes back (leftLane). Set by the transaction relay that lends it, cleared by whoever takes it back.
+   */
+  inLane = false;
+
+  /** Back from the lane: Node reads the socket again (a broken server is left alone). */
+  leftLane(): void {
+    if (!this.inLane) return;
+    this.inLane = false;
+    this.resumeReads();
+  }
+
   /** Node reads the socket again (after the native relay handed back). */
   resumeReads(): void {
     const h = this.#suspended;
