@@ -230,7 +230,7 @@ int lane_release(session *s) {
   lane_srv *srv = s->srv;
   pgtls_conn *c = &s->c;
   pgtls_tx *t = c->tx;
-  if (!ln || !srv || ln->closed || ln->js_waiting) return 0;
+  if (!ln || !srv || ln->closed) return 0;
   /* nothing of the next transaction may be half done: no server byte after the ReadyForQuery, no framed client
    * byte unsent */
   if (t->dn_scan != t->dn_len || t->s_rem || t->c_rem || c->up_off != t->up_scan) return 0;
@@ -242,6 +242,15 @@ int lane_release(session *s) {
   pgtls_tx_detach(c);
   s->txs++;
   ln->boundaries++;
+  if (ln->js_waiting) {
+    /* Clients wait in JavaScript's queue: the server goes there (the client stays in the lane). */
+    int id = srv->id;
+    ln->refs++;
+    srv_detach(srv);
+    lane_emit(ln, 3, id);
+    lane_unref(ln);
+    return 1;
+  }
   offer(ln, srv);
   return 1;
 }
@@ -275,7 +284,9 @@ int lane_idle_step(session *s, int *want) {
       attach(s, srv);
       return 2;
     }
-    if (ln->idle || !ln->full || ln->js_waiting || ln->closed) {
+    /* JavaScript's own waiters (js_waiting) are served first at the boundaries, but new ones wait here: once the
+     * pool is full its queue drains and the lane's takes over. */
+    if (ln->idle || !ln->full || ln->js_idle || ln->closed) {
       t->reason = TX_NEED_SERVER;
       return 1;
     }
@@ -369,6 +380,56 @@ static napi_value create_lane(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+/* A server joins the lane (not yet idle nor held); NULL with *why on failure. */
+static lane_srv *new_srv(lane *ln, int id, int fd, double life, int gucid, const char **why) {
+  lane_srv *srv = calloc(1, sizeof *srv);
+  if (!srv) {
+    *why = "out of memory";
+    return NULL;
+  }
+  int rc = uv_poll_init(ln->loop, &srv->h, fd);
+  if (rc != 0) {
+    free(srv);
+    *why = uv_strerror(rc);
+    return NULL;
+  }
+  srv->ln = ln;
+  srv->id = id;
+  srv->fd = fd;
+  srv->gucid = gucid;
+  srv->expires = life > 0 ? uv_now(ln->loop) + (uint64_t)life : 0;
+  srv->next_all = ln->all;
+  ln->all = srv;
+  ln->n_all++;
+  ln->refs++;
+  return srv;
+}
+
+/* laneGive(lane, serverId, serverFd, lifetimeLeftMs, gucid) -> true when the lane took the server for the client
+ * waiting first in its queue (false: nobody waits there; the server stays JavaScript's). */
+static napi_value lane_give(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], r;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) THROW("laneGive: 5 arguments");
+  lane *ln = lane_arg(env, argv[0]);
+  if (!ln) return NULL;
+  int32_t id = 0, fd = -1, gucid = 0;
+  napi_get_value_int32(env, argv[1], &id);
+  napi_get_value_int32(env, argv[2], &fd);
+  napi_get_value_int32(env, argv[4], &gucid);
+  bool took = false;
+  if (ln->wq_head && !ln->closed && id > 0 && fd >= 0 && !find_srv(ln, id)) {
+    const char *why = NULL;
+    lane_srv *srv = new_srv(ln, id, fd, dbl(env, argv[3]), gucid, &why);
+    if (!srv) THROW(why);
+    srv->released = uv_now(ln->loop);
+    offer(ln, srv);
+    took = true;
+  }
+  napi_get_boolean(env, took, &r);
+  return r;
+}
+
 /* txLane(session, lane, serverId, serverFd, lifetimeLeftMs (0: none), gucid, clientBytes?, trackNames): relay the
  * session's transactions in the lane, starting on this server (which joins the lane) with these client bytes. */
 static napi_value tx_lane(napi_env env, napi_callback_info info) {
@@ -392,22 +453,9 @@ static napi_value tx_lane(napi_env env, napi_callback_info info) {
   bool isbuf = false, track = false;
   if (napi_is_buffer(env, argv[6], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[6], &cl, &cll);
   napi_get_value_bool(env, argv[7], &track);
-  lane_srv *srv = calloc(1, sizeof *srv);
-  if (!srv) THROW("out of memory");
-  int rc = uv_poll_init(ln->loop, &srv->h, fd);
-  if (rc != 0) {
-    free(srv);
-    THROW(uv_strerror(rc));
-  }
-  srv->ln = ln;
-  srv->id = id;
-  srv->fd = fd;
-  srv->gucid = gucid;
-  srv->expires = life > 0 ? uv_now(ln->loop) + (uint64_t)life : 0;
-  srv->next_all = ln->all;
-  ln->all = srv;
-  ln->n_all++;
-  ln->refs++;
+  const char *why = NULL;
+  lane_srv *srv = new_srv(ln, id, fd, life, gucid, &why);
+  if (!srv) THROW(why);
   if (pgtls_tx_start(&s->c, fd, track, cl, cll) != 0) {
     srv_detach(srv);
     THROW("out of memory");
@@ -425,19 +473,22 @@ static napi_value tx_lane(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* laneSet(lane, full, jsWaiting): whether the pool can open servers, whether clients wait in JavaScript's queue. */
+/* laneSet(lane, full, jsWaiting, jsIdle): whether the pool can open no more servers, whether clients wait in
+ * JavaScript's queue, whether JavaScript holds idle servers (then new transactions take those). */
 static napi_value lane_set(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) THROW("laneSet: 3 arguments");
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) THROW("laneSet: 4 arguments");
   lane *ln = lane_arg(env, argv[0]);
   if (!ln) return NULL;
-  bool full = false, jsw = false;
+  bool full = false, jsw = false, jsi = false;
   napi_get_value_bool(env, argv[1], &full);
   napi_get_value_bool(env, argv[2], &jsw);
+  napi_get_value_bool(env, argv[3], &jsi);
   ln->full = full;
   ln->js_waiting = jsw;
-  if (!full || jsw) kick_waiters(ln);
+  ln->js_idle = jsi;
+  if (!full) kick_waiters(ln);
   return NULL;
 }
 
@@ -526,6 +577,7 @@ void lane_define(napi_env env, napi_value exports) {
       {"createLane", NULL, create_lane, NULL, NULL, NULL, napi_default, NULL},
       {"txLane", NULL, tx_lane, NULL, NULL, NULL, napi_default, NULL},
       {"laneSet", NULL, lane_set, NULL, NULL, NULL, napi_default, NULL},
+      {"laneGive", NULL, lane_give, NULL, NULL, NULL, napi_default, NULL},
       {"laneTake", NULL, lane_take, NULL, NULL, NULL, napi_default, NULL},
       {"laneRemove", NULL, lane_remove, NULL, NULL, NULL, napi_default, NULL},
       {"laneStats", NULL, lane_stats, NULL, NULL, NULL, napi_default, NULL},

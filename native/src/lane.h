@@ -13,9 +13,10 @@
  * - A client whose next transaction starts takes the newest idle server when that server's GUC signature is the
  *   client's (the same values of every GUC the pool tracks: JavaScript assigns the numbers), it is not due for
  *   server_check_query and not past server_lifetime; else it goes back to JavaScript (TX_NEED_SERVER), which takes
- *   servers from the lane when it needs them (laneTake). With no idle server it waits in the lane's FIFO queue — only
- *   when JavaScript said the pool cannot grow and no client waits in JavaScript's own queue (laneSet) — under
- *   query_wait_timeout (TX_WAIT_TIMEOUT: JavaScript sends PgBouncer's FATAL).
+ *   servers from the lane when it needs them (laneTake). With no idle server it waits in the lane's FIFO queue when
+ *   JavaScript said the pool cannot grow (laneSet), under query_wait_timeout (TX_WAIT_TIMEOUT: JavaScript sends
+ *   PgBouncer's FATAL). While clients wait in JavaScript's own queue (laneSet), released servers go to them first
+ *   (the lane's callback); new waiters join the lane's queue, so JavaScript's drains.
  * - Anything else hands the session back to JavaScript with the server it holds (the id), as the transaction relay
  *   always did; the server then leaves the lane.
  */
@@ -48,7 +49,8 @@ typedef struct lane_srv {
 
 typedef struct lane {
   napi_env env;
-  napi_ref cb; /* (event, serverId): 1 an idle server broke, 2 a session died holding one */
+  napi_ref cb; /* (event, serverId): 1 an idle server broke, 2 a session died holding one, 3 a clean server for
+                * the clients waiting in JavaScript's queue */
   napi_async_context actx;
   uv_loop_t *loop;
   uv_timer_t *timer; /* query_wait_timeout of the first waiting client */
@@ -58,6 +60,7 @@ typedef struct lane {
   int n_wait;
   int full;       /* JavaScript: the pool cannot open another server */
   int js_waiting; /* JavaScript: clients wait in the pool's own queue (they are served first) */
+  int js_idle;    /* JavaScript: the pool holds idle servers (a new transaction takes one of those) */
   int closed;
   int64_t check_delay;   /* server_check_delay in ms; < 0 when there is no server_check_query */
   uint64_t wait_timeout; /* query_wait_timeout in ms; 0: none */
@@ -77,7 +80,7 @@ int lane_leave(session *s, int dirty);
 /* Interest in the server's fd while a session relays on it (WANT_BR/WANT_BW of the session's want). */
 void lane_srv_interest(lane_srv *srv, int want);
 
-/* N-API: createLane, txLane, laneSet, laneTake, laneStats, laneRemove, txServer. */
+/* N-API: createLane, txLane, laneSet, laneGive, laneTake, laneStats, laneRemove, laneClose, txServer. */
 void lane_define(napi_env env, napi_value exports);
 
 #endif

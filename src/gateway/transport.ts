@@ -81,10 +81,18 @@ export type LaneHandle = object & { readonly __lane: unique symbol };
 
 /** The lane of idle servers and waiting clients the native transaction relay keeps per pool (native/src/lane.h). */
 export interface LaneOps {
-  /** `checkDelayMs` < 0: no server_check_query. Events: 1 an idle server broke, 2 a client died holding one. */
+  /**
+   * `checkDelayMs` < 0: no server_check_query. Events: 1 an idle server broke, 2 a client died holding one, 3 a
+   * clean server released for the clients waiting in the pool's own queue.
+   */
   create(waitTimeoutMs: number, checkDelayMs: number, onEvent: (event: number, serverId: number) => void): LaneHandle;
-  /** Whether the pool can open no more servers (clients may wait in the lane), whether clients wait in the pool. */
-  set(lane: LaneHandle, full: boolean, jsWaiting: boolean): void;
+  /**
+   * Whether the pool can open no more servers (clients may wait in the lane), whether clients wait in the pool's
+   * own queue, whether the pool holds idle servers (new transactions take those).
+   */
+  set(lane: LaneHandle, full: boolean, jsWaiting: boolean, jsIdle: boolean): void;
+  /** A server for the client waiting first in the lane (false: none waits; the server stays the pool's). */
+  give(lane: LaneHandle, serverId: number, serverFd: number, lifetimeLeftMs: number, gucId: number): boolean;
   /** The newest idle server leaves the lane: [id, ms idle]. */
   take(lane: LaneHandle): [number, number] | undefined;
   /** An idle server leaves the lane (false: not in it, or a client holds it). */

@@ -74,7 +74,8 @@ interface Addon {
   ): void;
   txServer(s: NativeHandle): number;
   createLane(waitTimeoutMs: number, checkDelayMs: number, cb: (event: number, serverId: number) => void): LaneHandle;
-  laneSet(lane: LaneHandle, full: boolean, jsWaiting: boolean): void;
+  laneSet(lane: LaneHandle, full: boolean, jsWaiting: boolean, jsIdle: boolean): void;
+  laneGive(lane: LaneHandle, serverId: number, serverFd: number, lifetimeLeftMs: number, gucId: number): boolean;
   laneTake(lane: LaneHandle): [number, number] | undefined;
   laneRemove(lane: LaneHandle, serverId: number): boolean;
   laneStats(lane: LaneHandle): number[];
@@ -105,7 +106,8 @@ function laneOps(addon: Addon): LaneOps {
   if (!ops) {
     ops = {
       create: (waitTimeoutMs, checkDelayMs, onEvent) => addon.createLane(waitTimeoutMs, checkDelayMs, onEvent),
-      set: (lane, full, jsWaiting) => addon.laneSet(lane, full, jsWaiting),
+      set: (lane, full, jsWaiting, jsIdle) => addon.laneSet(lane, full, jsWaiting, jsIdle),
+      give: (lane, id, fd, lifetimeLeftMs, gucId) => addon.laneGive(lane, id, fd, lifetimeLeftMs, gucId),
       take: (lane) => addon.laneTake(lane),
       remove: (lane, id) => addon.laneRemove(lane, id),
       stats: (lane) => addon.laneStats(lane),

@@ -70,6 +70,7 @@ export class Pool {
   #lane: { readonly ops: LaneOps; readonly handle: LaneHandle } | undefined;
   #laneFull = false;
   #laneJsWaiting = false;
+  #laneJsIdle = false;
   /** Every logged-in server of the pool by id (the lane names servers by id). */
   readonly #byId = new Map<number, ServerConnection>();
 
@@ -141,7 +142,7 @@ export class Pool {
       const checkDelay = s.server_check_query === '' ? -1 : s.server_check_delay;
       const handle = ops.create(s.query_wait_timeout, checkDelay, (event, id) => this.#laneEvent(event, id));
       this.#lane = { ops, handle };
-      this.#laneFull = this.#laneJsWaiting = false;
+      this.#laneFull = this.#laneJsWaiting = this.#laneJsIdle = false;
       this.#syncLane();
     }
     return this.#lane.ops === ops ? this.#lane.handle : undefined;
@@ -162,12 +163,15 @@ export class Pool {
     return l > 0 ? Math.max(1, srv.created + l - Date.now()) : 0;
   }
 
-  /** 1: a server broke while idle in the lane; 2: a client died holding one mid-transaction. Either way it goes. */
-  #laneEvent(_event: number, id: number): void {
+  /**
+   * 1: a server broke while idle in the lane; 2: a client died holding one mid-transaction (either way it goes);
+   * 3: a transaction ended while clients wait in this pool's queue: the server is for them.
+   */
+  #laneEvent(event: number, id: number): void {
     const srv = this.#byId.get(id);
     if (!srv || !this.#busy.has(srv)) return;
     srv.leftLane();
-    this.release(srv, false, false);
+    this.release(srv, event === 3, false);
   }
 
   /**
@@ -180,16 +184,27 @@ export class Pool {
     if (!l) return;
     const s = this.settings;
     const full =
-      !this.#closed &&
-      s.reserve_pool_size === 0 &&
-      s.max_db_connections === 0 &&
-      this.#idle.length === 0 &&
-      this.size >= s.default_pool_size;
+      !this.#closed && s.reserve_pool_size === 0 && s.max_db_connections === 0 && this.size >= s.default_pool_size;
     const jsWaiting = this.#queue.length > 0;
-    if (full === this.#laneFull && jsWaiting === this.#laneJsWaiting) return;
+    const jsIdle = this.#idle.length > 0;
+    if (full === this.#laneFull && jsWaiting === this.#laneJsWaiting && jsIdle === this.#laneJsIdle) return;
     this.#laneFull = full;
     this.#laneJsWaiting = jsWaiting;
-    l.ops.set(l.handle, full, jsWaiting);
+    this.#laneJsIdle = jsIdle;
+    l.ops.set(l.handle, full, jsWaiting, jsIdle);
+  }
+
+  /** A server nobody in this pool's queue wants: to the client waiting first in the lane, if one does. */
+  #giveToLane(srv: ServerConnection): boolean {
+    const l = this.#lane;
+    const fd = srv.laneFd;
+    if (!l || fd === undefined || srv.laneGucId === 0 || srv.broken || !srv.suspend()) return false;
+    srv.detach();
+    srv.inLane = true;
+    if (l.ops.give(l.handle, srv.id, fd, this.lifetimeLeftMs(srv), srv.laneGucId)) return true;
+    srv.inLane = false;
+    srv.resumeReads();
+    return false;
   }
 
   /** The lane's newest idle server, back in JavaScript's hands (still counted busy), or undefined. */
@@ -472,12 +487,13 @@ export class Pool {
   #offer(srv: ServerConnection): void {
     const w = this.#queue[0];
     if (w) {
+      this.#busy.add(srv); // before #dequeue: the lane's view of the pool's size must not dip
       this.#dequeue(w);
-      this.#busy.add(srv);
       w.resolve(srv);
       return;
     }
     srv.lastUsed = Date.now();
+    if (this.#giveToLane(srv)) return; // stays busy: the lane holds it
     this.#idle.push(srv);
     this.#syncLane();
   }

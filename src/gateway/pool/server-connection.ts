@@ -147,6 +147,7 @@ export class ServerConnection {
    */
   attach(sink: ServerSink): void {
     this.#sink = sink;
+    this.laneGucId = 0; // a JavaScript owner may change its GUCs
     if (this.socket.isPaused()) this.socket.resume();
   }
 
@@ -199,6 +200,15 @@ export class ServerConnection {
    * until it comes back (leftLane). Set by the transaction relay that lends it, cleared by whoever takes it back.
    */
   inLane = false;
+  /**
+   * The GUC signature of the client that last took it into the lane (its values are in effect here); 0 once a
+   * JavaScript owner had it since, which may have changed them.
+   */
+  laneGucId = 0;
+  /** The fd the native relay uses (nativeFd), if it was made. */
+  get laneFd(): number | undefined {
+    return this.#nativeFd;
+  }
 
   /** Back from the lane: Node reads the socket again (a broken server is left alone). */
   leftLane(): void {

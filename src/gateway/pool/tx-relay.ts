@@ -303,6 +303,7 @@ export class TxRelay {
       s.detach();
       s.inLane = true;
       const h = this.host;
+      s.laneGucId = h.gucId();
       if (!port.startLane(lane, s.id, fd, h.lifetimeLeftMs(s), h.gucId(), d, track, this.#onNative)) {
         s.inLane = false;
         s.attach(this.#sink);
