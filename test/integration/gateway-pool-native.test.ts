@@ -265,4 +265,57 @@ describe('native transaction relay', { skip }, () => {
       await gw2.close();
     }
   });
+
+  test('30 clients on one server through the lane: every answer its own, a client leaving while it waits', async () => {
+    const before = counters();
+    const clients = Array.from({ length: 30 }, () => client());
+    await Promise.all(clients.map((c) => c.connect()));
+    const gone = client();
+    gone.on('error', () => undefined);
+    await gone.connect();
+    await gone.query('SELECT 1'); // in the lane from here on
+    const hold = client();
+    await hold.connect();
+    await hold.query('BEGIN'); // the one server is held: the next query of `gone` waits in the lane
+    const waiting = gone.query('SELECT 2').catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    (gone as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    await waiting;
+    await hold.query('COMMIT');
+    await hold.end();
+    const results = await Promise.all(
+      clients.map(async (c, i) => {
+        const got: number[] = [];
+        for (let k = 0; k < 20; k++)
+          got.push(((await c.query(`SELECT ${i * 100 + k} AS v`)).rows[0] as { v: number }).v);
+        return got;
+      }),
+    );
+    results.forEach((got, i) =>
+      assert.deepEqual(
+        got,
+        Array.from({ length: 20 }, (_, k) => i * 100 + k),
+      ),
+    );
+    await Promise.all(clients.map((c) => c.end()));
+    const d = counters();
+    assert.ok(
+      d.laneBoundaries - before.laneBoundaries >= 600,
+      `lane boundaries: ${d.laneBoundaries - before.laneBoundaries}`,
+    );
+  });
+
+  test('an idle server that dies in the lane is discarded: the next transaction gets a new backend', async () => {
+    const c = client();
+    await c.connect();
+    const pid = ((await c.query('SELECT pg_backend_pid() AS p')).rows[0] as { p: number }).p;
+    const su = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'postgres', password: SUPERUSER_PASSWORD });
+    await su.connect();
+    await su.query('SELECT pg_terminate_backend($1)', [pid]);
+    await su.end();
+    await new Promise((r) => setTimeout(r, 200)); // its FATAL reaches the lane's watch on the idle server
+    const pid2 = ((await c.query('SELECT pg_backend_pid() AS p')).rows[0] as { p: number }).p;
+    assert.notEqual(pid2, pid);
+    await c.end();
+  });
 });

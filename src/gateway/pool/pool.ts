@@ -136,7 +136,8 @@ export class Pool {
 
   /** The pool's lane for a native transaction relay using `ops` (made on first use); undefined once closed. */
   lane(ops: LaneOps): LaneHandle | undefined {
-    if (this.#closed) return undefined;
+    // server_reset_query_always runs the reset at every release: a release the lane makes would skip it.
+    if (this.#closed || this.settings.server_reset_query_always) return undefined;
     if (!this.#lane) {
       const s = this.settings;
       const checkDelay = s.server_check_query === '' ? -1 : s.server_check_delay;
