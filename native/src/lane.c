@@ -37,6 +37,7 @@ static void lane_emit(lane *ln, int ev, int id) {
 static void on_srv_closed(uv_handle_t *h) {
   lane_srv *srv = (lane_srv *)h;
   lane *ln = srv->ln;
+  free(srv->names);
   free(srv);
   lane_unref(ln);
 }
@@ -66,6 +67,7 @@ static void srv_detach(lane_srv *srv) {
     }
   }
   if (srv->owner) {
+    if (srv->owner->c.tx) srv->owner->c.tx->sset = NULL;
     srv->owner->srv = NULL;
     srv->owner = NULL;
   }
@@ -108,6 +110,8 @@ static void attach(session *s, lane_srv *srv) {
   srv->owner = s;
   s->srv = srv;
   pgtls_tx_attach(&s->c, srv->fd);
+  s->c.tx->sset = srv->names;
+  s->c.tx->sset_len = srv->names_len;
 }
 
 /* ---- the wait queue ---- */
@@ -240,6 +244,7 @@ int lane_release(session *s) {
   s->srv = NULL;
   srv->released = now;
   pgtls_tx_detach(c);
+  t->sset = NULL;
   s->txs++;
   ln->boundaries++;
   if (ln->js_waiting) {
@@ -310,6 +315,10 @@ int lane_leave(session *s, int dirty) {
   s->ln = NULL;
   s->srv = NULL;
   s->lane_ev = 0;
+  free(s->cmap);
+  s->cmap = NULL;
+  s->cmap_len = 0;
+  if (s->c.tx) s->c.tx->cmap = s->c.tx->sset = NULL;
   ln->refs++;
   if (dirty && id) lane_emit(ln, 2, id);
   ln->refs--; /* the session's; the temporary one above still holds the lane */
@@ -380,15 +389,35 @@ static napi_value create_lane(napi_env env, napi_callback_info info) {
   return obj;
 }
 
-/* A server joins the lane (not yet idle nor held); NULL with *why on failure. */
-static lane_srv *new_srv(lane *ln, int id, int fd, double life, int gucid, const char **why) {
+/* A copy of a Buffer argument (NULL and 0 when it is not one or is empty); -1 out of memory. */
+static int copy_buf(napi_env env, napi_value v, unsigned char **out, size_t *len) {
+  bool isbuf = false;
+  void *p = NULL;
+  size_t n = 0;
+  *out = NULL;
+  *len = 0;
+  if (napi_is_buffer(env, v, &isbuf) != napi_ok || !isbuf) return 0;
+  napi_get_buffer_info(env, v, &p, &n);
+  if (n == 0) return 0;
+  *out = malloc(n);
+  if (!*out) return -1;
+  memcpy(*out, p, n);
+  *len = n;
+  return 0;
+}
+
+/* A server joins the lane (not yet idle nor held); NULL with *why on failure. `names`: its prepared statements. */
+static lane_srv *new_srv(lane *ln, int id, int fd, double life, int gucid, napi_env env, napi_value names,
+                         const char **why) {
   lane_srv *srv = calloc(1, sizeof *srv);
-  if (!srv) {
+  if (!srv || copy_buf(env, names, &srv->names, &srv->names_len) != 0) {
+    free(srv);
     *why = "out of memory";
     return NULL;
   }
   int rc = uv_poll_init(ln->loop, &srv->h, fd);
   if (rc != 0) {
+    free(srv->names);
     free(srv);
     *why = uv_strerror(rc);
     return NULL;
@@ -405,12 +434,12 @@ static lane_srv *new_srv(lane *ln, int id, int fd, double life, int gucid, const
   return srv;
 }
 
-/* laneGive(lane, serverId, serverFd, lifetimeLeftMs, gucid) -> true when the lane took the server for the client
- * waiting first in its queue (false: nobody waits there; the server stays JavaScript's). */
+/* laneGive(lane, serverId, serverFd, lifetimeLeftMs, gucid, preparedNames?) -> true when the lane took the server
+ * for the client waiting first in its queue (false: nobody waits there; the server stays JavaScript's). */
 static napi_value lane_give(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], r;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5) THROW("laneGive: 5 arguments");
+  size_t argc = 6;
+  napi_value argv[6], r;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 6) THROW("laneGive: 6 arguments");
   lane *ln = lane_arg(env, argv[0]);
   if (!ln) return NULL;
   int32_t id = 0, fd = -1, gucid = 0;
@@ -420,7 +449,7 @@ static napi_value lane_give(napi_env env, napi_callback_info info) {
   bool took = false;
   if (ln->wq_head && !ln->closed && id > 0 && fd >= 0 && !find_srv(ln, id)) {
     const char *why = NULL;
-    lane_srv *srv = new_srv(ln, id, fd, dbl(env, argv[3]), gucid, &why);
+    lane_srv *srv = new_srv(ln, id, fd, dbl(env, argv[3]), gucid, env, argv[5], &why);
     if (!srv) THROW(why);
     srv->released = uv_now(ln->loop);
     offer(ln, srv);
@@ -430,12 +459,14 @@ static napi_value lane_give(napi_env env, napi_callback_info info) {
   return r;
 }
 
-/* txLane(session, lane, serverId, serverFd, lifetimeLeftMs (0: none), gucid, clientBytes?, trackNames): relay the
- * session's transactions in the lane, starting on this server (which joins the lane) with these client bytes. */
+/* txLane(session, lane, serverId, serverFd, lifetimeLeftMs (0: none), gucid, clientBytes?, trackNames,
+ * statements?, preparedNames?): relay the session's transactions in the lane, starting on this server (which joins
+ * the lane) with these client bytes; `statements` the client's (name, server name) pairs and `preparedNames` the
+ * server's, NUL-ended, for the renames of txrelay.h. */
 static napi_value tx_lane(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
-  napi_value argv[8];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 8) THROW("txLane: 8 arguments");
+  size_t argc = 10;
+  napi_value argv[10];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 10) THROW("txLane: 10 arguments");
   session *s = pgtls_session_unwrap(env, argv[0]);
   lane *ln = s ? lane_arg(env, argv[1]) : NULL;
   if (!s || !ln) return NULL;
@@ -454,12 +485,26 @@ static napi_value tx_lane(napi_env env, napi_callback_info info) {
   if (napi_is_buffer(env, argv[6], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[6], &cl, &cll);
   napi_get_value_bool(env, argv[7], &track);
   const char *why = NULL;
-  lane_srv *srv = new_srv(ln, id, fd, life, gucid, &why);
-  if (!srv) THROW(why);
+  unsigned char *cmap = NULL;
+  size_t cmap_len = 0;
+  if (copy_buf(env, argv[8], &cmap, &cmap_len) != 0) THROW("out of memory");
+  lane_srv *srv = new_srv(ln, id, fd, life, gucid, env, argv[9], &why);
+  if (!srv) {
+    free(cmap);
+    THROW(why);
+  }
   if (pgtls_tx_start(&s->c, fd, track, cl, cll) != 0) {
+    free(cmap);
     srv_detach(srv);
     THROW("out of memory");
   }
+  free(s->cmap);
+  s->cmap = cmap;
+  s->cmap_len = cmap_len;
+  s->c.tx->cmap = cmap;
+  s->c.tx->cmap_len = cmap_len;
+  s->c.tx->sset = srv->names;
+  s->c.tx->sset_len = srv->names_len;
   s->ln = ln;
   ln->refs++;
   s->gucid = gucid;

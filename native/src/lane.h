@@ -45,6 +45,8 @@ typedef struct lane_srv {
   int idle;          /* on the idle stack */
   uint64_t released; /* uv_now when it last went idle */
   uint64_t expires;  /* server_lifetime deadline in uv_now ms (0: none) */
+  unsigned char *names; /* server names of the statements prepared on it, NUL-ended (txrelay.h sset), owned */
+  size_t names_len;
 } lane_srv;
 
 typedef struct lane {

@@ -55,6 +55,8 @@ typedef struct session {
   struct session *wnext;
   uint64_t wait_since; /* uv_now when it joined the queue */
   uint32_t txs;        /* transactions completed in the lane since JavaScript last heard from it */
+  unsigned char *cmap; /* its named statements for the lane to rename (txrelay.h cmap), owned */
+  size_t cmap_len;
 } session;
 
 

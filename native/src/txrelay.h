@@ -41,6 +41,14 @@ typedef struct pgtls_tx {
   size_t up_scan;  /* client plaintext in c->up: [up_off, up_scan) framed, to send; [up_scan, up_len) not yet */
   size_t dn_off, dn_scan, dn_len; /* server bytes in dn: [dn_off, dn_scan) framed, to encrypt; then not yet */
   uint64_t from_client, from_server;
+  /*
+   * Named statements the relay may rename itself (the lane; NULL otherwise): the client's statements as NUL-ended
+   * pairs "client name, server name", and the server names prepared on the server attached now (NUL-ended). A Bind
+   * or Describe of a client statement the server has is forwarded with the server's name; anything else about a
+   * named statement is JavaScript's. Neither is owned here.
+   */
+  const unsigned char *cmap, *sset;
+  size_t cmap_len, sset_len;
   unsigned qh, qn;
   unsigned char q[PGTLS_TXQ_CAP]; /* kinds: P B D E S Q C, as expected.ts's entries */
   unsigned char dn[PGTLS_IOBUF];

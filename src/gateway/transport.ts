@@ -92,7 +92,14 @@ export interface LaneOps {
    */
   set(lane: LaneHandle, full: boolean, jsWaiting: boolean, jsIdle: boolean): void;
   /** A server for the client waiting first in the lane (false: none waits; the server stays the pool's). */
-  give(lane: LaneHandle, serverId: number, serverFd: number, lifetimeLeftMs: number, gucId: number): boolean;
+  give(
+    lane: LaneHandle,
+    serverId: number,
+    serverFd: number,
+    lifetimeLeftMs: number,
+    gucId: number,
+    preparedNames: Buffer | undefined,
+  ): boolean;
   /** The newest idle server leaves the lane: [id, ms idle]. */
   take(lane: LaneHandle): [number, number] | undefined;
   /** An idle server leaves the lane (false: not in it, or a client holds it). */
@@ -124,6 +131,9 @@ export interface TxRelayPort {
     gucId: number,
     clientBytes: Buffer,
     trackNames: boolean,
+    /** The client's named statements as NUL-ended (name, server name) pairs, and the server's prepared names. */
+    statements: Buffer | undefined,
+    preparedNames: Buffer | undefined,
     done: (h: TxHandback) => void,
   ): boolean;
   /** The lane server the session holds now (0: none). */

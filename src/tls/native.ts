@@ -71,11 +71,20 @@ interface Addon {
     gucId: number,
     clientBytes: Buffer | undefined,
     trackNames: boolean,
+    statements: Buffer | undefined,
+    preparedNames: Buffer | undefined,
   ): void;
   txServer(s: NativeHandle): number;
   createLane(waitTimeoutMs: number, checkDelayMs: number, cb: (event: number, serverId: number) => void): LaneHandle;
   laneSet(lane: LaneHandle, full: boolean, jsWaiting: boolean, jsIdle: boolean): void;
-  laneGive(lane: LaneHandle, serverId: number, serverFd: number, lifetimeLeftMs: number, gucId: number): boolean;
+  laneGive(
+    lane: LaneHandle,
+    serverId: number,
+    serverFd: number,
+    lifetimeLeftMs: number,
+    gucId: number,
+    preparedNames: Buffer | undefined,
+  ): boolean;
   laneTake(lane: LaneHandle): [number, number] | undefined;
   laneRemove(lane: LaneHandle, serverId: number): boolean;
   laneStats(lane: LaneHandle): number[];
@@ -107,7 +116,7 @@ function laneOps(addon: Addon): LaneOps {
     ops = {
       create: (waitTimeoutMs, checkDelayMs, onEvent) => addon.createLane(waitTimeoutMs, checkDelayMs, onEvent),
       set: (lane, full, jsWaiting, jsIdle) => addon.laneSet(lane, full, jsWaiting, jsIdle),
-      give: (lane, id, fd, lifetimeLeftMs, gucId) => addon.laneGive(lane, id, fd, lifetimeLeftMs, gucId),
+      give: (lane, id, fd, lifetimeLeftMs, gucId, names) => addon.laneGive(lane, id, fd, lifetimeLeftMs, gucId, names),
       take: (lane) => addon.laneTake(lane),
       remove: (lane, id) => addon.laneRemove(lane, id),
       stats: (lane) => addon.laneStats(lane),
@@ -373,12 +382,13 @@ class NativeTlsStream extends Duplex {
       this.#txDone = done;
       return true;
     },
-    startLane: (lane, serverId, serverFd, lifetimeLeftMs, gucId, clientBytes, trackNames, done) => {
+    startLane: (lane, serverId, serverFd, lifetimeLeftMs, gucId, clientBytes, trackNames, stmts, names, done) => {
       const handle = this.#handle;
       if (!handle || this.#closed || this.#spliced || this.#txDone || this.#pendingWrite) return false;
       if (this.readableLength > 0 || this.isPaused() || this.readableEnded || this.writableEnded) return false;
       try {
-        this.#addon.txLane(handle, lane, serverId, serverFd, lifetimeLeftMs, gucId, clientBytes, trackNames);
+        const a = this.#addon;
+        a.txLane(handle, lane, serverId, serverFd, lifetimeLeftMs, gucId, clientBytes, trackNames, stmts, names);
       } catch {
         return false;
       }

@@ -202,7 +202,7 @@ export class Pool {
     if (!l || fd === undefined || srv.laneGucId === 0 || srv.broken || !srv.suspend()) return false;
     srv.detach();
     srv.inLane = true;
-    if (l.ops.give(l.handle, srv.id, fd, this.lifetimeLeftMs(srv), srv.laneGucId)) return true;
+    if (l.ops.give(l.handle, srv.id, fd, this.lifetimeLeftMs(srv), srv.laneGucId, srv.preparedNames())) return true;
     srv.inLane = false;
     srv.resumeReads();
     return false;

@@ -205,6 +205,14 @@ export class ServerConnection {
    * JavaScript owner had it since, which may have changed them.
    */
   laneGucId = 0;
+  /** The names in `prepared`, NUL-ended, for the lane (native/src/txrelay.h sset); undefined when none. */
+  preparedNames(): Buffer | undefined {
+    if (this.prepared.size === 0) return undefined;
+    let s = '';
+    for (const n of this.prepared.keys()) s += `${n}\0`;
+    return Buffer.from(s);
+  }
+
   /** The fd the native relay uses (nativeFd), if it was made. */
   get laneFd(): number | undefined {
     return this.#nativeFd;

@@ -304,7 +304,9 @@ export class TxRelay {
       s.inLane = true;
       const h = this.host;
       s.laneGucId = h.gucId();
-      if (!port.startLane(lane, s.id, fd, h.lifetimeLeftMs(s), h.gucId(), d, track, this.#onNative)) {
+      const stmts = track ? this.#statementPairs() : undefined;
+      const names = track ? s.preparedNames() : undefined;
+      if (!port.startLane(lane, s.id, fd, h.lifetimeLeftMs(s), h.gucId(), d, track, stmts, names, this.#onNative)) {
         s.inLane = false;
         s.attach(this.#sink);
         s.resumeReads();
@@ -319,6 +321,15 @@ export class TxRelay {
     this.#native = true;
     nativeTxCounters.relays++;
     return true;
+  }
+
+  /** The client's named statements as NUL-ended (name, server name) pairs, for the lane's renames. */
+  #statementPairs(): Buffer | undefined {
+    const st = this.host.statements;
+    if (st.size === 0) return undefined;
+    let s = '';
+    for (const [name, v] of st) s += `${name}\0${v.serverName}\0`;
+    return Buffer.from(s);
   }
 
   /** #tryNative with what waits in the client's reader (put back when the native relay cannot start). */
