@@ -20,41 +20,9 @@
 
 #include "context.h"
 #include "engine.h"
+#include "lane.h"
+#include "session.h"
 #include "txrelay.h"
-
-/* Event kinds passed as the first argument of the session callback. */
-enum { EV_HANDSHAKE_OK = 1, EV_HANDSHAKE_FAIL = 2, EV_DATA = 3, EV_END = 4, EV_DRAIN = 5, EV_CLOSE = 6, EV_TX = 7 };
-
-/* The transaction relay's watch on a pooled server's fd: one per relay, freed when libuv has closed it. */
-typedef struct tpoll {
-  uv_poll_t h; /* first: the uv_handle_t* of the close callback is this struct */
-  struct session *s;
-} tpoll;
-
-typedef struct session {
-  pgtls_conn c;
-  napi_env env;
-  napi_ref self; /* strong while the connection is open: the callback must stay reachable */
-  napi_ref cb;
-  napi_async_context actx;
-  uv_poll_t cpoll, bpoll;
-  int cpoll_on, bpoll_on;
-  tpoll *tp; /* the transaction relay's server watch (PH_TX), or NULL */
-  int tmask;
-  int cmask, bmask;
-  int open_handles; /* uv handles whose close callback has not run yet */
-  int busy;         /* inside run(): JavaScript called from here must not re-enter it */
-  int done;
-  int destroy_req;
-  int finalized;
-  int drain_wanted;
-  int end_emitted;
-  int active;  /* ran since the last sweep */
-  int trimmed; /* buffers given back by the sweep, nothing ran since */
-  struct session *prev, *next; /* this thread's open sessions, for the idle sweep */
-  struct session *soon_next;   /* in this thread's run-soon list (defer()) */
-  int soon;
-} session;
 
 /*
  * Per thread (each Node environment runs on its own thread, and a session only on its loop's): the decrypted-bytes
@@ -165,13 +133,17 @@ static void report_exception(napi_env env) {
 
 /* Call the session's JavaScript callback; the result is written to *out when out is not NULL (inside the caller's
  * handle scope). */
-static void emit(session *s, int argc, napi_value *argv, napi_value *out) {
-  napi_env env = s->env;
+void pgtls_make_callback(napi_env env, napi_async_context actx, napi_ref fn, int argc, napi_value *argv,
+                         napi_value *out) {
   napi_value cb, recv, result = NULL;
-  if (!s->cb || napi_get_reference_value(env, s->cb, &cb) != napi_ok || !cb) return;
+  if (!fn || napi_get_reference_value(env, fn, &cb) != napi_ok || !cb) return;
   napi_get_global(env, &recv); /* napi_make_callback wants an object receiver */
-  if (napi_make_callback(env, s->actx, recv, cb, (size_t)argc, argv, &result) != napi_ok) report_exception(env);
+  if (napi_make_callback(env, actx, recv, cb, (size_t)argc, argv, &result) != napi_ok) report_exception(env);
   if (out) *out = result;
+}
+
+static void emit(session *s, int argc, napi_value *argv, napi_value *out) {
+  pgtls_make_callback(s->env, s->actx, s->cb, argc, argv, out);
 }
 
 static napi_value num(napi_env env, double v) {
@@ -179,6 +151,8 @@ static napi_value num(napi_env env, double v) {
   napi_create_double(env, v, &r);
   return r;
 }
+
+napi_value pgtls_num(napi_env env, double v) { return num(env, v); }
 
 static napi_value str(napi_env env, const char *v) {
   napi_value r;
@@ -201,6 +175,7 @@ static void set_interest(session *s, int want) {
     s->cmask = cm;
   }
   int bm = ((want & WANT_BR) ? UV_READABLE : 0) | ((want & WANT_BW) ? UV_WRITABLE : 0);
+  if (s->srv) lane_srv_interest(s->srv, want);
   if (s->tp && bm != s->tmask) {
     if (bm) uv_poll_start(&s->tp->h, bm, on_poll);
     else uv_poll_stop(&s->tp->h);
@@ -219,6 +194,7 @@ static void kick(session *s) {
   int want = (s->cmask & UV_READABLE ? WANT_CR : 0) | WANT_CW;
   if (s->bpoll_on) want |= (s->bmask & UV_READABLE ? WANT_BR : 0) | WANT_BW;
   if (s->tp) want |= (s->tmask & UV_READABLE ? WANT_BR : 0) | WANT_BW;
+  if (s->srv) want |= (s->srv->mask & UV_READABLE ? WANT_BR : 0) | WANT_BW;
   set_interest(s, want);
 }
 
@@ -256,6 +232,9 @@ static void tx_handback(session *s) {
   pgtls_conn *c = &s->c;
   pgtls_tx *t = c->tx;
   tx_unwatch(s);
+  double txs = s->txs;
+  s->txs = 0;
+  int server_id = s->ln ? lane_leave(s, 0) : 0; /* the server, if it holds one, is JavaScript's again */
   napi_env env = s->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
@@ -268,7 +247,7 @@ static void tx_handback(session *s) {
   napi_value mid;
   napi_get_boolean(env, t->mid != 0, &mid);
   /* positional (named properties cost ~19k instructions per handback: each name is internalized again) */
-  napi_value argv[10] = {num(env, EV_TX),
+  napi_value argv[12] = {num(env, EV_TX),
                          num(env, t->reason),
                          buf_or_undef(env, up + scan, len - scan),
                          buf_or_undef(env, up + off, scan - off),
@@ -277,14 +256,18 @@ static void tx_handback(session *s) {
                          num(env, t->status),
                          num(env, (double)t->from_client),
                          num(env, (double)t->from_server),
-                         mid};
+                         mid,
+                         num(env, server_id),
+                         num(env, txs)};
   pgtls_tx_finish(c);
   c->reading = 1; /* the stream's reader was waiting when the relay started (JavaScript checks) */
-  emit(s, 10, argv, NULL);
+  emit(s, 12, argv, NULL);
   napi_close_handle_scope(env, scope);
 }
 
 static void run(session *s);
+
+void pgtls_session_run(session *s) { run(s); }
 
 static void on_soon(uv_idle_t *h) {
   uv_idle_stop(h);
@@ -328,6 +311,8 @@ static void defer(session *s) {
   uv_idle_start(soon_idle, on_soon);
 }
 
+void pgtls_session_defer(session *s) { defer(s); }
+
 /* End of the connection: stop watching, close our fds, tell JavaScript once, let the wrapper be collected. */
 static void teardown(session *s, const char *why) {
   if (s->done) return;
@@ -345,6 +330,7 @@ static void teardown(session *s, const char *why) {
     s->bpoll_on = 0;
   }
   tx_unwatch(s);
+  if (s->ln) lane_leave(s, 1); /* a server it held mid-transaction is dirty: the pool is told */
   double fc = (double)s->c.from_client, fb = (double)s->c.from_backend;
   char reason[sizeof s->c.reason];
   memcpy(reason, s->c.reason, sizeof reason);
@@ -487,10 +473,27 @@ static void run(session *s) {
     } else if (s->c.phase == PH_SPLICE && !s->destroy_req) {
       if (pgtls_splice_pump(&s->c, &want) == 1) s->destroy_req = 1;
     } else if (s->c.phase == PH_TX && !s->destroy_req) {
-      if (pgtls_tx_pump(&s->c, &want) == 1) {
+      /* In a lane the session moves between transactions (no server) and relaying (a server) without JavaScript;
+       * a bounded number of moves per run, then the next loop turn. */
+      int handed = 0, steps = 0;
+      for (; steps < 8; steps++) {
+        if (s->ln && !s->srv) {
+          int r = lane_idle_step(s, &want);
+          if (r == 2) continue;
+          if (r == 1) handed = 1;
+          break;
+        }
+        if (pgtls_tx_pump(&s->c, &want) == 1) {
+          if (s->c.tx->reason == TX_BOUNDARY && lane_release(s)) continue;
+          handed = 1;
+        }
+        break;
+      }
+      if (handed) {
         tx_handback(s);
         continue;
       }
+      if (steps == 8) want |= WANT_CW | (s->srv ? WANT_BW : 0); /* come back on the next turn */
     }
     if (s->c.phase == phase0 || (phase0 == PH_HANDSHAKE && s->c.phase == PH_STREAM)) {
       settled = 1;
@@ -499,7 +502,7 @@ static void run(session *s) {
   }
   s->busy = 0;
   if (s->destroy_req) teardown(s, "");
-  else if (s->c.phase == PH_TX && !s->tp) teardown(s, "transaction relay lost its server watch");
+  else if (s->c.phase == PH_TX && !s->tp && !s->ln) teardown(s, "transaction relay lost its server watch");
   else if (settled) set_interest(s, want);
   else defer(s); /* the phase changed on the last round: run it on the next loop turn */
 }
@@ -538,6 +541,7 @@ static void finalize_session(napi_env env, void *data, void *hint) {
   maybe_free(s);
 }
 
+
 static session *unwrap(napi_env env, napi_value v) {
   void *p = NULL;
   if (napi_unwrap(env, v, &p) != napi_ok || !p) {
@@ -546,6 +550,8 @@ static session *unwrap(napi_env env, napi_value v) {
   }
   return p;
 }
+
+session *pgtls_session_unwrap(napi_env env, napi_value v) { return unwrap(env, v); }
 
 /* The start of every session method: its arguments (up to *argc), the session in argv[0]. `use`: a call that
  * works the session marks it in use, so the idle sweep keeps (or brings back) its buffers. NULL with a JavaScript
@@ -854,9 +860,11 @@ static napi_value tx_stop(napi_env env, napi_callback_info info) {
   if (!s) return NULL;
   if (s->done || s->c.phase != PH_TX) return NULL;
   tx_unwatch(s);
+  s->txs = 0;
+  int id = s->ln ? lane_leave(s, 0) : 0;
   pgtls_tx_finish(&s->c);
   s->c.reading = 0;
-  return NULL;
+  return num(env, id);
 }
 
 /* dupFd(fd) -> a close-on-exec duplicate the caller owns (closeFd). */
@@ -904,6 +912,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"closeFd", NULL, close_fd_js, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
+  lane_define(env, exports);
   napi_value v;
   napi_create_string_utf8(env, OpenSSL_version(OPENSSL_VERSION), NAPI_AUTO_LENGTH, &v);
   napi_set_named_property(env, exports, "openssl", v);

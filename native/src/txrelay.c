@@ -31,11 +31,65 @@ static uint32_t be32(const unsigned char *p) {
   return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
 }
 
+/* The server's name for client statement [n, n + nl), if the attached server has it prepared; else NULL. */
+static const unsigned char *server_name(const pgtls_tx *t, const unsigned char *n, size_t nl, size_t *sl) {
+  if (!t->cmap || !t->sset) return NULL;
+  const unsigned char *p = t->cmap, *end = t->cmap + t->cmap_len;
+  while (p < end) {
+    const unsigned char *z = memchr(p, 0, (size_t)(end - p));
+    if (!z) return NULL;
+    const unsigned char *sv = z + 1, *sz = sv < end ? memchr(sv, 0, (size_t)(end - sv)) : NULL;
+    if (!sz) return NULL;
+    if ((size_t)(z - p) == nl && memcmp(p, n, nl) == 0) {
+      size_t l = (size_t)(sz - sv);
+      for (const unsigned char *q = t->sset, *qe = t->sset + t->sset_len; q < qe;) {
+        const unsigned char *qz = memchr(q, 0, (size_t)(qe - q));
+        if (!qz) return NULL;
+        if ((size_t)(qz - q) == l && memcmp(q, sv, l) == 0) {
+          *sl = l;
+          return sv;
+        }
+        q = qz + 1;
+      }
+      return NULL;
+    }
+    p = sz + 1;
+  }
+  return NULL;
+}
+
+/*
+ * Put the server's name in place of the client's at [name, name + nl) of the message at m (whole in c->up), moving
+ * what follows; the length field is updated. -1 when the buffer has no room (JavaScript renames it).
+ */
+static int rename_stmt(pgtls_conn *c, unsigned char *m, unsigned char *name, size_t nl, const unsigned char *sv,
+                       size_t sl, uint32_t *len) {
+  size_t tail = (size_t)(c->up + c->up_len - (name + nl));
+  if (sl > nl) {
+    if (c->up_cap - c->up_len < sl - nl) return -1;
+    memmove(name + sl, name + nl, tail);
+    c->up_len += sl - nl;
+  } else if (sl < nl) {
+    memmove(name + sl, name + nl, tail);
+    c->up_len -= nl - sl;
+  }
+  memcpy(name, sv, sl);
+  uint32_t nlen = (uint32_t)(*len + sl - nl);
+  m[1] = (unsigned char)(nlen >> 24);
+  m[2] = (unsigned char)(nlen >> 16);
+  m[3] = (unsigned char)(nlen >> 8);
+  m[4] = (unsigned char)nlen;
+  *len = nlen;
+  return 0;
+}
+
 /*
  * A client message at its header: 0 forward it (its expected answer queued), 1 wait for the rest of it, 2 it is
  * JavaScript's. Whole messages are needed only to read a statement name (tracked P/B/D/C); anything else streams.
+ * A Bind or Describe of a statement the relay can rename (t->cmap) is rewritten in place (*len updated).
  */
-static int classify_client(const pgtls_conn *c, pgtls_tx *t, const unsigned char *m, size_t avail, uint32_t len) {
+static int classify_client(pgtls_conn *c, pgtls_tx *t, unsigned char *m, size_t avail, uint32_t *plen) {
+  uint32_t len = *plen;
   unsigned char kind = 0;
   int named = 0;
   switch (m[0]) {
@@ -64,6 +118,7 @@ static int classify_client(const pgtls_conn *c, pgtls_tx *t, const unsigned char
   default:
     return 2; /* Terminate, and anything the JavaScript relay would have to judge */
   }
+  if (kind && t->qn == PGTLS_TXQ_CAP) return 2; /* before any rename: a message handed back is the client's */
   if (named) {
     size_t total = (size_t)len + 1;
     if (avail < total) return total > c->up_cap ? 2 : 1;
@@ -76,9 +131,20 @@ static int classify_client(const pgtls_conn *c, pgtls_tx *t, const unsigned char
       z = memchr(b, 0, bl); /* the portal */
       if (!z) return 2;
       size_t rest = bl - (size_t)(z + 1 - b);
-      if (rest == 0 || z[1] != 0) return 2; /* a named statement */
-    } else if (bl < 2 || (b[0] == 'S' && b[1] != 0) || (b[0] != 'S' && b[0] != 'P')) {
+      if (rest == 0) return 2;
+      if (z[1] != 0) { /* a named statement: renamed when the server has it, else JavaScript's */
+        unsigned char *n = (unsigned char *)z + 1, *nz = memchr(n, 0, rest);
+        size_t sl = 0;
+        const unsigned char *sv = nz ? server_name(t, n, (size_t)(nz - n), &sl) : NULL;
+        if (!sv || rename_stmt(c, m, n, (size_t)(nz - n), sv, sl, plen) != 0) return 2;
+      }
+    } else if (bl < 2 || (b[0] != 'S' && b[0] != 'P')) {
       return 2;
+    } else if (b[0] == 'S' && b[1] != 0) {
+      unsigned char *n = (unsigned char *)b + 1, *nz = memchr(n, 0, bl - 1);
+      size_t sl = 0;
+      const unsigned char *sv = nz && m[0] == 'D' ? server_name(t, n, (size_t)(nz - n), &sl) : NULL;
+      if (!sv || rename_stmt(c, m, n, (size_t)(nz - n), sv, sl, plen) != 0) return 2;
     }
   }
   if (kind && q_push(t, kind) != 0) return 2;
@@ -182,6 +248,43 @@ void pgtls_tx_finish(pgtls_conn *c) {
   c->phase = PH_STREAM;
 }
 
+/* Per-transaction state back to "nothing seen" (the queue is empty at a boundary, and when a lane server is taken). */
+static void tx_reset(pgtls_conn *c, pgtls_tx *t, int sfd) {
+  t->fd = sfd;
+  t->reason = t->status = t->s_readable = t->s_eof = t->s_err = t->mid = 0;
+  t->c_rem = t->s_rem = 0;
+  t->up_scan = c->up ? c->up_off : 0;
+  t->dn_off = t->dn_scan = t->dn_len = 0;
+  t->qh = t->qn = 0;
+  c->b_readable = 0;
+}
+
+void pgtls_tx_attach(pgtls_conn *c, int sfd) { tx_reset(c, c->tx, sfd); }
+
+void pgtls_tx_detach(pgtls_conn *c) { tx_reset(c, c->tx, -1); }
+
+static size_t client_room(pgtls_conn *c, pgtls_tx *t);
+
+int pgtls_tx_read_client(pgtls_conn *c) {
+  pgtls_tx *t = c->tx;
+  int total = 0;
+  /* SSL_read returns nothing after it read ciphertext from the socket: try again, a bounded number of times */
+  for (int i = 0; i < 8 && !c->c_tls_eof && !c->tls_fatal; i++) {
+    size_t room = client_room(c, t);
+    if (room == 0) break;
+    int progress = 0;
+    int r = pgtls_read_plain(c, c->up + c->up_len, room, &progress);
+    if (r > 0) {
+      c->up_len += (size_t)r;
+      t->from_client += (uint64_t)r;
+      total += r;
+    } else if (!progress) {
+      break;
+    }
+  }
+  return total;
+}
+
 static void scan_client(pgtls_conn *c, pgtls_tx *t) {
   while (t->up_scan < c->up_len) {
     size_t avail = c->up_len - t->up_scan;
@@ -198,7 +301,7 @@ static void scan_client(pgtls_conn *c, pgtls_tx *t) {
       t->reason = TX_CLIENT_MSG; /* JavaScript sends the FATAL */
       break;
     }
-    int r = classify_client(c, t, m, avail, len);
+    int r = classify_client(c, t, c->up + t->up_scan, avail, &len);
     if (r == 1) break;
     if (r == 2) {
       t->reason = TX_CLIENT_MSG;

@@ -41,6 +41,14 @@ typedef struct pgtls_tx {
   size_t up_scan;  /* client plaintext in c->up: [up_off, up_scan) framed, to send; [up_scan, up_len) not yet */
   size_t dn_off, dn_scan, dn_len; /* server bytes in dn: [dn_off, dn_scan) framed, to encrypt; then not yet */
   uint64_t from_client, from_server;
+  /*
+   * Named statements the relay may rename itself (the lane; NULL otherwise): the client's statements as NUL-ended
+   * pairs "client name, server name", and the server names prepared on the server attached now (NUL-ended). A Bind
+   * or Describe of a client statement the server has is forwarded with the server's name; anything else about a
+   * named statement is JavaScript's. Neither is owned here.
+   */
+  const unsigned char *cmap, *sset;
+  size_t cmap_len, sset_len;
   unsigned qh, qn;
   unsigned char q[PGTLS_TXQ_CAP]; /* kinds: P B D E S Q C, as expected.ts's entries */
   unsigned char dn[PGTLS_IOBUF];
@@ -55,5 +63,12 @@ int pgtls_tx_start(pgtls_conn *c, int sfd, int track, const unsigned char *cl, s
 int pgtls_tx_pump(pgtls_conn *c, int *want);
 /* After a handback (or to abandon the relay): back to the stream phase, buffers kept. */
 void pgtls_tx_finish(pgtls_conn *c);
+/* The native lane (lane.h): relay the next transaction on server fd `sfd`, starting with the client bytes already
+ * read and not yet framed; or, at a boundary, let the server go (the client's unframed bytes stay). */
+void pgtls_tx_attach(pgtls_conn *c, int sfd);
+void pgtls_tx_detach(pgtls_conn *c);
+/* Between transactions in the lane: read client plaintext into the relay's buffer. The bytes read (0: none now; see
+ * c_tls_eof and tls_fatal). */
+int pgtls_tx_read_client(pgtls_conn *c);
 
 #endif

@@ -46,8 +46,14 @@ export interface TlsSession {
   readonly txRelay?: TxRelayPort;
 }
 
-/** Why the native transaction relay gave control back (native/src/txrelay.h). */
+/** Why the native transaction relay gave control back (native/src/txrelay.h, lane.h). */
 export const TX_BOUNDARY = 1;
+export const TX_CLIENT_MSG = 2;
+export const TX_CLIENT_END = 4;
+/** In a lane: the client's next transaction needs a server the lane could not give (the pool's acquire runs). */
+export const TX_NEED_SERVER = 6;
+/** In a lane: the client waited query_wait_timeout in the lane's queue. */
+export const TX_WAIT_TIMEOUT = 7;
 
 /**
  * What the native transaction relay hands back: the reason, the bytes neither direction processed (each starting
@@ -64,6 +70,43 @@ export interface TxHandback {
   readonly fromClient: number;
   readonly fromServer: number;
   readonly mid: boolean;
+  /** In a lane: the server the session holds (its ServerConnection.id; 0: none), JavaScript's again from now. */
+  readonly serverId: number;
+  /** In a lane: transactions that ended at a boundary the lane handled itself since the stretch began. */
+  readonly transactions: number;
+}
+
+/** A transaction pool's native lane (native/src/lane.h): opaque, made by LaneOps.create. */
+export type LaneHandle = object & { readonly __lane: unique symbol };
+
+/** The lane of idle servers and waiting clients the native transaction relay keeps per pool (native/src/lane.h). */
+export interface LaneOps {
+  /**
+   * `checkDelayMs` < 0: no server_check_query. Events: 1 an idle server broke, 2 a client died holding one, 3 a
+   * clean server released for the clients waiting in the pool's own queue.
+   */
+  create(waitTimeoutMs: number, checkDelayMs: number, onEvent: (event: number, serverId: number) => void): LaneHandle;
+  /**
+   * Whether the pool can open no more servers (clients may wait in the lane), whether clients wait in the pool's
+   * own queue, whether the pool holds idle servers (new transactions take those).
+   */
+  set(lane: LaneHandle, full: boolean, jsWaiting: boolean, jsIdle: boolean): void;
+  /** A server for the client waiting first in the lane (false: none waits; the server stays the pool's). */
+  give(
+    lane: LaneHandle,
+    serverId: number,
+    serverFd: number,
+    lifetimeLeftMs: number,
+    gucId: number,
+    preparedNames: Buffer | undefined,
+  ): boolean;
+  /** The newest idle server leaves the lane: [id, ms idle]. */
+  take(lane: LaneHandle): [number, number] | undefined;
+  /** An idle server leaves the lane (false: not in it, or a client holds it). */
+  remove(lane: LaneHandle, serverId: number): boolean;
+  /** [idle, waiting, oldest wait ms, servers, boundaries, hand-offs, waits, then (id, ms idle) per idle server] */
+  stats(lane: LaneHandle): number[];
+  close(lane: LaneHandle): void;
 }
 
 /** Relays a pooled session's messages natively between transaction boundaries (src/gateway/pool/tx-relay.ts). */
@@ -76,8 +119,28 @@ export interface TxRelayPort {
    * False when the session cannot now (bytes waiting in its stream, a write pending): the caller relays in JavaScript.
    */
   start(serverFd: number, clientBytes: Buffer, trackNames: boolean, done: (h: TxHandback) => void): boolean;
-  /** Abandon the relay without calling `done` (the server went away). */
-  stop(): void;
+  /**
+   * start() in a pool's lane: the server joins the lane, and the session goes on relaying transaction after
+   * transaction, taking servers from the lane and giving them back, until `done` (a handback).
+   */
+  startLane(
+    lane: LaneHandle,
+    serverId: number,
+    serverFd: number,
+    lifetimeLeftMs: number,
+    gucId: number,
+    clientBytes: Buffer,
+    trackNames: boolean,
+    /** The client's named statements as NUL-ended (name, server name) pairs, and the server's prepared names. */
+    statements: Buffer | undefined,
+    preparedNames: Buffer | undefined,
+    done: (h: TxHandback) => void,
+  ): boolean;
+  /** The lane server the session holds now (0: none). */
+  laneServer(): number;
+  readonly lanes: LaneOps;
+  /** Abandon the relay without calling `done`; in a lane, the id of the server it held (0: none). */
+  stop(): number;
 }
 
 export type HandshakeResult =

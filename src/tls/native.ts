@@ -20,6 +20,8 @@ import { PgtlsError } from '../errors.js';
 import type {
   ClientTransport,
   HandshakeResult,
+  LaneHandle,
+  LaneOps,
   RelayStats,
   TlsFacts,
   TlsSession,
@@ -45,6 +47,8 @@ type EventCallback = (
   g?: unknown,
   h?: unknown,
   i?: unknown,
+  j?: unknown,
+  k?: unknown,
 ) => boolean | undefined;
 
 interface Addon {
@@ -57,7 +61,34 @@ interface Addon {
   splice(s: NativeHandle, backendFd: number, toBackend: Buffer | undefined, toClient: Buffer | undefined): void;
   destroy(s: NativeHandle): void;
   txRelay(s: NativeHandle, serverFd: number, clientBytes: Buffer | undefined, trackNames: boolean): void;
-  txStop(s: NativeHandle): void;
+  txStop(s: NativeHandle): number | undefined;
+  txLane(
+    s: NativeHandle,
+    lane: LaneHandle,
+    serverId: number,
+    serverFd: number,
+    lifetimeLeftMs: number,
+    gucId: number,
+    clientBytes: Buffer | undefined,
+    trackNames: boolean,
+    statements: Buffer | undefined,
+    preparedNames: Buffer | undefined,
+  ): void;
+  txServer(s: NativeHandle): number;
+  createLane(waitTimeoutMs: number, checkDelayMs: number, cb: (event: number, serverId: number) => void): LaneHandle;
+  laneSet(lane: LaneHandle, full: boolean, jsWaiting: boolean, jsIdle: boolean): void;
+  laneGive(
+    lane: LaneHandle,
+    serverId: number,
+    serverFd: number,
+    lifetimeLeftMs: number,
+    gucId: number,
+    preparedNames: Buffer | undefined,
+  ): boolean;
+  laneTake(lane: LaneHandle): [number, number] | undefined;
+  laneRemove(lane: LaneHandle, serverId: number): boolean;
+  laneStats(lane: LaneHandle): number[];
+  laneClose(lane: LaneHandle): void;
   dupFd(fd: number): number;
   closeFd(fd: number): void;
 }
@@ -75,6 +106,25 @@ interface NativeContextOptions {
   preferServerCiphers: boolean;
   minVersion: string;
   maxVersion: string;
+}
+
+/** The addon's lane functions as LaneOps (one object per addon: every session's port shares it). */
+const laneOpsByAddon = new WeakMap<Addon, LaneOps>();
+function laneOps(addon: Addon): LaneOps {
+  let ops = laneOpsByAddon.get(addon);
+  if (!ops) {
+    ops = {
+      create: (waitTimeoutMs, checkDelayMs, onEvent) => addon.createLane(waitTimeoutMs, checkDelayMs, onEvent),
+      set: (lane, full, jsWaiting, jsIdle) => addon.laneSet(lane, full, jsWaiting, jsIdle),
+      give: (lane, id, fd, lifetimeLeftMs, gucId, names) => addon.laneGive(lane, id, fd, lifetimeLeftMs, gucId, names),
+      take: (lane) => addon.laneTake(lane),
+      remove: (lane, id) => addon.laneRemove(lane, id),
+      stats: (lane) => addon.laneStats(lane),
+      close: (lane) => addon.laneClose(lane),
+    };
+    laneOpsByAddon.set(addon, ops);
+  }
+  return ops;
 }
 
 /** The libuv handle inside a net.Socket (TCPWrap or PipeWrap): the only way to its fd. */
@@ -220,6 +270,7 @@ class NativeTlsStream extends Duplex {
     super({ allowHalfOpen: false });
     this.#addon = addon;
     this.#socket = socket;
+    (this.txPort as { lanes: LaneOps }).lanes = laneOps(addon);
   }
 
   attach(handle: NativeHandle): void {
@@ -238,6 +289,8 @@ class NativeTlsStream extends Duplex {
     g?: unknown,
     h?: unknown,
     i?: unknown,
+    j?: unknown,
+    k?: unknown,
   ): boolean {
     switch (kind) {
       case EV.data:
@@ -264,6 +317,8 @@ class NativeTlsStream extends Duplex {
           fromClient: g as number,
           fromServer: h as number,
           mid: i as boolean,
+          serverId: (j as number | undefined) ?? 0,
+          transactions: (k as number | undefined) ?? 0,
         });
         return false;
       }
@@ -327,9 +382,25 @@ class NativeTlsStream extends Duplex {
       this.#txDone = done;
       return true;
     },
+    startLane: (lane, serverId, serverFd, lifetimeLeftMs, gucId, clientBytes, trackNames, stmts, names, done) => {
+      const handle = this.#handle;
+      if (!handle || this.#closed || this.#spliced || this.#txDone || this.#pendingWrite) return false;
+      if (this.readableLength > 0 || this.isPaused() || this.readableEnded || this.writableEnded) return false;
+      try {
+        const a = this.#addon;
+        a.txLane(handle, lane, serverId, serverFd, lifetimeLeftMs, gucId, clientBytes, trackNames, stmts, names);
+      } catch {
+        return false;
+      }
+      this.#txDone = done;
+      return true;
+    },
+    laneServer: () => (this.#handle && !this.#closed ? this.#addon.txServer(this.#handle) : 0),
+    lanes: undefined as unknown as LaneOps, // set in the constructor (field initializers run before it)
     stop: () => {
       this.#txDone = undefined;
-      if (this.#handle && !this.#closed) this.#addon.txStop(this.#handle);
+      if (this.#handle && !this.#closed) return this.#addon.txStop(this.#handle) ?? 0;
+      return 0;
     },
   };
 
@@ -398,7 +469,7 @@ function makeTransport(addon: Addon): ClientTransport {
       const stream = new NativeTlsStream(addon, socket);
       return new Promise<HandshakeResult>((resolve) => {
         let settled = false;
-        const cb: EventCallback = (kind, a, b, c, d, e, f, g, h, i) => {
+        const cb: EventCallback = (kind, a, b, c, d, e, f, g, h, i, j, k) => {
           if (kind === EV.handshakeOk) {
             settled = true;
             const session: TlsSession = {
@@ -421,7 +492,7 @@ function makeTransport(addon: Addon): ClientTransport {
             socket.destroy();
             return false;
           }
-          return stream.event(kind, a, b, c, d, e, f, g, h, i);
+          return stream.event(kind, a, b, c, d, e, f, g, h, i, j, k);
         };
         const handle = addon.accept(ctx, fd, first.length ? first : undefined, cb);
         releaseHandle(socket);

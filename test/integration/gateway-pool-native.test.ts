@@ -23,6 +23,7 @@ const skip = nativeUnavailableReason();
 let fx: GatewayFixtures;
 let cluster: TestCluster;
 let gw: TestGateway;
+let userlistLine: string;
 
 before(async () => {
   if (skip) return;
@@ -33,12 +34,8 @@ before(async () => {
   await c.query(`CREATE ROLE carol LOGIN PASSWORD '${PW}'`);
   const r = await c.query("SELECT rolpassword FROM pg_authid WHERE rolname = 'carol'");
   await c.end();
-  const userlist = writeFixture(
-    fx,
-    'native-pool-userlist.txt',
-    `"carol" "${(r.rows[0] as { rolpassword: string }).rolpassword}"\n`,
-    0o600,
-  );
+  userlistLine = `"carol" "${(r.rows[0] as { rolpassword: string }).rolpassword}"\n`;
+  const userlist = writeFixture(fx, 'native-pool-userlist.txt', userlistLine, 0o600);
   const hba = writeFixture(fx, 'native-pool-hba.conf', 'hostssl all carol all scram-sha-256\n');
   gw = await startTestGateway(fx, cluster, {
     hba_file: hba,
@@ -82,10 +79,13 @@ describe('native transaction relay', { skip }, () => {
     const sum = await c.query('SELECT sum(v)::int AS s FROM t');
     await c.query('COMMIT');
     assert.equal((sum.rows[0] as { s: number }).s, 500500);
-    const d = counters();
+    // The lane reports the transactions it ended itself when it hands the session back (here: the Terminate).
     await c.end();
+    const d = counters();
     assert.equal(d.boundaries - before.boundaries, 21, 'every transaction ended natively at its ReadyForQuery I');
+    assert.equal(d.laneBoundaries - before.laneBoundaries, 21, 'the lane ended each one without JavaScript');
     assert.equal(d.handbacks - before.handbacks, 0);
+    assert.equal(d.laneEnds - before.laneEnds, 1, 'the Terminate between transactions');
   });
 
   test('named statements, ParameterStatus and DISCARD ALL are handed back mid-transaction', async () => {
@@ -187,7 +187,135 @@ describe('native transaction relay', { skip }, () => {
     const e = await err;
     assert.equal(e.code, '08P01');
     assert.equal(e.message, 'invalid message length');
-    assert.equal(nativeTxCounters.relays - before.relays, 1, 'the bytes went to the native relay first');
+    // The session was in the lane since its first query: the lane took a server for the bad message and handed
+    // both back.
+    assert.equal(nativeTxCounters.relays - before.relays, 0);
+    assert.equal(nativeTxCounters.handbacks - before.handbacks, 1, 'the bytes went to the native relay first');
     await c.end().catch(() => undefined);
+  });
+
+  test('the lane hands the one server from client to client, and a waiting client gets it at the boundary', async () => {
+    const a = client();
+    const b = client();
+    await a.connect();
+    await b.connect();
+    const before = counters();
+    const pids = new Set<number>();
+    for (let i = 0; i < 10; i++) {
+      for (const c of [a, b]) pids.add(((await c.query('SELECT pg_backend_pid() AS p')).rows[0] as { p: number }).p);
+    }
+    assert.equal(pids.size, 1, 'default_pool_size = 1: one backend for both clients');
+    // a holds the server in a transaction; b's next query waits in the lane and runs once a commits.
+    await a.query('BEGIN');
+    let bDone = false;
+    const bq = b.query('SELECT 42 AS v').then((r) => {
+      bDone = true;
+      return (r.rows[0] as { v: number }).v;
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(bDone, false, 'b waits while a is inside its transaction');
+    await a.query('COMMIT');
+    assert.equal(await bq, 42);
+    await a.end();
+    await b.end();
+    const d = counters();
+    assert.equal(d.laneBoundaries - before.laneBoundaries, 22, 'every transaction ended in the lane');
+    assert.equal(d.handbacks - before.handbacks, 0, 'nothing went back to JavaScript');
+    assert.equal(d.laneNeedServer - before.laneNeedServer, 0, 'the pool was never asked for a server');
+  });
+
+  test('query_wait_timeout for a client waiting in the lane: FATAL 08P01, the other client goes on', async () => {
+    const gw2 = await startTestGateway(fx, cluster, {
+      hba_file: writeFixture(fx, 'native-pool-hba2.conf', 'hostssl all carol all scram-sha-256\n'),
+      auth_file: writeFixture(fx, 'native-pool-userlist2.txt', userlistLine, 0o600),
+      pool_mode: 'transaction',
+      default_pool_size: '1',
+      query_wait_timeout: '1s',
+      native_data_plane: 'on',
+    });
+    const on = (port: number) =>
+      new pg.Client({
+        host: '127.0.0.1',
+        port,
+        user: 'carol',
+        password: PW,
+        database: 'postgres',
+        ssl: { rejectUnauthorized: false },
+      });
+    const a = on(gw2.port);
+    const b = on(gw2.port);
+    try {
+      await a.connect();
+      await b.connect();
+      await b.query('SELECT 1'); // b is in the lane from here on
+      await a.query('BEGIN');
+      const before = counters();
+      const t0 = Date.now();
+      const err = new Promise<Error & { code?: string; severity?: string }>((resolve) => b.once('error', resolve));
+      await assert.rejects(b.query('SELECT 2'), { code: '08P01', message: 'query_wait_timeout' });
+      const waited = Date.now() - t0;
+      assert.ok(waited >= 900 && waited < 5000, `waited ${waited} ms`);
+      assert.equal((await err).message, 'Connection terminated unexpectedly');
+      assert.equal(counters().laneEnds - before.laneEnds, 1, 'the lane timed it out');
+      await a.query('COMMIT');
+      assert.equal(((await a.query('SELECT 3 AS v')).rows[0] as { v: number }).v, 3);
+    } finally {
+      await a.end().catch(() => undefined);
+      await b.end().catch(() => undefined);
+      await gw2.close();
+    }
+  });
+
+  test('30 clients on one server through the lane: every answer its own, a client leaving while it waits', async () => {
+    const before = counters();
+    const clients = Array.from({ length: 30 }, () => client());
+    await Promise.all(clients.map((c) => c.connect()));
+    const gone = client();
+    gone.on('error', () => undefined);
+    await gone.connect();
+    await gone.query('SELECT 1'); // in the lane from here on
+    const hold = client();
+    await hold.connect();
+    await hold.query('BEGIN'); // the one server is held: the next query of `gone` waits in the lane
+    const waiting = gone.query('SELECT 2').catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+    (gone as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    await waiting;
+    await hold.query('COMMIT');
+    await hold.end();
+    const results = await Promise.all(
+      clients.map(async (c, i) => {
+        const got: number[] = [];
+        for (let k = 0; k < 20; k++)
+          got.push(((await c.query(`SELECT ${i * 100 + k} AS v`)).rows[0] as { v: number }).v);
+        return got;
+      }),
+    );
+    results.forEach((got, i) =>
+      assert.deepEqual(
+        got,
+        Array.from({ length: 20 }, (_, k) => i * 100 + k),
+      ),
+    );
+    await Promise.all(clients.map((c) => c.end()));
+    const d = counters();
+    assert.ok(
+      d.laneBoundaries - before.laneBoundaries >= 600,
+      `lane boundaries: ${d.laneBoundaries - before.laneBoundaries}`,
+    );
+  });
+
+  test('an idle server that dies in the lane is discarded: the next transaction gets a new backend', async () => {
+    const c = client();
+    await c.connect();
+    const pid = ((await c.query('SELECT pg_backend_pid() AS p')).rows[0] as { p: number }).p;
+    const su = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'postgres', password: SUPERUSER_PASSWORD });
+    await su.connect();
+    await su.query('SELECT pg_terminate_backend($1)', [pid]);
+    await su.end();
+    await new Promise((r) => setTimeout(r, 200)); // its FATAL reaches the lane's watch on the idle server
+    const pid2 = ((await c.query('SELECT pg_backend_pid() AS p')).rows[0] as { p: number }).p;
+    assert.notEqual(pid2, pid);
+    await c.end();
   });
 });

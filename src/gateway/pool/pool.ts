@@ -10,6 +10,7 @@
  * backend restart heals the pool: the dead servers go, the next client's request logs in a new one.
  */
 import * as refuse from '../refusals.js';
+import type { LaneHandle, LaneOps } from '../transport.js';
 import type { UpstreamTarget } from '../upstream.js';
 import type { LoginRequest, ServerCredentials, ServerLogin } from './login.js';
 import type { PoolKey, ServerConnection } from './server-connection.js';
@@ -62,6 +63,16 @@ export class Pool {
   #timer: NodeJS.Timeout | undefined;
   /** ParameterStatus of the last server logged in: the welcome for a transaction-mode client (as PgBouncer's). */
   welcomeParams: ReadonlyMap<string, string> | undefined;
+  /**
+   * The native lane (native/src/lane.h), made by the first native transaction relay that asks: servers it holds
+   * (idle between transactions, or relaying for a client) count as busy here; laneStats tells them apart.
+   */
+  #lane: { readonly ops: LaneOps; readonly handle: LaneHandle } | undefined;
+  #laneFull = false;
+  #laneJsWaiting = false;
+  #laneJsIdle = false;
+  /** Every logged-in server of the pool by id (the lane names servers by id). */
+  readonly #byId = new Map<number, ServerConnection>();
 
   constructor(
     readonly key: PoolKey,
@@ -82,21 +93,135 @@ export class Pool {
   clients = 0;
 
   get counts(): PoolCounts {
-    return { idle: this.#idle.length, active: this.#busy.size, opening: this.#opening, waiting: this.#queue.length };
+    const l = this.#laneStats();
+    const laneIdle = l?.[0] ?? 0;
+    return {
+      idle: this.#idle.length + laneIdle,
+      active: this.#busy.size - laneIdle,
+      opening: this.#opening,
+      waiting: this.#queue.length + (l?.[1] ?? 0),
+    };
   }
 
   /** How long the oldest waiting client has waited, in ms (0: none waits) — SHOW POOLS' maxwait. */
   maxWaitMs(now = Date.now()): number {
     const head = this.#queue[0];
-    return head ? now - head.since : 0;
+    return Math.max(head ? now - head.since : 0, this.#laneStats()?.[2] ?? 0);
   }
 
   /** Every logged-in server with its PgBouncer state ('active': lent to a client or running a check or reset). */
   servers(): { server: ServerConnection; state: 'active' | 'idle' }[] {
+    const l = this.#laneStats() ?? [];
+    const laneIdle = new Set<number>();
+    const now = Date.now();
+    for (let i = 7; i + 1 < l.length; i += 2) {
+      laneIdle.add(l[i]!);
+      const srv = this.#byId.get(l[i]!);
+      if (srv) srv.lastUsed = now - l[i + 1]!;
+    }
     return [
-      ...[...this.#busy].map((server) => ({ server, state: 'active' as const })),
+      ...[...this.#busy].map((server) => ({
+        server,
+        state: laneIdle.has(server.id) ? ('idle' as const) : ('active' as const),
+      })),
       ...this.#idle.map((server) => ({ server, state: 'idle' as const })),
     ];
+  }
+
+  /** The lane's counters: [idle, waiting, oldest wait ms, servers, boundaries, hand-offs, waits, (id, ms idle)…]. */
+  #laneStats(): number[] | undefined {
+    const l = this.#lane;
+    return l ? l.ops.stats(l.handle) : undefined;
+  }
+
+  /** The pool's lane for a native transaction relay using `ops` (made on first use); undefined once closed. */
+  lane(ops: LaneOps): LaneHandle | undefined {
+    // server_reset_query_always runs the reset at every release: a release the lane makes would skip it.
+    if (this.#closed || this.settings.server_reset_query_always) return undefined;
+    if (!this.#lane) {
+      const s = this.settings;
+      const checkDelay = s.server_check_query === '' ? -1 : s.server_check_delay;
+      const handle = ops.create(s.query_wait_timeout, checkDelay, (event, id) => this.#laneEvent(event, id));
+      this.#lane = { ops, handle };
+      this.#laneFull = this.#laneJsWaiting = this.#laneJsIdle = false;
+      this.#syncLane();
+    }
+    return this.#lane.ops === ops ? this.#lane.handle : undefined;
+  }
+
+  serverById(id: number): ServerConnection | undefined {
+    return this.#byId.get(id);
+  }
+
+  /** A client of the lane waited query_wait_timeout (the lane's own timer): logged as the pool's own waits are. */
+  noteWaitTimeout(): void {
+    this.log('query_wait_timeout', { ...this.key, waited_ms: this.settings.query_wait_timeout });
+  }
+
+  /** What is left of server_lifetime for `srv` in ms (0: no limit), for the lane. */
+  lifetimeLeftMs(srv: ServerConnection): number {
+    const l = this.settings.server_lifetime;
+    return l > 0 ? Math.max(1, srv.created + l - Date.now()) : 0;
+  }
+
+  /**
+   * 1: a server broke while idle in the lane; 2: a client died holding one mid-transaction (either way it goes);
+   * 3: a transaction ended while clients wait in this pool's queue: the server is for them.
+   */
+  #laneEvent(event: number, id: number): void {
+    const srv = this.#byId.get(id);
+    if (!srv || !this.#busy.has(srv)) return;
+    srv.leftLane();
+    this.release(srv, event === 3, false);
+  }
+
+  /**
+   * Tell the lane whether clients may wait in it (the pool cannot open another server and JavaScript holds no idle
+   * one; never with reserve_pool_size or max_db_connections, whose waits only this pool's queue can see) and
+   * whether clients wait in this pool's queue (released servers go to them first).
+   */
+  #syncLane(): void {
+    const l = this.#lane;
+    if (!l) return;
+    const s = this.settings;
+    const full =
+      !this.#closed && s.reserve_pool_size === 0 && s.max_db_connections === 0 && this.size >= s.default_pool_size;
+    const jsWaiting = this.#queue.length > 0;
+    const jsIdle = this.#idle.length > 0;
+    if (full === this.#laneFull && jsWaiting === this.#laneJsWaiting && jsIdle === this.#laneJsIdle) return;
+    this.#laneFull = full;
+    this.#laneJsWaiting = jsWaiting;
+    this.#laneJsIdle = jsIdle;
+    l.ops.set(l.handle, full, jsWaiting, jsIdle);
+  }
+
+  /** A server nobody in this pool's queue wants: to the client waiting first in the lane, if one does. */
+  #giveToLane(srv: ServerConnection): boolean {
+    const l = this.#lane;
+    const fd = srv.laneFd;
+    if (!l || fd === undefined || srv.laneGucId === 0 || srv.broken || !srv.suspend()) return false;
+    srv.detach();
+    srv.inLane = true;
+    if (l.ops.give(l.handle, srv.id, fd, this.lifetimeLeftMs(srv), srv.laneGucId, srv.preparedNames())) return true;
+    srv.inLane = false;
+    srv.resumeReads();
+    return false;
+  }
+
+  /** The lane's newest idle server, back in JavaScript's hands (still counted busy), or undefined. */
+  #fromLane(): ServerConnection | undefined {
+    const l = this.#lane;
+    if (!l) return undefined;
+    for (let i = 0; i < 10_000; i++) {
+      const got = l.ops.take(l.handle);
+      if (!got) return undefined;
+      const srv = this.#byId.get(got[0]);
+      if (!srv) continue;
+      srv.leftLane();
+      srv.lastUsed = Date.now() - got[1];
+      return srv;
+    }
+    return undefined;
   }
 
   /** Servers that exist or are being opened (what default_pool_size bounds). */
@@ -206,8 +331,24 @@ export class Pool {
       else if (this.#overLifetime(srv)) this.#drop(srv, 'server lifetime over');
       else {
         this.#busy.add(srv);
+        this.#syncLane();
         return srv;
       }
+    }
+    for (let srv = this.#fromLane(); srv; srv = this.#fromLane()) {
+      if (s.server_check_query !== '' && Date.now() - srv.lastUsed >= s.server_check_delay) {
+        // Due for a check: the queue's pump runs it.
+        this.#busy.delete(srv);
+        this.#idle.push(srv);
+        this.#syncLane();
+        return undefined;
+      }
+      if (srv.broken || this.#overLifetime(srv)) {
+        this.#busy.delete(srv);
+        this.#drop(srv, srv.broken ? 'broken while idle' : 'server lifetime over');
+        continue;
+      }
+      return srv;
     }
     return undefined;
   }
@@ -254,6 +395,13 @@ export class Pool {
   /** Janitor tick: idle and lifetime limits, then min_pool_size. */
   maintain(now = Date.now()): void {
     const s = this.settings;
+    // The lane's idle servers come back for the limits below (and go out again with the next transactions).
+    const back: ServerConnection[] = [];
+    for (let srv = this.#fromLane(); srv; srv = this.#fromLane()) back.push(srv);
+    for (const srv of back.reverse()) {
+      this.#busy.delete(srv);
+      this.#idle.push(srv);
+    }
     for (let i = this.#idle.length - 1; i >= 0; i--) {
       const srv = this.#idle[i]!;
       const idleFor = now - srv.lastUsed;
@@ -283,6 +431,14 @@ export class Pool {
   /** Close idle servers and refuse new requests; busy servers close when released. */
   close(): void {
     this.#closed = true;
+    const l = this.#lane;
+    if (l) {
+      l.ops.close(l.handle);
+      for (let srv = this.#fromLane(); srv; srv = this.#fromLane()) {
+        this.#busy.delete(srv);
+        this.#drop(srv, 'pool closed');
+      }
+    }
     for (let i = this.#idle.length - 1; i >= 0; i--) this.#removeIdle(i, 'pool closed');
     clearTimeout(this.#timer);
     for (const w of this.#queue.splice(0)) {
@@ -306,6 +462,10 @@ export class Pool {
   }
 
   #drop(srv: ServerConnection, why: string): void {
+    const l = this.#lane;
+    if (srv.inLane && l) l.ops.remove(l.handle, srv.id);
+    srv.leftLane();
+    this.#byId.delete(srv.id);
     this.dbCounts.add(this.#dbKey, -1);
     this.log('server closed', { ...this.key, server: srv.id, reason: why });
     srv.discard();
@@ -320,6 +480,7 @@ export class Pool {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
+    this.#syncLane();
     return true;
   }
 
@@ -327,19 +488,26 @@ export class Pool {
   #offer(srv: ServerConnection): void {
     const w = this.#queue[0];
     if (w) {
+      this.#busy.add(srv); // before #dequeue: the lane's view of the pool's size must not dip
       this.#dequeue(w);
-      this.#busy.add(srv);
       w.resolve(srv);
       return;
     }
     srv.lastUsed = Date.now();
+    if (this.#giveToLane(srv)) return; // stays busy: the lane holds it
     this.#idle.push(srv);
+    this.#syncLane();
   }
 
   /** Serve waiting clients from idle servers, then open new servers for those still waiting. */
   #pump(): void {
-    while (this.#queue.length > 0 && this.#idle.length > 0) {
-      const srv = this.#idle.pop()!;
+    while (this.#queue.length > 0) {
+      let srv = this.#idle.pop();
+      if (!srv) {
+        srv = this.#fromLane();
+        if (!srv) break;
+        this.#busy.delete(srv);
+      }
       if (srv.broken) {
         this.#drop(srv, 'broken while idle');
         continue;
@@ -363,6 +531,7 @@ export class Pool {
       if (this.size >= limit || !this.#dbRoom()) break;
       this.#open(w);
     }
+    this.#syncLane();
   }
 
   #check(srv: ServerConnection): void {
@@ -405,6 +574,7 @@ export class Pool {
         this.#lastCredentials = credentials;
         if (w) this.#lastVars = params;
         this.welcomeParams = new Map(srv.params);
+        this.#byId.set(srv.id, srv);
         this.log('server opened', { ...this.key, server: srv.id, pid: srv.cancelKey?.pid, auth: srv.authMethod });
         if (this.#closed) {
           this.#drop(srv, 'pool closed');

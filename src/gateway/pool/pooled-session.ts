@@ -15,7 +15,7 @@ import {
 import type { RelayStats } from '../transport.js';
 import type { TxRelayPort } from '../transport.js';
 import type { ServerCredentials } from './login.js';
-import { ClientGone, type Pool, PoolRefusal } from './pool.js';
+import { ClientGone, type Pool, PoolRefusal, QUERY_WAIT_TIMEOUT } from './pool.js';
 import type { ClientStatement, StatementNames } from './prepared.js';
 import type { ServerConnection } from './server-connection.js';
 import { TxRelay } from './tx-relay.js';
@@ -43,9 +43,33 @@ export interface SessionStats extends RelayStats {
   transactions: number;
 }
 
+/**
+ * GUC signatures: the same number for the same values of the same GUCs, so that the native lane can tell whether a
+ * server that another client used has this client's values by comparing two integers. Bounded: past the bound each
+ * new signature gets a number of its own (such clients then always go through the pool's own acquire).
+ */
+const signatures = new Map<string, number>();
+const MAX_SIGNATURES = 10_000;
+let nextSignature = 1;
+
+function signatureOf(vars: ReadonlyMap<string, Var>): number {
+  const key = [...vars]
+    .map(([lower, v]) => `${lower}=${v.value}`)
+    .sort()
+    .join('\0');
+  let id = signatures.get(key);
+  if (id === undefined) {
+    id = nextSignature++;
+    if (signatures.size < MAX_SIGNATURES) signatures.set(key, id);
+  }
+  return id;
+}
+
 export class PooledSession {
   /** Lower-case GUC name → the client's value. */
   readonly #vars = new Map<string, Var>();
+  /** signatureOf(#vars), computed when first asked after a change. */
+  #gucId = 0;
   readonly #statements = new Map<string, ClientStatement>();
   #server: ServerConnection | undefined;
   #tx: TxRelay | undefined;
@@ -161,6 +185,7 @@ export class PooledSession {
       v.value = reported ?? v.value;
       server.vars.set(lower, v.value);
     }
+    this.#gucId = 0;
   }
 
   /**
@@ -202,6 +227,7 @@ export class PooledSession {
       const lower = name.toLowerCase();
       if (TRACKED.has(lower) && !this.#vars.has(lower)) this.#vars.set(lower, { name, value });
     }
+    this.#gucId = 0;
     parts.push(encodeBackendKeyData(this.cancelKey.pid, this.cancelKey.key));
     parts.push(encodeReadyForQuery('I'));
     return Buffer.concat(parts);
@@ -230,11 +256,24 @@ export class PooledSession {
             const v = this.#vars.get(lower);
             if (v) v.value = value;
             else if (TRACKED.has(lower)) this.#vars.set(lower, { name, value });
+            this.#gucId = 0;
           },
           fatal: (message, code) => this.#send({ severity: 'FATAL', code, message }),
           statements: this.#statements,
           nameFor: (rest) => this.names.nameFor(rest),
           maxPrepared: this.pool.settings.max_prepared_statements,
+          lane: (port) => this.pool.lane(port.lanes),
+          serverById: (id) => this.pool.serverById(id),
+          lifetimeLeftMs: (server) => this.pool.lifetimeLeftMs(server),
+          gucId: () => {
+            if (this.#gucId === 0) this.#gucId = signatureOf(this.#vars);
+            return this.#gucId;
+          },
+          waitTimedOut: () => {
+            const ms = this.pool.settings.query_wait_timeout;
+            this.pool.noteWaitTimeout();
+            this.#tell(new PoolRefusal(QUERY_WAIT_TIMEOUT, `query_wait_timeout (${ms} ms) expired`));
+          },
         },
         native,
       );

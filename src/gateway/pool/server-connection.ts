@@ -147,6 +147,7 @@ export class ServerConnection {
    */
   attach(sink: ServerSink): void {
     this.#sink = sink;
+    this.laneGucId = 0; // a JavaScript owner may change its GUCs
     if (this.socket.isPaused()) this.socket.resume();
   }
 
@@ -192,6 +193,36 @@ export class ServerConnection {
     h.readStart = noRead;
     this.#suspended = h;
     return true;
+  }
+
+  /**
+   * In a pool's native lane (native/src/lane.h): the lane watches and relays the socket, Node's reads stay stopped
+   * until it comes back (leftLane). Set by the transaction relay that lends it, cleared by whoever takes it back.
+   */
+  inLane = false;
+  /**
+   * The GUC signature of the client that last took it into the lane (its values are in effect here); 0 once a
+   * JavaScript owner had it since, which may have changed them.
+   */
+  laneGucId = 0;
+  /** The names in `prepared`, NUL-ended, for the lane (native/src/txrelay.h sset); undefined when none. */
+  preparedNames(): Buffer | undefined {
+    if (this.prepared.size === 0) return undefined;
+    let s = '';
+    for (const n of this.prepared.keys()) s += `${n}\0`;
+    return Buffer.from(s);
+  }
+
+  /** The fd the native relay uses (nativeFd), if it was made. */
+  get laneFd(): number | undefined {
+    return this.#nativeFd;
+  }
+
+  /** Back from the lane: Node reads the socket again (a broken server is left alone). */
+  leftLane(): void {
+    if (!this.inLane) return;
+    this.inLane = false;
+    this.resumeReads();
   }
 
   /** Node reads the socket again (after the native relay handed back). */

@@ -24,7 +24,14 @@ import {
   encodeParse,
   encodeTarget,
 } from '../../protocol/messages.js';
-import { TX_BOUNDARY, type TxHandback, type TxRelayPort } from '../transport.js';
+import {
+  type LaneHandle,
+  TX_BOUNDARY,
+  TX_CLIENT_END,
+  TX_WAIT_TIMEOUT,
+  type TxHandback,
+  type TxRelayPort,
+} from '../transport.js';
 import { type Entry, Expected } from './expected.js';
 import { eachMessage, joinFrames } from './frames.js';
 import type { ClientStatement } from './prepared.js';
@@ -54,6 +61,15 @@ export interface TxHost {
   readonly statements: Map<string, ClientStatement>;
   nameFor(rest: Buffer): string;
   readonly maxPrepared: number;
+  /** The pool's native lane for this port (native/src/lane.h), if it has one. */
+  lane(port: TxRelayPort): LaneHandle | undefined;
+  serverById(id: number): ServerConnection | undefined;
+  /** What is left of server_lifetime for a server (0: no limit). */
+  lifetimeLeftMs(server: ServerConnection): number;
+  /** The client's GUC signature: equal numbers mean equal values of every GUC the client has. */
+  gucId(): number;
+  /** The client waited query_wait_timeout in the lane: tell it why it is disconnected. */
+  waitTimedOut(): void;
 }
 
 export interface TxStats {
@@ -66,7 +82,17 @@ export interface TxStats {
  * Process-wide counters of the native transaction relay (tests and benchmarks read them): stretches relayed
  * natively, how many ended at a transaction boundary, and how many handed a message back to JavaScript (or ended).
  */
-export const nativeTxCounters = { relays: 0, boundaries: 0, handbacks: 0 };
+export const nativeTxCounters = {
+  relays: 0,
+  boundaries: 0,
+  handbacks: 0,
+  /** Boundaries the pool's lane handled without JavaScript (included in `boundaries`). */
+  laneBoundaries: 0,
+  /** The client left or said goodbye between transactions in the lane (not counted as handbacks). */
+  laneEnds: 0,
+  /** Clients the lane sent to the pool's acquire (no idle server it could give). */
+  laneNeedServer: 0,
+};
 
 const KIND: Record<string, Entry> = {
   P: { k: 'parse', swallow: false },
@@ -89,6 +115,11 @@ export class TxRelay {
   #desync = false;
   /** The native relay holds both sockets (the client's stream and the server's reads are stopped meanwhile). */
   #native = false;
+  /**
+   * The native relay runs in the pool's lane: it takes servers from the lane and gives them back between
+   * transactions on its own, so #server is undefined meanwhile (the lane knows which one this client holds).
+   */
+  #inLane = false;
 
   /** The relay or the answer accounting lost track: the server cannot be reused, the client cannot go on. */
   get #outOfStep(): boolean {
@@ -192,6 +223,10 @@ export class TxRelay {
 
   /** The server running this client's transaction now (for a CancelRequest), if any. */
   get server(): ServerConnection | undefined {
+    if (this.#native && this.#inLane) {
+      const id = this.native!.laneServer();
+      return id ? this.host.serverById(id) : undefined;
+    }
     return this.#server;
   }
 
@@ -260,13 +295,41 @@ export class TxRelay {
     if (this.#clientReader.buffered > 0 || this.#waitingDrain || this.#acquiring) return false;
     const fd = s.nativeFd(port);
     if (fd === undefined || !s.suspend()) return false;
-    if (!port.start(fd, d, this.host.maxPrepared > 0, this.#onNative)) {
+    const track = this.host.maxPrepared > 0;
+    const lane = this.host.lane(port);
+    if (lane) {
+      // The server joins the lane; this relay no longer owns it (the lane hands it to the next client at the
+      // boundary, and hands this client whichever server is free for its next transaction).
+      s.detach();
+      s.inLane = true;
+      const h = this.host;
+      s.laneGucId = h.gucId();
+      const stmts = track ? this.#statementPairs() : undefined;
+      const names = track ? s.preparedNames() : undefined;
+      if (!port.startLane(lane, s.id, fd, h.lifetimeLeftMs(s), h.gucId(), d, track, stmts, names, this.#onNative)) {
+        s.inLane = false;
+        s.attach(this.#sink);
+        s.resumeReads();
+        return false;
+      }
+      this.#server = undefined;
+      this.#inLane = true;
+    } else if (!port.start(fd, d, track, this.#onNative)) {
       s.resumeReads();
       return false;
     }
     this.#native = true;
     nativeTxCounters.relays++;
     return true;
+  }
+
+  /** The client's named statements as NUL-ended (name, server name) pairs, for the lane's renames. */
+  #statementPairs(): Buffer | undefined {
+    const st = this.host.statements;
+    if (st.size === 0) return undefined;
+    let s = '';
+    for (const [name, v] of st) s += `${name}\0${v.serverName}\0`;
+    return Buffer.from(s);
   }
 
   /** #tryNative with what waits in the client's reader (put back when the native relay cannot start). */
@@ -281,8 +344,24 @@ export class TxRelay {
   #stopNative(): void {
     if (!this.#native) return;
     this.#native = false;
-    this.native?.stop();
+    const id = this.native?.stop() ?? 0;
+    if (this.#inLane) {
+      this.#inLane = false;
+      // A server held in the lane is mid-transaction (the lane holds none between transactions): not reusable.
+      const s = id ? this.host.serverById(id) : undefined;
+      if (s) this.#takeFromLane(s, true);
+      return;
+    }
     this.#server?.resumeReads();
+  }
+
+  /** A server the lane gave back to this client: it reads it again. */
+  #takeFromLane(s: ServerConnection, dirty: boolean): void {
+    s.leftLane();
+    this.#server = s;
+    this.#queue.reset();
+    s.attach(this.#sink);
+    if (dirty) this.#desync = true;
   }
 
   /** The native relay gave control back: carry on in JavaScript from exactly where it stopped. */
@@ -291,8 +370,32 @@ export class TxRelay {
     this.#native = false;
     this.stats.bytesFromClient += h.fromClient;
     this.stats.bytesFromBackend += h.fromServer;
+    if (h.transactions > 0) {
+      this.stats.transactions += h.transactions;
+      nativeTxCounters.boundaries += h.transactions;
+      nativeTxCounters.laneBoundaries += h.transactions;
+    }
+    const fromLane = this.#inLane;
+    this.#inLane = false;
+    const got = fromLane && h.serverId ? this.host.serverById(h.serverId) : undefined;
+    if (fromLane && !got) {
+      // Between transactions in the lane: the client left, said goodbye, waited too long, or needs a server that
+      // only the pool's acquire can give (none idle in the lane, or not with its GUCs, or due for a check).
+      if (this.#ended) return;
+      if (h.reason === TX_WAIT_TIMEOUT) this.host.waitTimedOut();
+      if (h.reason === TX_WAIT_TIMEOUT || h.reason === TX_CLIENT_END || h.clientRest?.[0] === FrontendType.Terminate) {
+        nativeTxCounters.laneEnds++;
+        this.#end();
+        return;
+      }
+      nativeTxCounters.laneNeedServer++;
+      if (h.clientRest) this.#clientReader.push(h.clientRest);
+      this.#pumpClient();
+      return;
+    }
     if (h.reason === TX_BOUNDARY) nativeTxCounters.boundaries++;
     else nativeTxCounters.handbacks++;
+    if (got) this.#takeFromLane(got, false);
     const s = this.#server;
     if (!s || this.#ended) return;
     s.resumeReads();
