@@ -8,8 +8,11 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { ConnectionAttempts } from '../../src/client/connect.js';
+import { resolve } from '../../src/client/resolve.js';
 import { loginToBackend } from '../../src/gateway/backend-login.js';
 import { UpstreamWalk } from '../../src/gateway/upstream-walk.js';
 import type { UpstreamTarget } from '../../src/gateway/upstream.js';
@@ -44,8 +47,12 @@ before(async () => {
     ...ssl(fx.server.cert, fx.server.key),
     hba: ['local all all trust', 'hostssl all alice 127.0.0.1/32 cert', 'hostssl all all 127.0.0.1/32 scram-sha-256'],
   });
+  // no ssl_ca_file: this one sends no CertificateRequest (sslcertmode=require's question)
+  const wrong = ssl(fx.wrongHost.cert, fx.wrongHost.key);
+  const { ssl_ca_file: _, ...noCa } = wrong.settings;
   wrongBackend = await startTestCluster({
-    ...ssl(fx.wrongHost.cert, fx.wrongHost.key),
+    files: wrong.files,
+    settings: noCa,
     // trust: the client's own SCRAM through the gateway would bind to the gateway's certificate, not this one's
     hba: ['local all all trust', 'hostssl all all 127.0.0.1/32 trust'],
   });
@@ -185,6 +192,34 @@ describe('native TLS to the backend', () => {
     const bare = await gateway({ upstream_sslmode: 'verify-full', upstream_sslrootcert: fx.root });
     const refused = await psql(front(bare.port, 'alice'), 'select 1');
     assert.match(refused.stderr, /FATAL: {2}connection requires a valid client certificate/);
+  });
+
+  test('sslcertmode=require: whether the server asked for a certificate (cert_cb), as the Node path reads it', async () => {
+    const seen: Record<string, unknown> = {};
+    for (const [name, port] of [
+      ['asks', backend.port],
+      ['does not ask', wrongBackend.port],
+    ] as const) {
+      for (const plane of ['native', 'node'] as const) {
+        const plan = resolve(
+          { host: '127.0.0.1', port: String(port), user: 'x', dbname: 'x', sslmode: 'require', sslcertmode: 'require' },
+          {},
+          { homedir: '', osUser: 'x' },
+        );
+        const n = await new ConnectionAttempts<Duplex>(
+          plan,
+          plane === 'native' ? nativeUpstreamTls() : undefined,
+        ).next();
+        seen[`${name} ${plane}`] = n.facts.tls?.certificateRequested;
+        n.socket.destroy();
+      }
+    }
+    assert.deepEqual(seen, {
+      'asks native': true,
+      'asks node': true,
+      'does not ask native': false,
+      'does not ask node': false,
+    });
   });
 
   test('the gateway logs in with SCRAM-SHA-256-PLUS over the native hop (the binding PostgreSQL checks)', async () => {
