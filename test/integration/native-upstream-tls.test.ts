@@ -192,6 +192,15 @@ describe('native TLS to the backend', () => {
     const bare = await gateway({ upstream_sslmode: 'verify-full', upstream_sslrootcert: fx.root });
     const refused = await psql(front(bare.port, 'alice'), 'select 1');
     assert.match(refused.stderr, /FATAL: {2}connection requires a valid client certificate/);
+    // a key that is not the certificate's: libpq's text (read with the files, before anything is sent), on both paths
+    const mismatch = {
+      upstream_sslmode: 'require',
+      upstream_sslcert: fx.clients.alice!.cert,
+      upstream_sslkey: fx.clients.bob!.key,
+    };
+    const text = await upstreamError(mismatch, 'on');
+    assert.equal(text, `could not load private key file "${fx.clients.bob!.key}": key values mismatch`);
+    assert.equal(await upstreamError(mismatch, 'off'), text);
   });
 
   test('sslcertmode=require: whether the server asked for a certificate (cert_cb), as the Node path reads it', async () => {
