@@ -214,6 +214,22 @@ int pgtls_tls_splice_start(pgtls_conn *c, pgtls_conn *b, const unsigned char *to
   return 0;
 }
 
+/* Nothing to decrypt on this side and its socket not reported readable: SSL_read would only say WANT_READ, for
+ * about a thousand instructions, on every turn of every pump. */
+static int idle(pgtls_conn *x) {
+  return !x->c_readable && !x->c_rd_eof && x->in.off == x->in.len && !SSL_has_pending(x->ssl);
+}
+
+/* One side's next plaintext into `plain`: the socket is read first when nothing is buffered (an SSL_read that could
+ * only say WANT_READ first costs as much again), and SSL_read is skipped when there is nothing to decrypt. */
+static int next_plain(pgtls_conn *x, int *progress) {
+  if (x->c_readable && !x->c_rd_eof && x->in.off == x->in.len && !SSL_has_pending(x->ssl) &&
+      pgtls_read_client(x) != 0)
+    *progress = 1;
+  if (idle(x)) return 0;
+  return pgtls_read_plain(x, plain, sizeof plain, progress);
+}
+
 /* Flush one side's ciphertext; sets *progress when some went out or the side failed. */
 static void flush_side(pgtls_conn *x, int *progress) {
   size_t before = pgtls_out_pending(x);
@@ -247,14 +263,14 @@ int pgtls_tls_splice_pump(pgtls_conn *c, pgtls_conn *b, int *want) {
     progress = 0;
     /* client -> backend, only while the backend's ciphertext backlog is under its cap */
     if (!c->c_tls_eof && !b->tls_fatal && !b->c_wr_err && !b->closing && pgtls_out_pending(b) < PGTLS_CIPHER_CAP) {
-      int r = pgtls_read_plain(c, plain, sizeof plain, &progress);
+      int r = next_plain(c, &progress);
       if (r > 0 && put(b, plain, (size_t)r) == 0) c->from_client += (uint64_t)r;
     }
     /* the client is done: close_notify to PostgreSQL, which then ends the session; its FIN once that is out */
     if (c->c_tls_eof && !b->closing) close_side(b, &progress);
     /* backend -> client, only while the client's backlog is under its cap */
     if (!b->c_tls_eof && !c->tls_fatal && !c->c_wr_err && !c->closing && pgtls_out_pending(c) < PGTLS_CIPHER_CAP) {
-      int r = pgtls_read_plain(b, plain, sizeof plain, &progress);
+      int r = next_plain(b, &progress);
       if (r > 0 && put(c, plain, (size_t)r) == 0) c->from_backend += (uint64_t)r;
     }
     /* the backend is done (close_notify or EOF): close_notify to the client after its last bytes */
