@@ -6,8 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
@@ -264,6 +266,31 @@ describe('native TLS to the backend', () => {
     const g = await gateway({ upstream_sslmode: 'require', auth_file: users, hba_file: hba });
     const r = await psql(front(g.port, 'app'), 'select current_user', { env: { PGPASSWORD: APP_PW } });
     assert.equal(r.stdout.trim(), 'app', r.stderr);
+  });
+
+  test('a client on the Unix socket (no TLS on its hop): the JavaScript relay over the native backend stream', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgtls-sock-'));
+    chmodSync(dir, 0o777);
+    try {
+      // alice logs in with the gateway's client certificate (cert): a SCRAM exchange passed through would offer
+      // SCRAM-SHA-256-PLUS to a client without TLS, which libpq refuses (the same on Node's tls)
+      const g = await gateway({
+        upstream_sslmode: 'require',
+        upstream_sslcert: fx.clients.alice!.cert,
+        upstream_sslkey: fx.clients.alice!.key,
+        unix_socket_directories: dir,
+      });
+      const { r, d } = await counted(() =>
+        psql(`host=${dir} port=${g.port} user=alice dbname=postgres`, `${SSL_QUERY}; select repeat('u', 300000)`),
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^t\|TLSv1\.3\nu{300000}\n$/);
+      await g.settle();
+      assert.deepEqual(d, { handshakes: 1, failures: 0, splices: 0 });
+      assert.ok((g.records.at(-1)?.bytes_from_backend ?? 0) > 300_000, JSON.stringify(g.records.at(-1)));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   describe('a relayed session over the TLS<->TLS splice', () => {
