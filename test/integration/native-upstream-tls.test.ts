@@ -5,9 +5,10 @@
  * (native_data_plane = off), the reference. nativeUpstreamCounters proves which path ran.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import { type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -33,6 +34,23 @@ let wrongBackend: TestCluster;
 const gateways: TestGateway[] = [];
 const env = { PGPASSWORD: SUPERUSER_PASSWORD };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const canConnect = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
 
 before(async () => {
   assert.ok(nativeUpstreamTls(), `the native addon must be built for these tests: ${nativeUnavailableReason()}`);
@@ -174,6 +192,47 @@ describe('native TLS to the backend', () => {
     } finally {
       await new Promise<void>((r) => srv.close(() => r()));
     }
+  });
+
+  test("OpenSSL's reasons and libpq's ALPN rule against openssl s_server, as on Node's tls", async () => {
+    const server = async (args: string[], fn: (port: number) => Promise<void>) => {
+      const port = await freePort();
+      const p = spawn(
+        'openssl',
+        ['s_server', '-quiet', '-accept', `127.0.0.1:${port}`, '-cert', fx.server.cert, '-key', fx.server.key, ...args],
+        { stdio: 'ignore' },
+      );
+      try {
+        for (let i = 0; i < 100; i++) {
+          if (await canConnect(port)) break;
+          await sleep(50);
+        }
+        await fn(port);
+      } finally {
+        p.kill('SIGTERM');
+      }
+    };
+    const both = async (port: number) => {
+      const conf = {
+        upstream: `postgres://127.0.0.1:${port}`,
+        upstream_sslmode: 'require',
+        upstream_sslnegotiation: 'direct',
+      };
+      const native = await upstreamError(conf, 'on');
+      assert.equal(await upstreamError(conf, 'off'), native);
+      return native;
+    };
+    // no ALPN from the server on a direct TLS connection: libpq's check after the handshake
+    await server([], async (port) =>
+      assert.equal(
+        await both(port),
+        'direct SSL connection was established without ALPN protocol negotiation extension',
+      ),
+    );
+    // only a cipher OpenSSL's DEFAULT leaves out: the server's alert, with OpenSSL's reason as libpq prints it
+    await server(['-tls1_2', '-cipher', 'NULL-SHA256:@SECLEVEL=0', '-alpn', 'postgresql'], async (port) =>
+      assert.equal(await both(port), 'SSL error: sslv3 alert handshake failure'),
+    );
   });
 
   test("client certificate to the backend (upstream_sslcert/sslkey) and PostgreSQL's cert authentication", async () => {
