@@ -97,10 +97,7 @@ const txServer = Buffer.concat([
 const half = Math.max(txClient.length, txServer.length);
 const pad = (b) => Buffer.concat([b, Buffer.alloc(half - b.length)]);
 for (const first of [3, 11])
-  writeFileSync(
-    join(out, 'corpus', `tx-${first}`),
-    Buffer.concat([Buffer.from([first]), pad(txClient), pad(txServer)]),
-  );
+  writeFileSync(join(out, 'corpus', `tx-${first}`), Buffer.concat([Buffer.from([first]), pad(txClient), pad(txServer)]));
 const seconds = process.argv[2] ?? '60';
 const r = spawnSync(
   bin,

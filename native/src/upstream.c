@@ -61,7 +61,6 @@ static int load_pem_into(X509_STORE *st, const char *pem, int *crls) {
   STACK_OF(X509_INFO) *infos = PEM_X509_INFO_read_bio(b, NULL, no_password, NULL);
   BIO_free(b);
   if (!infos) return -1;
-  int rc = 0;
   for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
     X509_INFO *in = sk_X509_INFO_value(infos, i);
     /* the same certificate twice (a root file and the system store) is not an error, as for Node's `ca` */
@@ -72,7 +71,7 @@ static int load_pem_into(X509_STORE *st, const char *pem, int *crls) {
     }
   }
   sk_X509_INFO_pop_free(infos, X509_INFO_free);
-  return rc;
+  return 0;
 }
 
 static int use_cert_and_key(SSL_CTX *ctx, const pgtls_client_opts *o, char *err, size_t errlen) {
