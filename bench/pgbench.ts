@@ -9,6 +9,12 @@
  *   npm run build && node dist/bench/pgbench.js [--seconds 10] [--rounds 3] [--clients 8] [--threads 2] [--connect]
  *                                                [--hop unix|tcp] [--write docs/benchmarks.md]
  *                                                [--node /path/to/node] [--native] [--workers N]
+ *                                                [--upstream-tls] [--callgrind]
+ *
+ * --upstream-tls: both proxies do TLS to PostgreSQL too (pgtls upstream_sslmode = require, PgBouncer
+ * server_tls_sslmode = require; loopback TCP, as libpq does no TLS on a Unix socket). The bare relay's hop stays plain.
+ * --callgrind: also the gateway's instructions per transaction for one client under valgrind (a second gateway with
+ * the same configuration; the Ir difference between a 5 s and a 15 s run over the difference in transactions).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chownSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,7 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureCluster, postgresRunAs, startCluster } from '../src/gateway/embedded-postgres.js';
 import { createIntermediateCA, createRootCA, createServerCert } from '../src/pki/generate.js';
-import { cpuOf, freePort, median, pgbouncerIni, waitPort } from './support.js';
+import { callgrindPerTx, cpuOf, freePort, median, pgbouncerIni, waitPort } from './support.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -33,11 +39,15 @@ const { values: opt } = parseArgs({
     node: { type: 'string' },
     /** Run the gateway with native_data_plane = on (the addon must be built for that Node). */
     native: { type: 'boolean', default: false },
+    /** TLS on the proxies' hop to PostgreSQL as well (implies --hop tcp). */
+    'upstream-tls': { type: 'boolean', default: false },
+    callgrind: { type: 'boolean', default: false },
     /** The gateway's `workers` setting (processes sharing the port). */
     workers: { type: 'string', default: '1' },
   },
 });
 const nodeBin = opt.node ?? process.execPath;
+if (opt['upstream-tls']) opt.hop = 'tcp';
 const seconds = Number(opt.seconds);
 const rounds = Number(opt.rounds);
 
@@ -46,7 +56,7 @@ interface Run {
   readonly transactions: number;
 }
 
-function pgbench(port: number, extra: string[]): Run {
+function pgbench(port: number, extra: string[], clients = opt.clients!, threads = opt.threads!): Run {
   const args = [
     '-h',
     '127.0.0.1',
@@ -57,9 +67,9 @@ function pgbench(port: number, extra: string[]): Run {
     '-S',
     '-n',
     '-c',
-    opt.clients!,
+    clients,
     '-j',
-    opt.threads!,
+    threads,
     '-T',
     String(seconds),
     ...extra,
@@ -130,23 +140,22 @@ async function main() {
 
     process.stderr.write('bench: pgtls gateway …\n');
     const gwPort = await freePort();
-    writeFileSync(
-      join(work, 'pgtls.conf'),
+    const gwConf = (port: number, dataDir: string) =>
       [
         "listen_addresses = '127.0.0.1'",
-        `port = ${gwPort}`,
+        `port = ${port}`,
         "ssl_cert_file = 'server.crt'",
         "ssl_key_file = 'server.key'",
         opt.hop === 'unix'
           ? `upstream = 'postgres://${encodeURIComponent(pg.socketDir)}:${pgPort}'`
           : `upstream = 'postgres://127.0.0.1:${pgPort}'`,
-        "upstream_sslmode = 'disable'",
+        `upstream_sslmode = '${opt['upstream-tls'] ? 'require' : 'disable'}'`,
         'log_connections = off',
         `native_data_plane = ${opt.native ? 'on' : 'off'}`,
         `workers = ${opt.workers}`,
-        `data_directory = '${join(work, 'gw')}'`,
-      ].join('\n'),
-    );
+        `data_directory = '${dataDir}'`,
+      ].join('\n');
+    writeFileSync(join(work, 'pgtls.conf'), gwConf(gwPort, join(work, 'gw')));
     if (runAs.uid !== undefined) execFileSync('chown', ['root:root', join(work, 'server.key')]);
     const gw = spawn(
       nodeBin,
@@ -170,6 +179,7 @@ async function main() {
         authFile: join(work, 'userlist.txt'),
         certFile: join(work, 'server.crt'),
         keyFile: join(work, 'server.key.bouncer'),
+        ...(opt['upstream-tls'] ? { serverTlsSslmode: 'require' } : {}),
       }),
     );
     writeFileSync(join(work, 'server.key.bouncer'), leaf.keyPem);
@@ -235,7 +245,7 @@ async function main() {
       pgbouncer: median(results.pgbouncer),
       'bare relay': median(results['bare relay']),
     };
-    const mode = `${opt.connect ? 'pgbench -S -C' : 'pgbench -S'} (proxies reach PostgreSQL over ${opt.hop === 'unix' ? 'its Unix socket' : 'loopback TCP'})`;
+    const mode = `${opt.connect ? 'pgbench -S -C' : 'pgbench -S'} (proxies reach PostgreSQL over ${opt.hop === 'unix' ? 'its Unix socket' : opt['upstream-tls'] ? 'TLS on loopback TCP' : 'loopback TCP'})`;
     const lines = [
       `| ${mode} -c ${opt.clients} -j ${opt.threads} -T ${seconds} | median tps | runs |`,
       '|---|---|---|',
@@ -252,6 +262,24 @@ async function main() {
         return `| ${k} | ${(c.user / c.tx).toFixed(1)} | ${(c.sys / c.tx).toFixed(1)} |`;
       }),
     ];
+    if (opt.callgrind) {
+      process.stderr.write('bench: callgrind (one client, the gateway under valgrind) …\n');
+      const cg = join(work, 'callgrind');
+      execFileSync('mkdir', ['-m', '777', cg]);
+      const port = await freePort();
+      writeFileSync(join(work, 'pgtls-cg.conf'), gwConf(port, join(work, 'gw-cg')));
+      const main = new URL('../src/cli/main.js', import.meta.url).pathname;
+      const ir = await callgrindPerTx(
+        [nodeBin, main, 'serve', '--config', join(work, 'pgtls-cg.conf')],
+        port,
+        cg,
+        (s) => {
+          const r = pgbench(port, ['-T', String(s)], '1', '1');
+          return { tx: r.transactions };
+        },
+      );
+      lines.push('', `pgtls instructions per transaction (one client, callgrind): **${Math.round(ir)}**`);
+    }
     const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim()}${opt.native ? ' (native data plane)' : ''}${opt.workers !== '1' ? `, ${opt.workers} gateway workers` : ''}, ${execFileSync('pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]}, PostgreSQL ${pg.binaries.version}`;
     const report = `### ${new Date().toISOString().slice(0, 10)} — ${mode}\n\nMachine: ${machine}\n\n${lines.join('\n')}\n`;
     process.stdout.write(`\n${report}\n`);

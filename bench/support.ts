@@ -71,6 +71,8 @@ export function pgbouncerIni(o: {
   authFile: string;
   certFile: string;
   keyFile: string;
+  /** server_tls_sslmode (TLS to PostgreSQL); default disable. */
+  serverTlsSslmode?: string;
 }): string {
   return [
     '[databases]',
@@ -86,7 +88,7 @@ export function pgbouncerIni(o: {
     'client_tls_sslmode = require',
     `client_tls_cert_file = ${o.certFile}`,
     `client_tls_key_file = ${o.keyFile}`,
-    'server_tls_sslmode = disable',
+    `server_tls_sslmode = ${o.serverTlsSslmode ?? 'disable'}`,
     'unix_socket_dir =',
     'logfile =',
     'log_connections = 0',

@@ -2,7 +2,8 @@
   "targets": [
     {
       "target_name": "pgtls_native",
-      "sources": ["src/addon.c", "src/engine.c", "src/txrelay.c", "src/lane.c", "src/context.c"],
+      "sources": ["src/addon.c", "src/engine.c", "src/txrelay.c", "src/lane.c", "src/context.c", "src/upstream.c",
+                  "src/upstream-addon.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fvisibility=hidden", "-O2"],
       "defines": ["NAPI_VERSION=8"],
       "libraries": []

@@ -31,6 +31,7 @@ const FILES = [
   'gateway-robustness', // 120 hostile connections next to a live session
   'gateway-pool-native', // the transaction relay: boundaries, handbacks mid-transaction, a bad length
   'gateway-pool-drivers', // pooled transactions of pg, postgres.js and psycopg on the native relay
+  'native-upstream-tls', // TLS to the backend natively: verify failures, EOF, client certificate, TLS<->TLS relay
 ];
 const selected = positionals.length ? positionals : FILES;
 
@@ -92,9 +93,11 @@ for (const name of selected) {
 }
 
 const seconds = Number(opt['fuzz-seconds']);
-if (seconds > 0) {
+// fuzz_conn (the client-facing side) and fuzz_upstream (TLS to the backend, the TLS<->TLS relay), N seconds each
+for (const harness of seconds > 0 ? ['fuzz_conn', 'fuzz_upstream'] : []) {
   const t0 = Date.now();
-  const f = spawnSync(process.execPath, [join(here, 'fuzz', 'run.mjs'), String(seconds)], {
+  const script = harness === 'fuzz_conn' ? 'run.mjs' : 'run-upstream.mjs';
+  const f = spawnSync(process.execPath, [join(here, 'fuzz', script), String(seconds)], {
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024,
     timeout: (seconds + 120) * 1000,
@@ -103,7 +106,7 @@ if (seconds > 0) {
   const execs = /stat::number_of_executed_units:\s*(\d+)/.exec(out)?.[1];
   const ok = f.status === 0;
   console.log(
-    `${ok ? 'ok' : 'FAILED'} libFuzzer fuzz_conn, ${seconds} s (${((Date.now() - t0) / 1000).toFixed(1)} s with the build)${execs ? `: ${execs} inputs` : ''}`,
+    `${ok ? 'ok' : 'FAILED'} libFuzzer ${harness}, ${seconds} s (${((Date.now() - t0) / 1000).toFixed(1)} s with the build)${execs ? `: ${execs} inputs` : ''}`,
   );
   if (!ok) {
     failed++;

@@ -23,6 +23,8 @@
 #include "lane.h"
 #include "session.h"
 #include "txrelay.h"
+#include "upstream-addon.h"
+#include "upstream.h"
 
 /*
  * Per thread (each Node environment runs on its own thread, and a session only on its loop's): the decrypted-bytes
@@ -49,6 +51,7 @@ static void on_sweep(uv_timer_t *t) {
     if (s->active) s->active = 0;
     else {
       pgtls_conn_trim(&s->c);
+      if (s->peer) pgtls_conn_trim(s->peer);
       s->trimmed = 1;
     }
   }
@@ -313,6 +316,14 @@ static void defer(session *s) {
 
 void pgtls_session_defer(session *s) { defer(s); }
 
+/* The TLS<->TLS relay's backend connection (its fd's poll is bpoll, closed before this). */
+static void free_peer(session *s) {
+  if (!s->peer) return;
+  pgtls_conn_free(s->peer);
+  free(s->peer);
+  s->peer = NULL;
+}
+
 /* End of the connection: stop watching, close our fds, tell JavaScript once, let the wrapper be collected. */
 static void teardown(session *s, const char *why) {
   if (s->done) return;
@@ -335,6 +346,7 @@ static void teardown(session *s, const char *why) {
   char reason[sizeof s->c.reason];
   memcpy(reason, s->c.reason, sizeof reason);
   pgtls_conn_free(&s->c); /* closes the dups; the original fds belong to the JavaScript sockets */
+  free_peer(s);
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) == napi_ok) {
     napi_value argv[4] = {num(env, EV_CLOSE), num(env, fc), num(env, fb), str(env, reason[0] ? reason : why)};
@@ -391,6 +403,7 @@ static napi_value facts_object(session *s) {
     if (vr != X509_V_OK) napi_set_named_property(env, o, "peerVerifyError", str(env, X509_verify_cert_error_string(vr)));
     X509_free(peer);
   }
+  if (!SSL_is_server(ssl)) pgtls_upstream_facts(env, ssl, o); /* a backend session (upstreamBegin) */
   return o;
 }
 
@@ -472,6 +485,8 @@ static void run(session *s) {
       }
     } else if (s->c.phase == PH_SPLICE && !s->destroy_req) {
       if (pgtls_splice_pump(&s->c, &want) == 1) s->destroy_req = 1;
+    } else if (s->c.phase == PH_SPLICE_TLS && !s->destroy_req) {
+      if (pgtls_tls_splice_pump(&s->c, s->peer, &want) == 1) s->destroy_req = 1;
     } else if (s->c.phase == PH_TX && !s->destroy_req) {
       /* In a lane the session moves between transactions (no server) and relaying (a server) without JavaScript;
        * a bounded number of moves per run, then the next loop turn. */
@@ -537,6 +552,7 @@ static void finalize_session(napi_env env, void *data, void *hint) {
     if (s->bpoll_on) uv_close((uv_handle_t *)&s->bpoll, on_handle_closed), s->open_handles++;
     s->cpoll_on = s->bpoll_on = 0;
     pgtls_conn_free(&s->c);
+    free_peer(s);
   }
   maybe_free(s);
 }
@@ -897,6 +913,72 @@ static napi_value destroy_conn(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* upstreamBegin(session, servername): a session accept()ed on a client context (createClientContext) becomes the
+ * connecting side of a TLS hop to the backend (upstream.h); its handshake starts on the next loop turn. */
+static napi_value upstream_begin(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  session *s = session_args(env, info, &argc, argv, 1);
+  if (!s) return NULL;
+  char name[256] = "";
+  size_t n = 0;
+  if (argc < 2 || napi_get_value_string_utf8(env, argv[1], name, sizeof name, &n) != napi_ok) name[0] = 0;
+  if (s->done || pgtls_upstream_setup(&s->c, name) != 0) {
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "the TLS session cannot connect");
+    return NULL;
+  }
+  if (!s->busy) kick(s);
+  return NULL;
+}
+
+/* spliceTls(session, backendSession, toBackend?, toClient?): relay between a client session and a backend session
+ * in C (upstream.h). The backend's TLS connection moves into this session (watched by bpoll on a dup of its fd) and
+ * the backend session closes (EV_CLOSE); this session's EV_CLOSE ends the relay with both byte counts. */
+static napi_value splice_tls(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  session *s = session_args(env, info, &argc, argv, 1);
+  if (!s) return NULL;
+  session *b = argc > 1 ? unwrap(env, argv[1]) : NULL;
+  if (!b) return NULL;
+  if (s->done || s->c.phase != PH_STREAM || s->c.closing || s->peer || s->bpoll_on || b == s || b->done || b->busy ||
+      b->c.phase != PH_STREAM || b->c.closing || b->c.cfd < 0) {
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "the TLS sessions cannot be spliced");
+    return NULL;
+  }
+  void *tb = NULL, *tc = NULL;
+  size_t tbl = 0, tcl = 0;
+  bool isbuf = false;
+  if (argc > 2 && napi_is_buffer(env, argv[2], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[2], &tb, &tbl);
+  isbuf = false;
+  if (argc > 3 && napi_is_buffer(env, argv[3], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[3], &tc, &tcl);
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  /* a new fd for the new poll: the backend session's poll is closed (and its epoll registration removed) by its
+   * teardown below, before its own fd is closed */
+  int fd = fcntl(b->c.cfd, F_DUPFD_CLOEXEC, 0);
+  pgtls_conn *peer = fd >= 0 ? malloc(sizeof *peer) : NULL;
+  if (!peer || uv_poll_init(loop, &s->bpoll, fd) != 0) {
+    free(peer);
+    if (fd >= 0) close(fd);
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", "could not take over the backend session");
+    return NULL;
+  }
+  s->bpoll.data = s;
+  s->bpoll_on = 1;
+  pgtls_conn_move(peer, &b->c, fd);
+  s->peer = peer;
+  teardown(b, "spliced");
+  s->c.reading = 0;
+  if (pgtls_tls_splice_start(&s->c, peer, tb, tbl, tc, tcl) != 0) {
+    if (!s->busy) teardown(s, "splice failed");
+    else s->destroy_req = 1;
+    return NULL;
+  }
+  if (!s->busy) kick(s);
+  return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor d[] = {
       {"createContext", NULL, create_context, NULL, NULL, NULL, napi_default, NULL},
@@ -910,6 +992,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"txStop", NULL, tx_stop, NULL, NULL, NULL, napi_default, NULL},
       {"dupFd", NULL, dup_fd_js, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, close_fd_js, NULL, NULL, NULL, napi_default, NULL},
+      {"createClientContext", NULL, pgtls_create_client_context, NULL, NULL, NULL, napi_default, NULL},
+      {"upstreamBegin", NULL, upstream_begin, NULL, NULL, NULL, napi_default, NULL},
+      {"spliceTls", NULL, splice_tls, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   lane_define(env, exports);

@@ -31,6 +31,7 @@ typedef struct session {
   uv_poll_t cpoll, bpoll;
   int cpoll_on, bpoll_on;
   tpoll *tp; /* the transaction relay's server watch (PH_TX), or NULL */
+  pgtls_conn *peer; /* PH_SPLICE_TLS: the backend's TLS connection, moved here from its session (upstream.h) */
   int tmask;
   int cmask, bmask;
   int open_handles; /* uv handles whose close callback has not run yet */

@@ -6,6 +6,10 @@
  */
 import { randomInt } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { UpstreamTlsConnector } from '../tls/native-upstream.js';
 import { type AttemptFailure, connectError } from './errors.js';
 import {
   AttemptError,
@@ -27,7 +31,7 @@ export type { ConnectionFacts, Method, Negotiated, TlsFacts } from './negotiate.
  * Walks libpq's attempts in order. `next()` yields the next negotiated socket; after a login failure on it, call
  * `fail(message)` so the next `next()` continues exactly where libpq would (next encryption method, address, host).
  */
-export class ConnectionAttempts {
+export class ConnectionAttempts<S extends Duplex = Socket | TLSSocket> {
   readonly failures: AttemptFailure[] = [];
   private hostIndex = 0;
   private candidates: Candidate[] | undefined;
@@ -37,7 +41,14 @@ export class ConnectionAttempts {
 
   private readonly hosts: readonly HostTarget[];
 
-  constructor(readonly plan: ConnectionPlan) {
+  /**
+   * `native`: TLS done by the gateway's addon (../tls/native-upstream.ts), whose sockets are Duplexes — the gateway
+   * alone passes it, with S widened to Duplex; the client library and doctor get Node's tls.
+   */
+  constructor(
+    readonly plan: ConnectionPlan,
+    private readonly native?: UpstreamTlsConnector,
+  ) {
     // load_balance_hosts=random: libpq shuffles the hosts (and each host's addresses) once per connection.
     this.hosts = plan.params.load_balance_hosts === 'random' ? shuffle(plan.hosts) : plan.hosts;
   }
@@ -149,7 +160,7 @@ export class ConnectionAttempts {
   }
 
   /** The next negotiated connection, or a ClientError carrying every attempt's message once all have failed. */
-  async next(): Promise<Negotiated> {
+  async next(): Promise<Negotiated<S>> {
     const plan = this.plan;
     if (this.exhausted) throw connectError(this.failures);
     const timeoutMs = plan.connectTimeoutSeconds * 1000;
@@ -192,7 +203,7 @@ export class ConnectionAttempts {
       }
       try {
         const result = await this.attempt(candidate, method, methods, timeoutMs);
-        return result;
+        return result as Negotiated<S>;
       } catch (err) {
         if (!(err instanceof AttemptError)) throw err;
         this.failures.push(this.failure(candidate, method, err.message, err.reason));
@@ -216,7 +227,7 @@ export class ConnectionAttempts {
     method: Method,
     methods: readonly Method[],
     timeoutMs: number,
-  ): Promise<Negotiated> {
+  ): Promise<Negotiated<Socket | TLSSocket | Duplex>> {
     const plan = this.plan;
     let material: TlsMaterial | undefined;
     if (plan.deferredError) throw new AttemptError(plan.deferredError, undefined, 'stop');
@@ -245,7 +256,7 @@ export class ConnectionAttempts {
         return { socket, facts: Object.freeze({ ...base, method, fallbacks: Object.freeze([...this.failures]) }) };
       }
       if (method === 'direct') {
-        const { socket: tlsSocket, tls } = await tlsHandshake(plan, c, socket, material!, true, timeoutMs);
+        const { socket: tlsSocket, tls } = await tlsHandshake(plan, c, socket, material!, true, timeoutMs, this.native);
         this.current = { candidate: c, method };
         return {
           socket: tlsSocket,
@@ -275,7 +286,7 @@ export class ConnectionAttempts {
       const m = loadTlsMaterial(plan);
       if (!m.ok) throw new AttemptError(m.message, m.reason);
       material = m.value;
-      const { socket: tlsSocket, tls } = await tlsHandshake(plan, c, socket, material, false, timeoutMs);
+      const { socket: tlsSocket, tls } = await tlsHandshake(plan, c, socket, material, false, timeoutMs, this.native);
       if (extra) {
         tlsSocket.destroy();
         throw new AttemptError('received unencrypted data after SSL response', undefined, 'stop');

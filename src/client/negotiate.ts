@@ -8,13 +8,16 @@ import { X509Certificate } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { appendFileSync } from 'node:fs';
 import { type Socket, connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { type PeerCertificate, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { keyUsageAllowsTls, verifyHostName } from '../pki/hostname.js';
 import { encodeSSLRequest } from '../protocol/startup.js';
+import type { UpstreamTlsConnector } from '../tls/native-upstream.js';
 import { CertificateRequestTap } from './cert-request.js';
 import type { AttemptFailure } from './errors.js';
 import { type ConnectionPlan, DEFAULT_PORT, type HostTarget, sniSuppressed } from './resolve.js';
 import type { TlsMaterial } from './tls-files.js';
+import { VERIFY_CODES, describeVerifyError } from './verify-codes.js';
 
 export type Method = 'plain' | 'ssl' | 'direct';
 
@@ -50,8 +53,9 @@ export interface ConnectionFacts {
   readonly prefix: string;
 }
 
-export interface Negotiated {
-  readonly socket: Socket | TLSSocket;
+/** `S`: a Duplex only for the gateway's native TLS to its backend (ConnectionAttempts' `native` connector). */
+export interface Negotiated<S extends Duplex = Socket | TLSSocket> {
+  readonly socket: S;
   readonly facts: ConnectionFacts;
 }
 
@@ -252,6 +256,23 @@ function chainOf(socket: TLSSocket): X509Certificate[] {
   return chain;
 }
 
+/** What a handshake gave, whichever TLS did it: libpq's checks are made on this (verdict). */
+interface Handshook {
+  readonly chain: X509Certificate[];
+  readonly authorized: boolean;
+  /** Node's verify error code (UNABLE_TO_GET_ISSUER_CERT_LOCALLY) or OpenSSL's text. */
+  readonly authorizationError: string;
+  readonly alpn: string | false;
+  readonly protocol: string | null;
+  readonly cipher: string;
+  readonly requested: boolean | undefined;
+}
+
+/**
+ * The TLS handshake of one attempt, with libpq's checks after it. `native`: the gateway's connector for TLS done by
+ * its addon (../tls/native-upstream.ts); the client library and doctor pass none and get Node's tls, which also
+ * stays the path for sslkeylogfile (Node's 'keylog' event).
+ */
 export async function tlsHandshake(
   plan: ConnectionPlan,
   c: Candidate,
@@ -259,11 +280,19 @@ export async function tlsHandshake(
   material: TlsMaterial,
   direct: boolean,
   timeoutMs: number,
-): Promise<{ socket: TLSSocket; tls: TlsFacts }> {
+  native?: UpstreamTlsConnector,
+): Promise<{ socket: TLSSocket | Duplex; tls: TlsFacts }> {
   const host = c.target.host;
   const servername = plan.ssl.sni && c.target.kind !== 'socket' && host && !sniSuppressed(host) ? host : undefined;
   const minVersion = (plan.ssl.minVersion || 'TLSv1') as 'TLSv1';
   const maxVersion = (plan.ssl.maxVersion || 'TLSv1.3') as 'TLSv1.3';
+  // libpq sets no cipher list: OpenSSL's DEFAULT applies (Node's own default is narrower). TLS 1.0/1.1 also
+  // need security level 0 in OpenSSL 3, which libpq's users get only by asking for those versions explicitly.
+  const ciphers = minVersion === 'TLSv1' || (minVersion as string) === 'TLSv1.1' ? 'DEFAULT:@SECLEVEL=0' : 'DEFAULT';
+  if (native && !plan.ssl.keyLogFile) {
+    const opts = { servername, minVersion, maxVersion, ciphers };
+    return nativeHandshake(plan, c, socket, material, direct, timeoutMs, native, opts);
+  }
   let tlsSocket: TLSSocket;
   // sslcertmode=require needs to know whether the server asked for a certificate: read its handshake flight.
   const tap = plan.ssl.certMode === 'require' ? new CertificateRequestTap(socket) : undefined;
@@ -274,9 +303,7 @@ export async function tlsHandshake(
       ALPNProtocols: ['postgresql'],
       minVersion,
       maxVersion,
-      // libpq sets no cipher list: OpenSSL's DEFAULT applies (Node's own default is narrower). TLS 1.0/1.1 also
-      // need security level 0 in OpenSSL 3, which libpq's users get only by asking for those versions explicitly.
-      ciphers: minVersion === 'TLSv1' || (minVersion as string) === 'TLSv1.1' ? 'DEFAULT:@SECLEVEL=0' : 'DEFAULT',
+      ciphers,
       rejectUnauthorized: false,
       checkServerIdentity: () => undefined,
       ...(material.ca ? { ca: material.ca } : {}),
@@ -285,14 +312,7 @@ export async function tlsHandshake(
       ...(material.key ? { key: material.key } : {}),
     });
   } catch (err) {
-    const e = err as Error & { reason?: string };
-    if (material.cert && /key values mismatch/i.test(e.message)) {
-      throw new AttemptError(
-        `certificate does not match private key file "${material.keyFile}": key values mismatch`,
-        e.message,
-      );
-    }
-    throw new AttemptError(`could not establish SSL connection: ${e.reason ?? e.message}`, e.message);
+    throw contextFailure(material, err as Error & { reason?: string });
   }
   if (tap) tlsSocket.on('keylog', (line: Buffer) => tap.keylog(line));
   if (plan.ssl.keyLogFile) {
@@ -313,17 +333,53 @@ export async function tlsHandshake(
     if ((err as Error).message === 'timeout expired') throw new AttemptError('timeout expired', undefined, 'address');
     throw handshakeFailure(plan, err as NodeJS.ErrnoException);
   }
+  const cipher = tlsSocket.getCipher();
+  const requested = tap?.certificateRequested(tlsSocket.getProtocol(), cipher.standardName);
+  tap?.release();
+  const got: Handshook = {
+    chain: chainOf(tlsSocket),
+    authorized: tlsSocket.authorized,
+    authorizationError: String(tlsSocket.authorizationError ?? 'unknown'),
+    alpn: tlsSocket.alpnProtocol ?? false,
+    protocol: tlsSocket.getProtocol(),
+    cipher: cipher.standardName ?? cipher.name,
+    requested,
+  };
+  return { socket: tlsSocket, tls: verdict(plan, material, direct, host, servername, got, () => tlsSocket.destroy()) };
+}
+
+/** A context that cannot be built from the material: libpq's text for a key that does not match, else OpenSSL's. */
+function contextFailure(material: TlsMaterial, e: Error & { reason?: string }): AttemptError {
+  if (material.cert && /key values mismatch/i.test(e.message)) {
+    return new AttemptError(
+      `certificate does not match private key file "${material.keyFile}": key values mismatch`,
+      e.message,
+    );
+  }
+  return new AttemptError(`could not establish SSL connection: ${e.reason ?? e.message}`, e.message);
+}
+
+/** libpq's checks after a completed handshake (open_client_SSL, then the host name); throws libpq's texts. */
+function verdict(
+  plan: ConnectionPlan,
+  material: TlsMaterial,
+  direct: boolean,
+  host: string,
+  servername: string | undefined,
+  got: Handshook,
+  destroy: () => void,
+): TlsFacts {
   const fail = (e: AttemptError) => {
-    tlsSocket.destroy();
+    destroy();
     return e;
   };
-  const chain = chainOf(tlsSocket);
+  const chain = got.chain;
   let verified: TlsFacts['verified'] = 'none';
   if (material.verify) {
     // CRL checking on with no CRL loaded (an empty sslcrldir): OpenSSL fails every certificate.
     const crlMissing = material.crl !== undefined && material.crl.length === 0;
-    if (!tlsSocket.authorized || crlMissing) {
-      const why = crlMissing ? 'unable to get certificate CRL' : String(tlsSocket.authorizationError ?? 'unknown');
+    if (!got.authorized || crlMissing) {
+      const why = crlMissing ? 'unable to get certificate CRL' : got.authorizationError;
       throw fail(new AttemptError('SSL error: certificate verify failed', describeVerifyError(why)));
     }
     // OpenSSL 1.1 (libpq's) also applies the ssl_server purpose to a leaf that is itself a trust anchor; Node's
@@ -341,49 +397,86 @@ export async function tlsHandshake(
     if (!r.ok) throw fail(new AttemptError(r.message, `certificate names: ${r.names.join(', ') || '(none)'}`));
     verified = 'chain+host';
   }
-  const alpn = tlsSocket.alpnProtocol ?? false;
+  const alpn = got.alpn;
   if (direct) {
     if (!alpn)
       throw fail(new AttemptError('direct SSL connection was established without ALPN protocol negotiation extension'));
     if (alpn !== 'postgresql')
       throw fail(new AttemptError('SSL connection was established with unexpected ALPN protocol'));
   }
-  const requested = tap?.certificateRequested(tlsSocket.getProtocol(), tlsSocket.getCipher().standardName);
-  tap?.release();
+  return Object.freeze({
+    ...(got.requested === undefined ? {} : { certificateRequested: got.requested }),
+    protocol: got.protocol,
+    cipher: got.cipher,
+    alpn,
+    ...(servername ? { servername } : {}),
+    peerChain: Object.freeze(chain),
+    verified,
+    ...(material.rootSource ? { rootSource: material.rootSource } : {}),
+    crlSources: material.crlSources,
+    ...(material.certFile ? { clientCertificate: material.certFile } : {}),
+  });
+}
+
+/** The native connector's handshake (the gateway's TLS to its backend), with the same checks and texts. */
+async function nativeHandshake(
+  plan: ConnectionPlan,
+  c: Candidate,
+  socket: Socket,
+  material: TlsMaterial,
+  direct: boolean,
+  timeoutMs: number,
+  native: UpstreamTlsConnector,
+  opts: { servername: string | undefined; minVersion: string; maxVersion: string; ciphers: string },
+): Promise<{ socket: Duplex; tls: TlsFacts }> {
+  let timer: NodeJS.Timeout | undefined;
+  let r: Awaited<ReturnType<UpstreamTlsConnector['connect']>>;
+  try {
+    const pending = native.connect(socket, {
+      ...(opts.servername ? { servername: opts.servername } : {}),
+      minVersion: opts.minVersion,
+      maxVersion: opts.maxVersion,
+      ciphers: opts.ciphers,
+      ...(material.ca ? { ca: material.ca } : {}),
+      ...(material.crl && material.crl.length > 0 ? { crl: material.crl } : {}),
+      ...(material.cert ? { cert: material.cert } : {}),
+      ...(material.key ? { key: material.key } : {}),
+    });
+    const expired = new Promise<never>((_, reject) => {
+      if (timeoutMs > 0) timer = setTimeout(() => reject(new Error('timeout expired')), timeoutMs);
+    });
+    r = await Promise.race([pending, expired]);
+  } catch (err) {
+    socket.destroy();
+    if ((err as Error).message === 'timeout expired') throw new AttemptError('timeout expired', undefined, 'address');
+    throw contextFailure(material, err as Error);
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+  if (!r.ok) throw nativeFailure(plan, r.reason);
+  const f = r.facts;
+  const stream = r.stream;
+  const got: Handshook = {
+    chain: f.peerChain.map((d) => new X509Certificate(d)),
+    authorized: f.verifyResult === 0 && f.peerChain.length > 0,
+    authorizationError: VERIFY_CODES[f.verifyResult] ?? f.verifyError ?? 'unknown',
+    alpn: f.alpn ?? false,
+    protocol: f.version,
+    cipher: f.standardName ?? f.cipher,
+    requested: plan.ssl.certMode === 'require' ? f.certificateRequested : undefined,
+  };
   return {
-    socket: tlsSocket,
-    tls: Object.freeze({
-      ...(requested === undefined ? {} : { certificateRequested: requested }),
-      protocol: tlsSocket.getProtocol(),
-      cipher: tlsSocket.getCipher().standardName ?? tlsSocket.getCipher().name,
-      alpn,
-      ...(servername ? { servername } : {}),
-      peerChain: Object.freeze(chain),
-      verified,
-      ...(material.rootSource ? { rootSource: material.rootSource } : {}),
-      crlSources: material.crlSources,
-      ...(material.certFile ? { clientCertificate: material.certFile } : {}),
-    }),
+    socket: stream,
+    tls: verdict(plan, material, direct, c.target.host, opts.servername, got, () => stream.destroy()),
   };
 }
 
-/** Node's verify error code → OpenSSL's text (X509_verify_cert_error_string), the reason libpq does not show. */
-function describeVerifyError(code: string): string {
-  const texts: Record<string, string> = {
-    CERT_HAS_EXPIRED: 'certificate has expired',
-    CERT_NOT_YET_VALID: 'certificate is not yet valid',
-    DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed certificate',
-    SELF_SIGNED_CERT_IN_CHAIN: 'self-signed certificate in certificate chain',
-    UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'unable to get local issuer certificate',
-    UNABLE_TO_GET_ISSUER_CERT: 'unable to get issuer certificate',
-    UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'unable to verify the first certificate',
-    CERT_REVOKED: 'certificate revoked',
-    UNABLE_TO_GET_CRL: 'unable to get certificate CRL',
-    CRL_HAS_EXPIRED: 'CRL has expired',
-    CERT_SIGNATURE_FAILURE: 'certificate signature failure',
-    INVALID_CA: 'invalid CA certificate',
-    INVALID_PURPOSE: 'unsupported certificate purpose',
-    PATH_LENGTH_EXCEEDED: 'path length constraint exceeded',
-  };
-  return texts[code] ? `${texts[code]} (${code})` : code;
+/** libpq's message for a failed SSL_connect() on the native path: OpenSSL's reason, or the syscall's. */
+function nativeFailure(plan: ConnectionPlan, reason: string): AttemptError {
+  if (reason === 'EOF detected' || reason === STRERROR.ECONNRESET) {
+    return new AttemptError('SSL SYSCALL error: EOF detected', reason);
+  }
+  if (Object.values(STRERROR).includes(reason)) return new AttemptError(`SSL SYSCALL error: ${reason}`, reason);
+  const text = `SSL error: ${reason}`;
+  return new AttemptError(VERSION_REASONS.has(reason) ? `${text}\n${versionHint(plan)}` : text, reason);
 }

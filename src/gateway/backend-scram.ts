@@ -17,14 +17,16 @@ export function backendScram(
   socket: Duplex,
   secret: BackendScramSecret,
 ): { scram: ScramClient; plus: boolean } | { error: string } {
-  const tls = socket instanceof TLSSocket ? socket : undefined;
-  const choice = selectScramMechanism([...offered], { tls: tls !== undefined, channelBinding: 'prefer' });
+  // A native TLS hop (../tls/native-upstream.ts) carries the server certificate it verified as a property.
+  const native = (socket as { upstreamPeerCertificate?: Buffer }).upstreamPeerCertificate;
+  const tls = socket instanceof TLSSocket || native !== undefined;
+  const choice = selectScramMechanism([...offered], { tls, channelBinding: 'prefer' });
   if ('error' in choice) return choice;
-  const peer = tls?.getPeerCertificate();
+  const raw = socket instanceof TLSSocket ? socket.getPeerCertificate()?.raw : native;
   const scram = new ScramClient({
     ...choice,
     ...secret,
-    ...(peer?.raw ? { channelBinding: tlsServerEndPoint(peer.raw) } : {}),
+    ...(raw ? { channelBinding: tlsServerEndPoint(raw) } : {}),
   });
   return { scram, plus: choice.flag === 'p' };
 }

@@ -42,6 +42,11 @@ export interface TlsSession {
    * transport can (the native one); undefined means the caller uses the JavaScript relay on `stream`.
    */
   readonly splice?: (backend: Socket, stats: RelayStats) => Promise<void>;
+  /**
+   * Relay natively between this session and a backend reached over TLS by the same transport (a native backend
+   * session, ../tls/native-upstream.ts): undefined when `backend` is not one, and the caller relays otherwise.
+   */
+  readonly spliceTls?: (backend: Duplex, stats: RelayStats) => Promise<void> | undefined;
   /** The native transaction relay for pooled sessions (native/src/txrelay.h); undefined on Node's transport. */
   readonly txRelay?: TxRelayPort;
 }

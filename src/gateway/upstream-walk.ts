@@ -10,6 +10,7 @@
  * for the one place the gateway stops earlier than libpq).
  */
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { ConnectionAttempts } from '../client/connect.js';
 import { type AttemptFailure, ClientError } from '../client/errors.js';
@@ -19,6 +20,7 @@ import { PgtlsError } from '../errors.js';
 import { decodeErrorFields } from '../protocol/error-response.js';
 import { MessageReader } from '../protocol/framing.js';
 import { BackendType, TERMINATE, encodeQuery } from '../protocol/messages.js';
+import type { UpstreamTlsConnector } from '../tls/native-upstream.js';
 import { ERR_UPSTREAM, type UpstreamTarget, hostsOf, planFor } from './upstream.js';
 
 /** What the backend reported at startup that target_session_attrs looks at (ParameterStatus, PostgreSQL 14+). */
@@ -61,7 +63,8 @@ export class UpstreamUnavailable extends PgtlsError {
 
 /** Where a walk landed: the socket, and the one host it is on (for CancelRequests and the log). */
 export interface Landed {
-  readonly socket: Socket | TLSSocket;
+  /** A Duplex when the walk was given the native TLS connector and the hop is TLS. */
+  readonly socket: Socket | TLSSocket | Duplex;
   readonly at: UpstreamTarget;
 }
 
@@ -70,17 +73,21 @@ const plans = new WeakMap<UpstreamTarget, ConnectionPlan>();
 
 /** One libpq-style walk over an upstream's hosts; the caller logs in on each socket next() gives it. */
 export class UpstreamWalk {
-  readonly #attempts: ConnectionAttempts;
+  readonly #attempts: ConnectionAttempts<Socket | TLSSocket | Duplex>;
   readonly #single: boolean;
   #current: Landed | undefined;
 
-  constructor(readonly target: UpstreamTarget) {
+  /** `native`: TLS to the backend by the native addon (the 1:1 relay; pools keep Node's tls). */
+  constructor(
+    readonly target: UpstreamTarget,
+    native?: UpstreamTlsConnector,
+  ) {
     let plan = plans.get(target);
     if (!plan) {
       plan = planFor(target);
       plans.set(target, plan);
     }
-    this.#attempts = new ConnectionAttempts(plan);
+    this.#attempts = new ConnectionAttempts<Socket | TLSSocket | Duplex>(plan, native);
     this.#single = hostsOf(target).length === 1;
   }
 
@@ -98,7 +105,7 @@ export class UpstreamWalk {
       // The address connected to (not the name, which may resolve to others): where this session's cancels go.
       const host = f.address && !f.address.startsWith('/') ? f.address : f.host;
       const at: UpstreamTarget = { ...this.target, host, port, hosts: [{ host, port }] };
-      this.#current = { socket: n.socket as Socket | TLSSocket, at };
+      this.#current = { socket: n.socket, at };
       return this.#current;
     } catch (e) {
       if (e instanceof ClientError) throw new UpstreamUnavailable(e.attempts, this.#single);
@@ -133,7 +140,7 @@ export class UpstreamWalk {
    * CONNECTION_CHECK_TARGET on a logged-in socket (ReadyForQuery seen, nothing pending). undefined: the session will
    * do. Otherwise libpq's reason; the socket has been sent Terminate and closed, and the walk moves to the next host.
    */
-  async check(socket: Socket | TLSSocket, reported: Reported): Promise<string | undefined> {
+  async check(socket: Duplex, reported: Reported): Promise<string | undefined> {
     const why = await sessionRejection(this.mode(), reported, socket);
     if (why !== undefined) {
       // libpq's sendTerminateConn: a polite goodbye (no "unexpected EOF" in the server log), then the socket goes.
@@ -152,11 +159,7 @@ export class UpstreamWalk {
 }
 
 /** libpq's CONNECTION_CHECK_TARGET verdict, querying the server when it did not report what is needed. */
-export async function sessionRejection(
-  mode: string,
-  reported: Reported,
-  socket: Socket | TLSSocket,
-): Promise<string | undefined> {
+export async function sessionRejection(mode: string, reported: Reported, socket: Duplex): Promise<string | undefined> {
   if (mode === 'any') return undefined;
   let r: Reported = reported;
   if (
@@ -186,7 +189,7 @@ export async function sessionRejection(
  * Run one simple query on an idle, paused, logged-in socket and return the first column of its first row (undefined on
  * an error, no row, a close or 30 s without an answer). Reads exactly up to ReadyForQuery; the socket is paused again.
  */
-export function queryValue(socket: Socket | TLSSocket, sql: string, timeoutMs = 30_000): Promise<string | undefined> {
+export function queryValue(socket: Duplex, sql: string, timeoutMs = 30_000): Promise<string | undefined> {
   return new Promise((resolve) => {
     const reader = new MessageReader(1 << 20);
     let value: string | undefined;
@@ -235,5 +238,6 @@ export function queryValue(socket: Socket | TLSSocket, sql: string, timeoutMs = 
  * the caller logs in and needs no target check). Throws UpstreamUnavailable.
  */
 export async function connectUpstream(t: UpstreamTarget): Promise<Socket | TLSSocket> {
-  return (await new UpstreamWalk(t).next()).socket;
+  // No native connector: Node's sockets.
+  return (await new UpstreamWalk(t).next()).socket as Socket | TLSSocket;
 }

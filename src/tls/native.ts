@@ -31,12 +31,12 @@ import type {
 import { ERR_TLS_CONFIG, type TlsMaterial } from './context.js';
 
 /** Event kinds from the addon (native/src/addon.c). */
-const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close: 6, tx: 7 } as const;
+export const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close: 6, tx: 7 } as const;
 
 type NativeHandle = object & { readonly __nativeSession: unique symbol };
-type NativeContext = object & { readonly __nativeContext: unique symbol };
+export type NativeContext = object & { readonly __nativeContext: unique symbol };
 /** Up to nine arguments after the kind (EV_TX has the most); named, so that no event allocates an array. */
-type EventCallback = (
+export type EventCallback = (
   kind: number,
   a?: unknown,
   b?: unknown,
@@ -51,7 +51,7 @@ type EventCallback = (
   k?: unknown,
 ) => boolean | undefined;
 
-interface Addon {
+export interface Addon {
   readonly openssl: string;
   createContext(options: NativeContextOptions): NativeContext;
   accept(ctx: NativeContext, fd: number, initial: Buffer | undefined, cb: EventCallback): NativeHandle;
@@ -91,6 +91,10 @@ interface Addon {
   laneClose(lane: LaneHandle): void;
   dupFd(fd: number): number;
   closeFd(fd: number): void;
+  /** TLS to the backend (native/src/upstream.h; used by ./native-upstream.ts). */
+  createClientContext(options: object): NativeContext;
+  upstreamBegin(s: NativeHandle, servername: string): void;
+  spliceTls(s: NativeHandle, backend: NativeHandle, toBackend: Buffer | undefined, toClient: Buffer | undefined): void;
 }
 
 interface NativeContextOptions {
@@ -165,7 +169,7 @@ function tryLoad(): { addon?: Addon; reason?: string } {
   }
 }
 
-function loadAddon(): { addon?: Addon; reason?: string } {
+export function loadAddon(): { addon?: Addon; reason?: string } {
   loaded ??= tryLoad();
   return loaded;
 }
@@ -218,7 +222,7 @@ export function createNativeServerContext(material: TlsMaterial): NativeContext 
 }
 
 /** Stop Node from ever reading this socket again and return its fd with the bytes it had read but not delivered. */
-function takeOver(socket: Socket): { fd: number; buffered: Buffer[] } {
+export function takeOver(socket: Socket): { fd: number; buffered: Buffer[] } {
   const handle = (socket as unknown as { _handle?: StreamHandle })._handle;
   const fd = handle?.fd;
   if (!handle || typeof fd !== 'number' || fd < 0) {
@@ -243,7 +247,7 @@ function takeOver(socket: Socket): { fd: number; buffered: Buffer[] } {
  * closing it, so the dup's registration is untouched. The addresses are read first: Node caches them on first use,
  * so the log, hba and the admin console still see them.
  */
-function releaseHandle(socket: Socket): void {
+export function releaseHandle(socket: Socket): void {
   void socket.remoteAddress;
   void socket.remotePort;
   void socket.localAddress;
@@ -256,7 +260,7 @@ function releaseHandle(socket: Socket): void {
 }
 
 /** Decrypted bytes for the startup and authentication phases, and the splice after. */
-class NativeTlsStream extends Duplex {
+export class NativeTlsStream extends Duplex {
   readonly #addon: Addon;
   #handle: NativeHandle | undefined;
   #spliced = false;
@@ -264,7 +268,11 @@ class NativeTlsStream extends Duplex {
   #pendingWrite: ((err?: Error | null) => void) | undefined;
   #onClose: ((fromClient: number, fromBackend: number, reason: string) => void) | undefined;
   #txDone: ((h: TxHandback) => void) | undefined;
+  /** Moved into a client session's TLS<->TLS relay (spliceTls): its close is the relay's, not this stream's. */
+  #handedOver = false;
   readonly #socket: Socket;
+  /** A backend session's server certificate (DER), for SCRAM channel binding (../gateway/backend-scram.ts). */
+  upstreamPeerCertificate: Buffer | undefined;
 
   constructor(addon: Addon, socket: Socket) {
     super({ allowHalfOpen: false });
@@ -324,6 +332,7 @@ class NativeTlsStream extends Duplex {
       }
       case EV.close: {
         this.#closed = true;
+        if (this.#handedOver) return false;
         this.#txDone = undefined;
         const cb = this.#pendingWrite;
         this.#pendingWrite = undefined;
@@ -404,6 +413,50 @@ class NativeTlsStream extends Duplex {
     },
   };
 
+  /**
+   * Relay natively between this client session and a native backend session (TLS on both hops, no JavaScript per
+   * message): as splice(), with the backend's decrypted but unread bytes going to the client first.
+   */
+  async spliceTls(backend: NativeTlsStream, stats: RelayStats): Promise<void> {
+    const handle = this.#handle;
+    const other = backend.#handle;
+    if (!handle || !other || this.#closed || this.#spliced || backend.#closed || backend.#spliced) {
+      throw new Error('the TLS connection is closed');
+    }
+    this.#spliced = true;
+    backend.#spliced = true;
+    this.#addon.setReading(handle, false);
+    this.#addon.setReading(other, false);
+    // Out of any native callback first (this often runs in the microtasks of the backend's last EV_DATA, while the
+    // addon is inside that session's run), and with no write waiting for a drain that would never come.
+    for (let i = 0; i < 100 && !this.#closed && !backend.#closed; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      if (!backend.#pendingWrite && !this.#pendingWrite) break;
+    }
+    if (this.#closed || backend.#closed) throw new Error('the TLS connection is closed');
+    const drain = (s: Duplex) => {
+      const out: Buffer[] = [];
+      for (let chunk = s.read() as Buffer | null, i = 0; chunk !== null && i < 1024; chunk = s.read(), i++)
+        out.push(chunk);
+      return out.length ? Buffer.concat(out) : undefined;
+    };
+    const done = new Promise<void>((resolve) => {
+      this.#onClose = (fromClient, fromBackend) => {
+        stats.bytesFromClient += fromClient;
+        stats.bytesFromBackend += fromBackend;
+        backend.#socket.destroy();
+        if (!backend.destroyed) backend.destroy();
+        resolve();
+      };
+    });
+    backend.#handedOver = true;
+    backend.once('close', () => {
+      if (!this.#closed) this.#addon.destroy(handle);
+    });
+    this.#addon.spliceTls(handle, other, drain(this), drain(backend));
+    return done;
+  }
+
   /** Relay natively until either side closes; see TlsSession.splice. */
   async splice(backend: Socket, stats: RelayStats): Promise<void> {
     const handle = this.#handle;
@@ -476,6 +529,8 @@ function makeTransport(addon: Addon): ClientTransport {
               facts: toFacts(a as Record<string, unknown>),
               stream,
               splice: (backend, stats) => stream.splice(backend, stats),
+              spliceTls: (backend, stats) =>
+                backend instanceof NativeTlsStream ? stream.spliceTls(backend, stats) : undefined,
               txRelay: stream.txPort,
             };
             resolve({ ok: true, session });

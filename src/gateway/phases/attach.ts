@@ -8,6 +8,7 @@
 import type { Socket } from 'node:net';
 import { BackendMessage } from '../../protocol/constants.js';
 import { decodeParameterStatus } from '../../protocol/messages.js';
+import { nativeUpstreamTls } from '../../tls/native-upstream.js';
 import { type BackendCredentials, type BackendLogin, loginToBackend } from '../backend-login.js';
 import type { ClientConnection } from '../client-connection.js';
 import * as refuse from '../refusals.js';
@@ -18,7 +19,9 @@ import { hostLabel, hostsOf } from '../upstream.js';
 export async function attach(c: ClientConnection): Promise<boolean> {
   const { record, rt } = c;
   try {
-    const walk = c.upstreamWalk ?? new UpstreamWalk(c.upstream ?? rt.upstream);
+    // With the native transport the TLS hop to the backend is native too, so the relay can splice TLS<->TLS in C.
+    const native = rt.transport?.name === 'native' ? nativeUpstreamTls() : undefined;
+    const walk = c.upstreamWalk ?? new UpstreamWalk(c.upstream ?? rt.upstream, native);
     c.upstreamWalk = walk;
     const landed = await walk.next();
     // CancelRequests for this session go to the host it landed on; the log says which one it was.

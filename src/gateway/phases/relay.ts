@@ -4,13 +4,19 @@
  */
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { countNativeTlsSplice } from '../../tls/native-upstream.js';
 import type { ClientConnection } from '../client-connection.js';
 import type { RelayStats } from '../transport.js';
 
 export async function relay(c: ClientConnection, stats: RelayStats): Promise<RelayStats> {
   const backend = c.backend!;
   const native = c.tls?.splice;
-  if (native && isPlainSocket(backend)) await native(backend, stats);
+  // TLS on both hops, both native: the relay runs in C (TlsSession.spliceTls says undefined for any other backend).
+  const tlsToTls = c.tls?.spliceTls?.(backend, stats);
+  if (tlsToTls) {
+    countNativeTlsSplice();
+    await tlsToTls;
+  } else if (native && isPlainSocket(backend)) await native(backend, stats);
   else await splice(c.stream, backend, stats);
   return stats;
 }
