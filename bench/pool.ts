@@ -11,7 +11,7 @@
  * password authentication and the comparison is the proxies' own work. Prints TPS, ratios and the proxies' CPU per
  * transaction (µs, from /proc).
  *
- *   npm run build && node dist/bench/pool.js [--seconds 15] [--only session|simple|prepared] [--plain]
+ *   npm run build && node dist/bench/pool.js [--seconds 15] [--warmup 0] [--only session|simple|prepared] [--plain]
  *                                            [--hop tcp|unix] [--native on|off] [--callgrind]
  *                                            [--cpu-prof DIR] [--node-arg ARG] [--target direct|pgbouncer|pgtls] [--write docs/benchmarks.md]
  */
@@ -27,6 +27,12 @@ import { callgrindPerTx, cpuOf, freePort, waitPort } from './support.js';
 const { values: opt } = parseArgs({
   options: {
     seconds: { type: 'string', default: '15' },
+    /**
+     * Seconds of the same load on each target before its measured run, not counted: a gateway just started runs its
+     * per-connection JavaScript in the interpreter until V8 has optimized it (a -C run of 15 s is ~5,000
+     * connections, much of it warm-up), while PgBouncer and PostgreSQL have nothing to warm up.
+     */
+    warmup: { type: 'string', default: '0' },
     only: { type: 'string' },
     plain: { type: 'boolean', default: false },
     hop: { type: 'string', default: 'tcp' },
@@ -160,7 +166,7 @@ async function main(): Promise<void> {
     const hopHost = opt.hop === 'unix' ? pg.socketDir : '127.0.0.1';
     const bouncerVersion = execFileSync('/usr/sbin/pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]!;
     say(
-      `pool benchmark — ${new Date().toISOString().slice(0, 16)}Z, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${bouncerVersion}, PostgreSQL ${pg.binaries.version}, ${seconds} s per run, ${opt.plain ? 'plaintext' : 'TLS (sslmode=require, one ECDSA certificate)'} to the client, proxies → PostgreSQL over ${opt.hop === 'unix' ? 'its Unix socket' : 'loopback TCP'}`,
+      `pool benchmark — ${new Date().toISOString().slice(0, 16)}Z, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${bouncerVersion}, PostgreSQL ${pg.binaries.version}, ${seconds} s per run${Number(opt.warmup) > 0 ? ` after ${opt.warmup} s of warm-up` : ''}, ${opt.plain ? 'plaintext' : 'TLS (sslmode=require, one ECDSA certificate)'} to the client, proxies → PostgreSQL over ${opt.hop === 'unix' ? 'its Unix socket' : 'loopback TCP'}`,
     );
     say('');
     say(
@@ -252,6 +258,13 @@ async function main(): Promise<void> {
       await waitPort(gPort);
       const want = (t: string) => !opt.target || opt.target.includes(t);
       const skipped: Run = { tps: 0, transactions: 0, error: 'not run' };
+      const warmup = Number(opt.warmup);
+      if (warmup > 0) {
+        process.stderr.write(`bench: ${warmup} s of warm-up per target …\n`);
+        if (want('direct')) pgbench(pgPort, sc.args, warmup);
+        if (want('pgbouncer')) pgbench(bPort, sc.args, warmup);
+        if (want('pgtls')) pgbench(gPort, sc.args, warmup);
+      }
       const direct = want('direct') ? pgbench(pgPort, sc.args, seconds) : skipped;
       const b0 = cpuOf(bouncer.pid!);
       const bouncerRun = want('pgbouncer') ? pgbench(bPort, sc.args, seconds) : skipped;
