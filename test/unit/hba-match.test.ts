@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { networkInterfaces } from 'node:os';
 import { test } from 'node:test';
 import { parseHba } from '../../src/hba/hba.js';
-import { type ConnectionFacts, matchHba, normalizeAddress } from '../../src/hba/match.js';
+import { type ConnectionFacts, matchHba, matchHbaNow, normalizeAddress } from '../../src/hba/match.js';
 import { tokenizeAuthText } from '../../src/hba/tokenize.js';
 
 const F = '/etc/pgtls/pg_hba.conf';
@@ -25,8 +25,31 @@ async function winner(rules: string, f: Facts): Promise<number> {
     replication: 'none',
     ...rest,
   };
-  return (await matchHba(lines, facts))?.line ?? 0;
+  const line = (await matchHba(lines, facts))?.line ?? 0;
+  // The connection path's variant (no promise unless DNS is needed) must pick the same line in every case.
+  const now = matchHbaNow(lines, facts);
+  assert.equal((now instanceof Promise ? await now : now)?.line ?? 0, line, 'matchHbaNow agrees with matchHba');
+  return line;
 }
+
+test('matchHbaNow answers without a promise until a line with a host name needs DNS', async () => {
+  const facts: ConnectionFacts = {
+    address: '127.0.0.1',
+    ssl: true,
+    user: 'alice',
+    database: 'db1',
+    replication: 'none',
+  };
+  const now = (rules: string) => matchHbaNow(parseHba(tokenizeAuthText(rules, F)), facts);
+  const direct = now('host all bob all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all localhost reject\n');
+  assert.ok(!(direct instanceof Promise));
+  assert.equal(direct?.line, 2);
+  assert.equal(now('host all bob 10.0.0.0/8 trust\n'), undefined);
+  // A host name before the match: the rest goes through DNS, in order (localhost resolves to 127.0.0.1 here).
+  const viaDns = now('host all bob all trust\nhost all all localhost reject\nhost all all all trust\n');
+  assert.ok(viaDns instanceof Promise);
+  assert.equal((await viaDns)?.line, 2);
+});
 
 test('first matching line wins; no line means the implicit reject', async () => {
   const rules = 'host db1 alice all reject\nhost all all all trust\n';
@@ -80,6 +103,7 @@ test('the gateway unwraps IPv4-mapped IPv6 client addresses', () => {
   assert.equal(normalizeAddress('::ffff:127.0.0.1'), '127.0.0.1');
   assert.equal(normalizeAddress('::FFFF:10.0.0.1'), '10.0.0.1');
   assert.equal(normalizeAddress('::1'), '::1');
+  assert.equal(normalizeAddress('10.1.2.3'), '10.1.2.3');
 });
 
 test('samehost: an address of this machine; samenet: a subnet of one of its interfaces', async () => {
