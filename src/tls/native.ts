@@ -190,14 +190,13 @@ function takeOver(socket: Socket): { fd: number; buffered: Buffer[] } {
 /**
  * Close Node's handle on a socket whose fd the addon now holds a dup of, and keep the Socket object open without it
  * (Node's own destroy() then emits 'close' without a handle to close). libuv removes the fd from its epoll set before
- * closing it, so the dup's registration is untouched. The addresses are read first: Node caches them on first use,
- * so the log, hba and the admin console still see them.
+ * closing it, so the dup's registration is untouched. The peer's address is read first: Node caches it on first use,
+ * so the log, hba and the admin console still see it. (The local address is never read by the gateway: no
+ * getsockname() per connection for it.)
  */
 function releaseHandle(socket: Socket): void {
   void socket.remoteAddress;
   void socket.remotePort;
-  void socket.localAddress;
-  void socket.localPort;
   const s = socket as unknown as { _handle: (StreamHandle & { close(): void }) | null };
   const handle = s._handle;
   if (!handle) return;
@@ -394,7 +393,7 @@ function makeTransport(addon: Addon): ClientTransport {
       const ctx = createNativeServerContext(material);
       if (socket.destroyed) return Promise.resolve({ ok: false, reason: 'EOF detected' });
       const { fd, buffered } = takeOver(socket);
-      const first = Buffer.concat([...(initial ? [initial] : []), ...buffered]);
+      const first = buffered.length === 0 ? initial : Buffer.concat(initial ? [initial, ...buffered] : buffered);
       const stream = new NativeTlsStream(addon, socket);
       return new Promise<HandshakeResult>((resolve) => {
         let settled = false;
@@ -423,7 +422,7 @@ function makeTransport(addon: Addon): ClientTransport {
           }
           return stream.event(kind, a, b, c, d, e, f, g, h, i);
         };
-        const handle = addon.accept(ctx, fd, first.length ? first : undefined, cb);
+        const handle = addon.accept(ctx, fd, first?.length ? first : undefined, cb);
         releaseHandle(socket);
         stream.attach(handle);
         socket.once('close', () => addon.destroy(handle));
