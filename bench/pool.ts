@@ -12,7 +12,7 @@
  * transaction (µs, from /proc).
  *
  *   npm run build && node dist/bench/pool.js [--seconds 15] [--warmup 0] [--only session|simple|prepared] [--plain]
- *                                            [--hop tcp|unix] [--native on|off] [--callgrind]
+ *                                            [--hop tcp|unix] [--native on|off] [--callgrind [--callgrind-tx N]]
  *                                            [--cpu-prof DIR] [--node-arg ARG] [--target direct|pgbouncer|pgtls] [--write docs/benchmarks.md]
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -46,6 +46,12 @@ const { values: opt } = parseArgs({
     native: { type: 'string', default: 'auto' },
     /** Also count the gateway's instructions per transaction under callgrind (load-independent; slow). */
     callgrind: { type: 'boolean', default: false },
+    /**
+     * With --callgrind: measure over N transactions per client (warm-up N, then N/4 and N) instead of 20/20/60
+     * seconds, so that a loaded machine (fewer transactions per second under valgrind) does not leave more JIT
+     * warm-up in the difference. The session scenario's -C makes each transaction a connection.
+     */
+    'callgrind-tx': { type: 'string' },
     /** Keep the work directory (callgrind dumps, configs) and print where it is. */
     'keep-work': { type: 'boolean', default: false },
     write: { type: 'string' },
@@ -58,14 +64,16 @@ interface Run {
   readonly error?: string;
 }
 
-function pgbench(port: number, args: string[], seconds: number): Run {
+/** pgbench for `seconds` — or, with `perClient`, for that many transactions per client (-t) whatever they take. */
+function pgbench(port: number, args: string[], seconds: number, perClient?: number): Run {
+  const length = perClient === undefined ? ['-T', String(seconds)] : ['-t', String(perClient)];
   const r = spawnSync(
     'pgbench',
-    ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-S', '-T', String(seconds), ...args, 'postgres'],
+    ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-S', ...length, ...args, 'postgres'],
     {
       encoding: 'utf8',
       env: { ...process.env, PGSSLMODE: opt.plain ? 'disable' : 'require' },
-      timeout: (seconds + 60) * 1000,
+      timeout: (perClient === undefined ? seconds + 60 : 1800) * 1000,
     },
   );
   const out = `${r.stdout}\n${r.stderr}`;
@@ -287,6 +295,7 @@ async function main(): Promise<void> {
       );
       if (opt.callgrind) {
         process.stderr.write(`bench: ${sc.name} under callgrind (minutes) …\n`);
+        const cgTx = opt['callgrind-tx'] === undefined ? undefined : Number(opt['callgrind-tx']);
         const cgPort = await freePort();
         const cgDir = join(work, `callgrind-${sc.name}`);
         mkdirSync(cgDir);
@@ -295,8 +304,10 @@ async function main(): Promise<void> {
           [process.execPath, new URL('../src/cli/main.js', import.meta.url).pathname, 'serve', '--config', cgConf],
           cgPort,
           cgDir,
-          (secs) => ({ tx: pgbench(cgPort, sc.cgArgs, secs).transactions }),
-          { warmup: 20, short: 20, long: 60 },
+          (n) => ({ tx: pgbench(cgPort, sc.cgArgs, n, cgTx === undefined ? undefined : n).transactions }),
+          cgTx === undefined
+            ? { warmup: 20, short: 20, long: 60 }
+            : { warmup: cgTx, short: Math.max(1, Math.round(cgTx / 4)), long: cgTx },
         );
         cg.push(`| ${sc.mode} \`pgbench -S ${sc.cgArgs.join(' ')}\`, pool ${sc.size} | ${Math.round(ir)} |`);
       }
