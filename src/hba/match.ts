@@ -11,7 +11,7 @@ import type { Token } from './tokenize.js';
 
 export interface ConnectionFacts {
   /** Client IP address, IPv4-mapped IPv6 already unwrapped ("127.0.0.1", "::1"); undefined on a Unix socket. */
-  readonly address?: string;
+  readonly address?: string | undefined;
   readonly ssl: boolean;
   readonly user: string;
   readonly database: string;

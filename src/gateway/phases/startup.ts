@@ -81,8 +81,9 @@ export async function startup(c: ClientConnection, packet: StartupPacket): Promi
     );
     return undefined;
   }
+  // One literal shape for every connection (a spread of an optional address made V8 define it the slow way).
   const found = matchHbaNow(rt.hba, {
-    ...(c.local ? {} : { address: record.client }),
+    address: c.local ? undefined : record.client,
     ssl: who.ssl,
     user: who.user,
     database: who.database,
