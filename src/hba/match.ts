@@ -5,7 +5,7 @@
 import { lookup, lookupService } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { type Address, type HbaLine, ipBytes } from './hba.js';
+import { type Address, type HbaLine, dottedQuad, ipBytes } from './hba.js';
 import { pgRegExp } from './regex.js';
 import type { Token } from './tokenize.js';
 
@@ -115,8 +115,9 @@ function addressMatchesNow(a: Address, ip: string): boolean | undefined {
       return true;
     case 'cidr': {
       // check_ip(): same family, and (client & mask) == (address & mask).
-      if ((a.family === 6) !== (isIP(ip) === 6)) return false;
-      const c = ipBytes(ip);
+      const v4 = dottedQuad(ip);
+      if ((a.family === 6) !== (v4 === undefined && isIP(ip) === 6)) return false;
+      const c = v4 ?? ipBytes(ip);
       return a.addr.every((b, i) => ((b ^ c[i]!) & a.mask[i]!) === 0);
     }
     case 'samehost':
