@@ -11,8 +11,8 @@
  * password authentication and the comparison is the proxies' own work. Prints TPS, ratios and the proxies' CPU per
  * transaction (µs, from /proc).
  *
- *   npm run build && node dist/bench/pool.js [--seconds 15] [--only session|simple|prepared] [--plain]
- *                                            [--hop tcp|unix] [--native on|off] [--callgrind]
+ *   npm run build && node dist/bench/pool.js [--seconds 15] [--warmup 0] [--only session|simple|prepared] [--plain]
+ *                                            [--hop tcp|unix] [--native on|off] [--callgrind [--callgrind-tx N]]
  *                                            [--cpu-prof DIR] [--node-arg ARG] [--target direct|pgbouncer|pgtls] [--write docs/benchmarks.md]
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -27,6 +27,12 @@ import { callgrindPerTx, cpuOf, freePort, waitPort } from './support.js';
 const { values: opt } = parseArgs({
   options: {
     seconds: { type: 'string', default: '15' },
+    /**
+     * Seconds of the same load on each target before its measured run, not counted: a gateway just started runs its
+     * per-connection JavaScript in the interpreter until V8 has optimized it (a -C run of 15 s is ~5,000
+     * connections, much of it warm-up), while PgBouncer and PostgreSQL have nothing to warm up.
+     */
+    warmup: { type: 'string', default: '0' },
     only: { type: 'string' },
     plain: { type: 'boolean', default: false },
     hop: { type: 'string', default: 'tcp' },
@@ -40,6 +46,12 @@ const { values: opt } = parseArgs({
     native: { type: 'string', default: 'auto' },
     /** Also count the gateway's instructions per transaction under callgrind (load-independent; slow). */
     callgrind: { type: 'boolean', default: false },
+    /**
+     * With --callgrind: measure over N transactions per client (warm-up N, then N/4 and N) instead of 20/20/60
+     * seconds, so that a loaded machine (fewer transactions per second under valgrind) does not leave more JIT
+     * warm-up in the difference. The session scenario's -C makes each transaction a connection.
+     */
+    'callgrind-tx': { type: 'string' },
     /** Keep the work directory (callgrind dumps, configs) and print where it is. */
     'keep-work': { type: 'boolean', default: false },
     write: { type: 'string' },
@@ -52,14 +64,16 @@ interface Run {
   readonly error?: string;
 }
 
-function pgbench(port: number, args: string[], seconds: number): Run {
+/** pgbench for `seconds` — or, with `perClient`, for that many transactions per client (-t) whatever they take. */
+function pgbench(port: number, args: string[], seconds: number, perClient?: number): Run {
+  const length = perClient === undefined ? ['-T', String(seconds)] : ['-t', String(perClient)];
   const r = spawnSync(
     'pgbench',
-    ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-S', '-T', String(seconds), ...args, 'postgres'],
+    ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-S', ...length, ...args, 'postgres'],
     {
       encoding: 'utf8',
       env: { ...process.env, PGSSLMODE: opt.plain ? 'disable' : 'require' },
-      timeout: (seconds + 60) * 1000,
+      timeout: (perClient === undefined ? seconds + 60 : 1800) * 1000,
     },
   );
   const out = `${r.stdout}\n${r.stderr}`;
@@ -160,7 +174,7 @@ async function main(): Promise<void> {
     const hopHost = opt.hop === 'unix' ? pg.socketDir : '127.0.0.1';
     const bouncerVersion = execFileSync('/usr/sbin/pgbouncer', ['--version'], { encoding: 'utf8' }).split('\n')[0]!;
     say(
-      `pool benchmark — ${new Date().toISOString().slice(0, 16)}Z, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${bouncerVersion}, PostgreSQL ${pg.binaries.version}, ${seconds} s per run, ${opt.plain ? 'plaintext' : 'TLS (sslmode=require, one ECDSA certificate)'} to the client, proxies → PostgreSQL over ${opt.hop === 'unix' ? 'its Unix socket' : 'loopback TCP'}`,
+      `pool benchmark — ${new Date().toISOString().slice(0, 16)}Z, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${bouncerVersion}, PostgreSQL ${pg.binaries.version}, ${seconds} s per run${Number(opt.warmup) > 0 ? ` after ${opt.warmup} s of warm-up` : ''}, ${opt.plain ? 'plaintext' : 'TLS (sslmode=require, one ECDSA certificate)'} to the client, proxies → PostgreSQL over ${opt.hop === 'unix' ? 'its Unix socket' : 'loopback TCP'}`,
     );
     say('');
     say(
@@ -252,6 +266,13 @@ async function main(): Promise<void> {
       await waitPort(gPort);
       const want = (t: string) => !opt.target || opt.target.includes(t);
       const skipped: Run = { tps: 0, transactions: 0, error: 'not run' };
+      const warmup = Number(opt.warmup);
+      if (warmup > 0) {
+        process.stderr.write(`bench: ${warmup} s of warm-up per target …\n`);
+        if (want('direct')) pgbench(pgPort, sc.args, warmup);
+        if (want('pgbouncer')) pgbench(bPort, sc.args, warmup);
+        if (want('pgtls')) pgbench(gPort, sc.args, warmup);
+      }
       const direct = want('direct') ? pgbench(pgPort, sc.args, seconds) : skipped;
       const b0 = cpuOf(bouncer.pid!);
       const bouncerRun = want('pgbouncer') ? pgbench(bPort, sc.args, seconds) : skipped;
@@ -274,6 +295,7 @@ async function main(): Promise<void> {
       );
       if (opt.callgrind) {
         process.stderr.write(`bench: ${sc.name} under callgrind (minutes) …\n`);
+        const cgTx = opt['callgrind-tx'] === undefined ? undefined : Number(opt['callgrind-tx']);
         const cgPort = await freePort();
         const cgDir = join(work, `callgrind-${sc.name}`);
         mkdirSync(cgDir);
@@ -282,8 +304,10 @@ async function main(): Promise<void> {
           [process.execPath, new URL('../src/cli/main.js', import.meta.url).pathname, 'serve', '--config', cgConf],
           cgPort,
           cgDir,
-          (secs) => ({ tx: pgbench(cgPort, sc.cgArgs, secs).transactions }),
-          { warmup: 20, short: 20, long: 60 },
+          (n) => ({ tx: pgbench(cgPort, sc.cgArgs, n, cgTx === undefined ? undefined : n).transactions }),
+          cgTx === undefined
+            ? { warmup: 20, short: 20, long: 60 }
+            : { warmup: cgTx, short: Math.max(1, Math.round(cgTx / 4)), long: cgTx },
         );
         cg.push(`| ${sc.mode} \`pgbench -S ${sc.cgArgs.join(' ')}\`, pool ${sc.size} | ${Math.round(ir)} |`);
       }

@@ -111,6 +111,17 @@ export class GatewayMetrics {
     reloadsFailed: 0,
     wouldRefuse: 0,
   };
+  // What connections added since prom-client was last read. A connection's own updates are a Map lookup and an
+  // addition; prom-client (label validation and hashing, its bucket search) runs when the metrics are read — in
+  // each metric's collect(), before get() reads it — so the exposition is the same as with an update per call.
+  /** pgtls_connections_total: label values joined with NUL → the labels and the count not yet handed over. */
+  readonly #pendingConnections = new Map<string, { labels: Record<string, string>; n: number }>();
+  /** pgtls_tls_handshake_duration_seconds: the durations not yet observed and their outcomes, in order (≤ 1024). */
+  readonly #pendingHandshakes: number[] = [];
+  readonly #pendingOutcomes: ('ok' | 'failed')[] = [];
+  readonly #pendingBytes = { fromClient: 0, fromBackend: 0 };
+  /** pgtls_active_sessions as sessionStarted/sessionEnded moved it (unclamped, as the gauge's inc/dec were). */
+  #activeGauge = 0;
   readonly #byVersion = new Map<string, number>();
   readonly #byNegotiation = new Map<string, number>();
   readonly #byOutcome = new Map<string, number>();
@@ -119,11 +130,16 @@ export class GatewayMetrics {
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    const pendingConnections = this.#pendingConnections;
     this.#connections = new Counter({
       name: 'pgtls_connections_total',
       help: 'Client connections that ended, by negotiation (sslrequest, direct, plaintext), TLS version, cipher and outcome.',
       labelNames: ['negotiation', 'tls_version', 'cipher', 'outcome'],
       registers,
+      collect() {
+        for (const p of pendingConnections.values()) if (p.n > 0) this.inc(p.labels, p.n);
+        for (const p of pendingConnections.values()) p.n = 0;
+      },
     });
     this.#refusals = new Counter({
       name: 'pgtls_refusals_total',
@@ -138,17 +154,29 @@ export class GatewayMetrics {
       labelNames: ['outcome'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
+      collect: () => this.#flushHandshakes(),
     });
+    const active = () => this.#activeGauge;
     this.#active = new Gauge({
       name: 'pgtls_active_sessions',
       help: 'Sessions being relayed to a backend now.',
       registers,
+      collect() {
+        this.set(active());
+      },
     });
+    const pendingBytes = this.#pendingBytes;
     this.#bytes = new Counter({
       name: 'pgtls_relayed_bytes_total',
       help: 'Bytes relayed, by direction (from_client, from_backend).',
       labelNames: ['direction'],
       registers,
+      collect() {
+        if (pendingBytes.fromClient > 0) this.inc({ direction: 'from_client' }, pendingBytes.fromClient);
+        if (pendingBytes.fromBackend > 0) this.inc({ direction: 'from_backend' }, pendingBytes.fromBackend);
+        pendingBytes.fromClient = 0;
+        pendingBytes.fromBackend = 0;
+      },
     });
     this.#reloads = new Counter({
       name: 'pgtls_reloads_total',
@@ -178,24 +206,42 @@ export class GatewayMetrics {
   }
 
   sessionStarted(): void {
-    this.#active.inc();
+    this.#activeGauge++;
     this.#counts.active++;
   }
 
   sessionEnded(): void {
-    this.#active.dec();
+    this.#activeGauge--;
     this.#counts.active = Math.max(0, this.#counts.active - 1);
   }
 
   handshake(durationSeconds: number, outcome: 'ok' | 'failed'): void {
-    this.#handshake.observe({ outcome }, durationSeconds);
+    this.#pendingHandshakes.push(durationSeconds);
+    this.#pendingOutcomes.push(outcome);
+    if (this.#pendingHandshakes.length >= 1024) this.#flushHandshakes();
+  }
+
+  #flushHandshakes(): void {
+    const values = this.#pendingHandshakes;
+    const outcomes = this.#pendingOutcomes;
+    for (let i = 0; i < values.length; i++) this.#handshake.observe({ outcome: outcomes[i]! }, values[i]!);
+    values.length = 0;
+    outcomes.length = 0;
   }
 
   /** A connection ended: its final log record. */
   observe(record: ConnectionRecord): void {
     const tls_version = label(record.tls_version);
     const negotiation = record.negotiation;
-    this.#connections.inc({ negotiation, tls_version, cipher: label(record.cipher), outcome: record.outcome });
+    const cipher = label(record.cipher);
+    const key = `${negotiation}\0${tls_version}\0${cipher}\0${record.outcome}`;
+    const pending = this.#pendingConnections.get(key);
+    if (pending) pending.n++;
+    else
+      this.#pendingConnections.set(key, {
+        labels: { negotiation, tls_version, cipher, outcome: record.outcome },
+        n: 1,
+      });
     this.#counts.connections++;
     bump(this.#byVersion, tls_version);
     bump(this.#byNegotiation, negotiation);
@@ -209,8 +255,8 @@ export class GatewayMetrics {
     }
     const fromClient = record.bytes_from_client ?? 0;
     const fromBackend = record.bytes_from_backend ?? 0;
-    if (fromClient > 0) this.#bytes.inc({ direction: 'from_client' }, fromClient);
-    if (fromBackend > 0) this.#bytes.inc({ direction: 'from_backend' }, fromBackend);
+    if (fromClient > 0) this.#pendingBytes.fromClient += fromClient;
+    if (fromBackend > 0) this.#pendingBytes.fromBackend += fromBackend;
     this.#counts.bytesFromClients += fromClient;
     this.#counts.bytesFromBackends += fromBackend;
   }

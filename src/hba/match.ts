@@ -5,13 +5,13 @@
 import { lookup, lookupService } from 'node:dns/promises';
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { type Address, type HbaLine, ipBytes } from './hba.js';
+import { type Address, type HbaLine, dottedQuad, ipBytes } from './hba.js';
 import { pgRegExp } from './regex.js';
 import type { Token } from './tokenize.js';
 
 export interface ConnectionFacts {
   /** Client IP address, IPv4-mapped IPv6 already unwrapped ("127.0.0.1", "::1"); undefined on a Unix socket. */
-  readonly address?: string;
+  readonly address?: string | undefined;
   readonly ssl: boolean;
   readonly user: string;
   readonly database: string;
@@ -20,6 +20,7 @@ export interface ConnectionFacts {
 
 /** Unwrap "::ffff:1.2.3.4" (what a dual-stack listener reports for IPv4 clients) to "1.2.3.4". */
 export function normalizeAddress(address: string): string {
+  if (!address.startsWith('::')) return address;
   const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   return m ? m[1]! : address;
 }
@@ -35,6 +36,34 @@ export async function matchHba(lines: readonly HbaLine[], facts: ConnectionFacts
       // The gateway never offers GSSAPI encryption, so hostgssenc cannot match and hostnogssenc always can.
       if (line.type === 'hostgssenc') continue;
       if (!(await addressMatches(line.address!, facts.address))) continue;
+    }
+    if (!databaseMatches(line.databases, facts)) continue;
+    if (!userMatches(line.users, facts.user)) continue;
+    return line;
+  }
+  return undefined;
+}
+
+/**
+ * matchHba() without a promise unless it needs one: the lines are checked here until one matches, or until one with a
+ * host name in its address field needs DNS — from that line on, matchHba() goes on (same order, same result).
+ */
+export function matchHbaNow(
+  lines: readonly HbaLine[],
+  facts: ConnectionFacts,
+): HbaLine | undefined | Promise<HbaLine | undefined> {
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.type === 'local') {
+      if (facts.address !== undefined) continue;
+    } else {
+      if (facts.address === undefined) continue;
+      if (line.type === 'hostssl' && !facts.ssl) continue;
+      if (line.type === 'hostnossl' && facts.ssl) continue;
+      if (line.type === 'hostgssenc') continue;
+      const now = addressMatchesNow(line.address!, facts.address);
+      if (now === undefined) return matchHba(lines.slice(i), facts);
+      if (!now) continue;
     }
     if (!databaseMatches(line.databases, facts)) continue;
     if (!userMatches(line.users, facts.user)) continue;
@@ -79,29 +108,37 @@ function userMatches(tokens: readonly Token[], user: string): boolean {
   return false;
 }
 
-async function addressMatches(a: Address, ip: string): Promise<boolean> {
-  const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
+/** The address field against the client's address, when that needs no DNS (undefined: a host name, see below). */
+function addressMatchesNow(a: Address, ip: string): boolean | undefined {
   switch (a.kind) {
     case 'all':
       return true;
     case 'cidr': {
       // check_ip(): same family, and (client & mask) == (address & mask).
-      if ((a.family === 6) !== (family === 'ipv6')) return false;
-      const c = ipBytes(ip);
+      const v4 = dottedQuad(ip);
+      if ((a.family === 6) !== (v4 === undefined && isIP(ip) === 6)) return false;
+      const c = v4 ?? ipBytes(ip);
       return a.addr.every((b, i) => ((b ^ c[i]!) & a.mask[i]!) === 0);
     }
     case 'samehost':
       return localInterfaces().some((i) => i.address === ip);
-    case 'samenet':
+    case 'samenet': {
+      const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
       return localInterfaces().some((i) => {
         if ((i.family === 'IPv6') !== (family === 'ipv6')) return false;
         const list = new BlockList();
         list.addSubnet(i.address, Number(i.cidr!.split('/')[1]), family);
         return list.check(ip, family);
       });
+    }
     case 'hostname':
-      return hostnameMatches(a.name, ip);
+      return undefined;
   }
+}
+
+async function addressMatches(a: Address, ip: string): Promise<boolean> {
+  if (a.kind === 'hostname') return hostnameMatches(a.name, ip);
+  return addressMatchesNow(a, ip) === true;
 }
 
 function localInterfaces() {

@@ -244,14 +244,13 @@ export function takeOver(socket: Socket): { fd: number; buffered: Buffer[] } {
 /**
  * Close Node's handle on a socket whose fd the addon now holds a dup of, and keep the Socket object open without it
  * (Node's own destroy() then emits 'close' without a handle to close). libuv removes the fd from its epoll set before
- * closing it, so the dup's registration is untouched. The addresses are read first: Node caches them on first use,
- * so the log, hba and the admin console still see them.
+ * closing it, so the dup's registration is untouched. The peer's address is read first: Node caches it on first use,
+ * so the log, hba and the admin console still see it. (The local address is never read by the gateway: no
+ * getsockname() per connection for it.)
  */
 export function releaseHandle(socket: Socket): void {
   void socket.remoteAddress;
   void socket.remotePort;
-  void socket.localAddress;
-  void socket.localPort;
   const s = socket as unknown as { _handle: (StreamHandle & { close(): void }) | null };
   const handle = s._handle;
   if (!handle) return;
@@ -499,16 +498,19 @@ export class NativeTlsStream extends Duplex {
 }
 
 function toFacts(o: Record<string, unknown>): TlsFacts {
-  return {
+  // Assigned one by one, in this order, rather than spread from conditional literals: the same object, built
+  // without V8's generic copy of each spread (once per connection).
+  const f: { -readonly [K in keyof TlsFacts]: TlsFacts[K] } = {
     version: o.version as string,
     cipher: o.cipher as string,
     bits: o.bits as number,
-    ...(typeof o.group === 'string' ? { group: o.group } : {}),
-    ...(typeof o.sni === 'string' ? { sni: o.sni } : {}),
-    ...(typeof o.alpn === 'string' ? { alpn: o.alpn } : {}),
-    ...(Buffer.isBuffer(o.peerCertificate) ? { peerCertificate: o.peerCertificate } : {}),
-    ...(typeof o.peerVerifyError === 'string' ? { peerVerifyError: o.peerVerifyError } : {}),
   };
+  if (typeof o.group === 'string') f.group = o.group;
+  if (typeof o.sni === 'string') f.sni = o.sni;
+  if (typeof o.alpn === 'string') f.alpn = o.alpn;
+  if (Buffer.isBuffer(o.peerCertificate)) f.peerCertificate = o.peerCertificate;
+  if (typeof o.peerVerifyError === 'string') f.peerVerifyError = o.peerVerifyError;
+  return f;
 }
 
 function makeTransport(addon: Addon): ClientTransport {
@@ -518,7 +520,7 @@ function makeTransport(addon: Addon): ClientTransport {
       const ctx = createNativeServerContext(material);
       if (socket.destroyed) return Promise.resolve({ ok: false, reason: 'EOF detected' });
       const { fd, buffered } = takeOver(socket);
-      const first = Buffer.concat([...(initial ? [initial] : []), ...buffered]);
+      const first = buffered.length === 0 ? initial : Buffer.concat(initial ? [initial, ...buffered] : buffered);
       const stream = new NativeTlsStream(addon, socket);
       return new Promise<HandshakeResult>((resolve) => {
         let settled = false;
@@ -549,7 +551,7 @@ function makeTransport(addon: Addon): ClientTransport {
           }
           return stream.event(kind, a, b, c, d, e, f, g, h, i, j, k);
         };
-        const handle = addon.accept(ctx, fd, first.length ? first : undefined, cb);
+        const handle = addon.accept(ctx, fd, first?.length ? first : undefined, cb);
         releaseHandle(socket);
         stream.attach(handle);
         socket.once('close', () => addon.destroy(handle));

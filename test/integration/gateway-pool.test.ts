@@ -272,6 +272,42 @@ describe('session pooling', () => {
     await b.end();
   });
 
+  test("the welcome reports the client's own values over the last login's, byte for byte the same otherwise", async () => {
+    // The first client makes the pool log in (its application_name is the server's); the others are answered from
+    // that login's ParameterStatus — reused as encoded when nothing differs, rebuilt with the client's values if not.
+    const connectWith = async (connection: Record<string, string>) => {
+      const sql = postgres({
+        host: '127.0.0.1',
+        port: gw.port,
+        user: 'alice',
+        password: PW,
+        database: 'postgres',
+        ssl: { rejectUnauthorized: false },
+        max: 1,
+        connection,
+      });
+      const [row] = await sql`SELECT current_setting('application_name') AS app, current_setting('DateStyle') AS ds`;
+      const parameters = { ...(sql as unknown as { parameters: Record<string, string> }).parameters };
+      await sql.end();
+      return { row, parameters };
+    };
+    const first = await connectWith({ application_name: 'welcome-one' });
+    const same = await connectWith({ application_name: 'welcome-one' });
+    assert.deepEqual(same.parameters, first.parameters);
+    assert.equal(same.parameters.application_name, 'welcome-one');
+    const other = await connectWith({ application_name: 'welcome-two', DateStyle: 'German, DMY' });
+    assert.equal(other.parameters.application_name, 'welcome-two');
+    assert.equal(other.parameters.DateStyle, 'German, DMY');
+    assert.deepEqual(other.row, { app: 'welcome-two', ds: 'German, DMY' });
+    assert.deepEqual(
+      { ...other.parameters, application_name: 'welcome-one', DateStyle: first.parameters.DateStyle },
+      first.parameters,
+    );
+    const again = await connectWith({ application_name: 'welcome-one' });
+    assert.deepEqual(again.parameters, first.parameters);
+    assert.equal(again.row?.app, 'welcome-one');
+  });
+
   test("a wrong password is refused at the gateway with PostgreSQL's text", async () => {
     const c = new pg.Client({
       host: '127.0.0.1',

@@ -3,10 +3,11 @@
  * The same rule sets are replayed against PostgreSQL 18 in test/integration/hba-postgres.test.ts.
  */
 import assert from 'node:assert/strict';
+import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { test } from 'node:test';
-import { parseHba } from '../../src/hba/hba.js';
-import { type ConnectionFacts, matchHba, normalizeAddress } from '../../src/hba/match.js';
+import { dottedQuad, parseHba } from '../../src/hba/hba.js';
+import { type ConnectionFacts, matchHba, matchHbaNow, normalizeAddress } from '../../src/hba/match.js';
 import { tokenizeAuthText } from '../../src/hba/tokenize.js';
 
 const F = '/etc/pgtls/pg_hba.conf';
@@ -25,8 +26,80 @@ async function winner(rules: string, f: Facts): Promise<number> {
     replication: 'none',
     ...rest,
   };
-  return (await matchHba(lines, facts))?.line ?? 0;
+  const line = (await matchHba(lines, facts))?.line ?? 0;
+  // The connection path's variant (no promise unless DNS is needed) must pick the same line in every case.
+  const now = matchHbaNow(lines, facts);
+  assert.equal((now instanceof Promise ? await now : now)?.line ?? 0, line, 'matchHbaNow agrees with matchHba');
+  return line;
 }
+
+test('dottedQuad() accepts exactly what isIP() calls IPv4, with the same bytes', () => {
+  const fixed = [
+    '0.0.0.0',
+    '255.255.255.255',
+    '127.0.0.1',
+    '10.1.2.3',
+    '1.2.3',
+    '1.2.3.4.5',
+    '01.2.3.4',
+    '1.2.3.04',
+    '00.0.0.0',
+    '256.1.1.1',
+    '1.1.1.256',
+    '1.1.1.1000',
+    '1..1.1',
+    '.1.1.1',
+    '1.1.1.',
+    '',
+    '::1',
+    '::ffff:1.2.3.4',
+    '1.2.3.4 ',
+    ' 1.2.3.4',
+    '1.2.3.a',
+    '199.249.250.251',
+    '249.250.251.252',
+    '300.0.0.0',
+    '1.2.3.-4',
+    '١.٢.٣.٤',
+  ];
+  // Bounded random strings over the characters that matter, plus random valid and near-valid addresses.
+  let seed = 7;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const random: string[] = [];
+  for (let i = 0; i < 5000; i++) {
+    const parts = Array.from({ length: 3 + rnd(3) }, () => String(rnd(4) === 0 ? rnd(1000) : rnd(256)));
+    const s = parts.join('.');
+    random.push(rnd(5) === 0 ? s.replace(/\d/, (d) => `0${d}`) : s);
+    random.push(Array.from({ length: rnd(12) }, () => '0129.5:'[rnd(7)]).join(''));
+  }
+  for (const s of [...fixed, ...random]) {
+    const got = dottedQuad(s);
+    assert.equal(got !== undefined, isIP(s) === 4, JSON.stringify(s));
+    if (got) assert.deepEqual(got, s.split('.').map(Number), s);
+  }
+});
+
+test('matchHbaNow answers without a promise until a line with a host name needs DNS', async () => {
+  const facts: ConnectionFacts = {
+    address: '127.0.0.1',
+    ssl: true,
+    user: 'alice',
+    database: 'db1',
+    replication: 'none',
+  };
+  const now = (rules: string) => matchHbaNow(parseHba(tokenizeAuthText(rules, F)), facts);
+  const direct = now('host all bob all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all localhost reject\n');
+  assert.ok(!(direct instanceof Promise));
+  assert.equal(direct?.line, 2);
+  assert.equal(now('host all bob 10.0.0.0/8 trust\n'), undefined);
+  // A host name before the match: the rest goes through DNS, in order (localhost resolves to 127.0.0.1 here).
+  const viaDns = now('host all bob all trust\nhost all all localhost reject\nhost all all all trust\n');
+  assert.ok(viaDns instanceof Promise);
+  assert.equal((await viaDns)?.line, 2);
+});
 
 test('first matching line wins; no line means the implicit reject', async () => {
   const rules = 'host db1 alice all reject\nhost all all all trust\n';
@@ -80,6 +153,7 @@ test('the gateway unwraps IPv4-mapped IPv6 client addresses', () => {
   assert.equal(normalizeAddress('::ffff:127.0.0.1'), '127.0.0.1');
   assert.equal(normalizeAddress('::FFFF:10.0.0.1'), '10.0.0.1');
   assert.equal(normalizeAddress('::1'), '::1');
+  assert.equal(normalizeAddress('10.1.2.3'), '10.1.2.3');
 });
 
 test('samehost: an address of this machine; samenet: a subnet of one of its interfaces', async () => {

@@ -6,7 +6,7 @@
  */
 import type { HbaLine, HbaMethod } from '../../hba/hba.js';
 import { checkUsermap } from '../../hba/ident.js';
-import { matchHba } from '../../hba/match.js';
+import { matchHbaNow } from '../../hba/match.js';
 import type { WireError } from '../../protocol/error-response.js';
 import { type StartupParameters, parseStartupMessage } from '../../protocol/startup.js';
 import { peerSubjects } from '../client-cert.js';
@@ -18,6 +18,8 @@ import type { StartupPacket } from './negotiate.js';
 
 /** PostgreSQL truncates user and database names to NAMEDATALEN - 1 bytes (at a character boundary). */
 function truncateName(name: string): string {
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: 21 units or fewer always fit, without encoding them.
+  if (name.length <= 21) return name;
   const b = Buffer.from(name, 'utf8');
   if (b.length <= 63) return name;
   let s = b.subarray(0, 63).toString('utf8');
@@ -79,13 +81,15 @@ export async function startup(c: ClientConnection, packet: StartupPacket): Promi
     );
     return undefined;
   }
-  const line = await matchHba(rt.hba, {
-    ...(c.local ? {} : { address: record.client }),
+  // One literal shape for every connection (a spread of an optional address made V8 define it the slow way).
+  const found = matchHbaNow(rt.hba, {
+    address: c.local ? undefined : record.client,
     ssl: who.ssl,
     user: who.user,
     database: who.database,
     replication: sp.replication,
   });
+  const line = found instanceof Promise ? await found : found;
   if (!line) {
     c.fatal(refuse.noHbaEntry(who));
     return undefined;

@@ -20,6 +20,31 @@ import type { ClientStatement, StatementNames } from './prepared.js';
 import type { ServerConnection } from './server-connection.js';
 import { TxRelay } from './tx-relay.js';
 
+/** What every welcome from one pool login shares (Pool.welcomeParams is replaced on each login, never changed). */
+interface KnownWelcome {
+  /** Lower-case name → the name as the backend spelled it (the first, in the backend's order). */
+  readonly nameOf: ReadonlyMap<string, string>;
+  /** ParameterStatus of every parameter, in order. */
+  readonly encoded: Buffer;
+}
+
+const knownWelcomes = new WeakMap<ReadonlyMap<string, string>, KnownWelcome>();
+
+function knownWelcome(known: ReadonlyMap<string, string>): KnownWelcome {
+  let w = knownWelcomes.get(known);
+  if (!w) {
+    const nameOf = new Map<string, string>();
+    const parts: Buffer[] = [];
+    for (const [name, value] of known) {
+      if (!nameOf.has(name.toLowerCase())) nameOf.set(name.toLowerCase(), name);
+      parts.push(encodeParameterStatus(name, value));
+    }
+    w = { nameOf, encoded: Buffer.concat(parts) };
+    knownWelcomes.set(known, w);
+  }
+  return w;
+}
+
 /** A client's value of one GUC: the name as the client or backend spelled it, and the value. */
 interface Var {
   readonly name: string;
@@ -201,13 +226,19 @@ export class PooledSession {
     const known = this.pool.welcomeParams;
     let params: ReadonlyMap<string, string>;
     if (known) {
-      const m = new Map(known);
+      const w = knownWelcome(known);
+      let m: Map<string, string> | undefined;
       for (const v of this.#vars.values()) {
-        const name = [...m.keys()].find((k) => k.toLowerCase() === v.name.toLowerCase());
-        if (name) m.set(name, v.value);
+        const name = w.nameOf.get(v.name.toLowerCase());
+        if (name !== undefined && (m ? m.get(name) : known.get(name)) !== v.value) {
+          m ??= new Map(known);
+          m.set(name, v.value);
+        }
       }
-      params = m;
-      for (const [name, value] of params) parts.push(encodeParameterStatus(name, value));
+      // Most clients repeat what the last login reported (or say nothing of it): the encoded messages are reused.
+      if (m) for (const [name, value] of m) parts.push(encodeParameterStatus(name, value));
+      else parts.push(w.encoded);
+      params = m ?? known;
     } else {
       let server: ServerConnection;
       try {
