@@ -343,6 +343,16 @@ static lane *lane_arg(napi_env env, napi_value v) {
   return p;
 }
 
+/* The arguments of a lane method, the lane first; NULL with a JavaScript exception pending. */
+static lane *lane_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv, const char *usage) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) {
+    napi_throw_error(env, "PGTLS_ERR_NATIVE", usage);
+    return NULL;
+  }
+  return lane_arg(env, argv[0]);
+}
+
 static double dbl(napi_env env, napi_value v) {
   double d = 0;
   napi_get_value_double(env, v, &d);
@@ -437,10 +447,8 @@ static lane_srv *new_srv(lane *ln, int id, int fd, double life, int gucid, napi_
 /* laneGive(lane, serverId, serverFd, lifetimeLeftMs, gucid, preparedNames?) -> true when the lane took the server
  * for the client waiting first in its queue (false: nobody waits there; the server stays JavaScript's). */
 static napi_value lane_give(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
   napi_value argv[6], r;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 6) THROW("laneGive: 6 arguments");
-  lane *ln = lane_arg(env, argv[0]);
+  lane *ln = lane_args(env, info, 6, argv, "laneGive: 6 arguments");
   if (!ln) return NULL;
   int32_t id = 0, fd = -1, gucid = 0;
   napi_get_value_int32(env, argv[1], &id);
@@ -521,10 +529,8 @@ static napi_value tx_lane(napi_env env, napi_callback_info info) {
 /* laneSet(lane, full, jsWaiting, jsIdle): whether the pool can open no more servers, whether clients wait in
  * JavaScript's queue, whether JavaScript holds idle servers (then new transactions take those). */
 static napi_value lane_set(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) THROW("laneSet: 4 arguments");
-  lane *ln = lane_arg(env, argv[0]);
+  lane *ln = lane_args(env, info, 4, argv, "laneSet: 4 arguments");
   if (!ln) return NULL;
   bool full = false, jsw = false, jsi = false;
   napi_get_value_bool(env, argv[1], &full);
@@ -539,10 +545,8 @@ static napi_value lane_set(napi_env env, napi_callback_info info) {
 
 /* laneTake(lane) -> [serverId, idleMs] of the newest idle server, which leaves the lane; undefined when none. */
 static napi_value lane_take(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1], r;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) THROW("laneTake: 1 argument");
-  lane *ln = lane_arg(env, argv[0]);
+  lane *ln = lane_args(env, info, 1, argv, "laneTake: 1 argument");
   if (!ln) return NULL;
   lane_srv *srv = ln->idle;
   if (!srv) {
@@ -560,10 +564,8 @@ static napi_value lane_take(napi_env env, napi_callback_info info) {
 
 /* laneRemove(lane, serverId) -> whether an idle server left the lane (one a session holds stays). */
 static napi_value lane_remove(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2], r;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) THROW("laneRemove: 2 arguments");
-  lane *ln = lane_arg(env, argv[0]);
+  lane *ln = lane_args(env, info, 2, argv, "laneRemove: 2 arguments");
   if (!ln) return NULL;
   int32_t id = 0;
   napi_get_value_int32(env, argv[1], &id);
@@ -577,10 +579,8 @@ static napi_value lane_remove(napi_env env, napi_callback_info info) {
 /* laneStats(lane) -> [idle, waiting, oldest wait ms, servers, boundaries, hand-offs, waits, then (id, ms idle) of
  * each idle server] */
 static napi_value lane_stats(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1], r;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) THROW("laneStats: 1 argument");
-  lane *ln = lane_arg(env, argv[0]);
+  lane *ln = lane_args(env, info, 1, argv, "laneStats: 1 argument");
   if (!ln) return NULL;
   double oldest = ln->wq_head ? (double)(uv_now(ln->loop) - ln->wq_head->wait_since) : 0;
   double v[7] = {ln->n_idle, ln->n_wait, oldest, ln->n_all, ln->boundaries, ln->handoffs, ln->waits};
@@ -597,10 +597,8 @@ static napi_value lane_stats(napi_env env, napi_callback_info info) {
 
 /* laneClose(lane): no more servers are handed out in the lane; its waiting clients go to JavaScript. */
 static napi_value lane_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) THROW("laneClose: 1 argument");
-  lane *ln = lane_arg(env, argv[0]);
+  lane *ln = lane_args(env, info, 1, argv, "laneClose: 1 argument");
   if (!ln) return NULL;
   ln->closed = 1;
   kick_waiters(ln);

@@ -69,6 +69,22 @@ void pgtls_session_defer(session *s);
 void pgtls_make_callback(napi_env env, napi_async_context actx, napi_ref fn, int argc, napi_value *argv,
                          napi_value *out);
 napi_value pgtls_num(napi_env env, double v);
+/* addon.c's session loop, for methods.c */
+session *pgtls_session_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv, int use);
+void pgtls_session_teardown(session *s, const char *why);
+void pgtls_session_kick(session *s);
+void pgtls_session_interest(session *s, int want);
+void pgtls_session_tx_unwatch(session *s);
+int pgtls_dup_fd(napi_env env, napi_value v);
+/* methods.c: registers write, setReading, end, splice, destroy, txRelay, txStop, dupFd, closeFd, upstreamBegin,
+ * spliceTls. */
+void pgtls_methods_define(napi_env env, napi_value exports);
+/* context-addon.c: createContext(options). */
+napi_value pgtls_create_context(napi_env env, napi_callback_info info);
+/* A string property of an options object ("" when absent; NULL only when out of memory), and the finalizer of an
+ * SSL_CTX external. */
+char *pgtls_prop_string(napi_env env, napi_value obj, const char *name);
+void pgtls_free_ctx(napi_env env, void *data, void *hint);
 /* The session behind a JavaScript handle (a TypeError pending when it is not one). */
 session *pgtls_session_unwrap(napi_env env, napi_value v);
 

@@ -8,28 +8,8 @@
 #include <openssl/x509.h>
 
 #include "context.h"
+#include "session.h"
 #include "upstream.h"
-
-/* A string property, "" when absent; NULL only when out of memory. */
-static char *prop(napi_env env, napi_value obj, const char *name) {
-  napi_value v;
-  napi_valuetype t;
-  if (napi_get_named_property(env, obj, name, &v) != napi_ok || napi_typeof(env, v, &t) != napi_ok ||
-      t != napi_string)
-    return strdup("");
-  size_t len = 0;
-  napi_get_value_string_utf8(env, v, NULL, 0, &len);
-  char *s = malloc(len + 1);
-  if (!s) return NULL;
-  napi_get_value_string_utf8(env, v, s, len + 1, &len);
-  return s;
-}
-
-static void free_ctx(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  SSL_CTX_free(data);
-}
 
 napi_value pgtls_create_client_context(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -38,9 +18,9 @@ napi_value pgtls_create_client_context(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "PGTLS_ERR_NATIVE", "createClientContext(options)");
     return NULL;
   }
-  char *ca = prop(env, argv[0], "ca"), *crl = prop(env, argv[0], "crl"), *cert = prop(env, argv[0], "cert"),
-       *ciphers = prop(env, argv[0], "ciphers"), *minv = prop(env, argv[0], "minVersion"),
-       *maxv = prop(env, argv[0], "maxVersion");
+  char *ca = pgtls_prop_string(env, argv[0], "ca"), *crl = pgtls_prop_string(env, argv[0], "crl"), *cert = pgtls_prop_string(env, argv[0], "cert"),
+       *ciphers = pgtls_prop_string(env, argv[0], "ciphers"), *minv = pgtls_prop_string(env, argv[0], "minVersion"),
+       *maxv = pgtls_prop_string(env, argv[0], "maxVersion");
   napi_value keyv, crlv;
   void *key = NULL;
   size_t keylen = 0;
@@ -76,7 +56,7 @@ napi_value pgtls_create_client_context(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value ext;
-  if (napi_create_external(env, ctx, free_ctx, NULL, &ext) != napi_ok) {
+  if (napi_create_external(env, ctx, pgtls_free_ctx, NULL, &ext) != napi_ok) {
     SSL_CTX_free(ctx);
     napi_throw_error(env, "PGTLS_ERR_NATIVE", "napi_create_external failed");
     return NULL;
