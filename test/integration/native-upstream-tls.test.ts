@@ -433,4 +433,27 @@ describe('native TLS to the backend', () => {
       await until('the relay to end', () => g.gw.inFlight === 0);
     });
   });
+
+  for (const plane of ['on', 'off'] as const) {
+    test(`the backend authenticates over a TLS hop with another certificate than the gateway's: PostgreSQL refuses the channel binding, the log says what to do (${plane})`, async () => {
+      const g = await gateway(
+        { upstream_sslmode: 'require', ssl_cert_file: fx.wrongHost.cert, ssl_key_file: fx.wrongHost.key },
+        plane,
+      );
+      const conn = `host=localhost port=${g.port} user=${SUPERUSER} dbname=postgres sslmode=require`;
+      const bad = await psql(conn, 'select 1', { env, libpq: 18 });
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /FATAL: {2}SCRAM channel binding check failed/);
+      await g.settle();
+      await sleep(50);
+      const rec = g.records.findLast((x) => x.reason?.startsWith('backend: SCRAM channel binding check failed'));
+      assert.equal(rec?.sqlstate, '28000');
+      assert.match(
+        rec?.reason ?? '',
+        /authenticate at the gateway \(auth_file or auth_query\) or have clients use channel_binding=disable\)$/,
+      );
+      const ok = await psql(`${conn} channel_binding=disable`, 'select 1', { env, libpq: 18 });
+      assert.equal(ok.code, 0, ok.stderr);
+    });
+  }
 });

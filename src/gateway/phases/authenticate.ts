@@ -54,7 +54,7 @@ export async function authenticateAtBackend(
     // authentication_timeout already wrote the record (slowloris after the StartupMessage).
   } else if (auth.error) {
     record.outcome = 'refused';
-    record.reason = `backend: ${auth.error.message}`;
+    record.reason = `backend: ${auth.error.message}${channelBindingHint(c, auth.error.message)}`;
     record.sqlstate = auth.error.code;
   } else if (c.gone) {
     record.outcome = 'closed';
@@ -66,6 +66,18 @@ export async function authenticateAtBackend(
   // The backend's ErrorResponse, if any, has been forwarded: close after it.
   c.closeAfter();
   return auth;
+}
+
+/**
+ * The backend authenticated the client over a TLS hop and refused its channel binding: the binding covers the
+ * backend's certificate, which the client never saw (it bound to the gateway's, or was told binding is possible).
+ * The log says what works instead; the client gets PostgreSQL's own error.
+ */
+function channelBindingHint(c: ClientConnection, message: string): string {
+  const b = c.backend as { encrypted?: boolean; upstreamPeerCertificate?: Buffer } | undefined;
+  const tlsHop = b !== undefined && (b.encrypted === true || b.upstreamPeerCertificate !== undefined);
+  if (!tlsHop || !/channel binding/i.test(message)) return '';
+  return ' (the backend authenticated the client over TLS to it, and SCRAM channel binding covers its certificate, which the client never sees: authenticate at the gateway (auth_file or auth_query) or have clients use channel_binding=disable)';
 }
 
 /**
