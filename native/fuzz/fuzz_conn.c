@@ -138,8 +138,18 @@ static void fuzz_tx(pgtls_conn *c, SSL *cl, int cfd, const uint8_t *cd, size_t c
   size_t rest_len = first;
   memcpy(rest, cd, first);
   int want;
+  /* the lane's renames (txrelay.c rename_stmt): client names that grow, shrink and stay, and one the server lacks */
+  static const unsigned char cmap[] = "s1\0S_renamed_to_a_longer_server_name_0\0a_long_client_statement_name\0S\0"
+                                      "same\0same\0gone\0S_not_prepared\0";
+  static const unsigned char sset[] = "S_renamed_to_a_longer_server_name_0\0S\0same\0";
   for (int round = 0; round < 4; round++) {
     if (pgtls_tx_start(c, sp[0], track, rest, rest_len) != 0) break;
+    if (track && (round % 2) == 0) {
+      c->tx->cmap = cmap;
+      c->tx->cmap_len = sizeof cmap - 1;
+      c->tx->sset = sset;
+      c->tx->sset_len = sizeof sset - 1;
+    }
     int done = 0;
     for (int i = 0; i < 32 && !done; i++) {
       c->c_readable = c->b_readable = 1;

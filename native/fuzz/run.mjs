@@ -79,6 +79,8 @@ const txClient = Buffer.concat([
   msg('P', Buffer.concat([z(''), z('SELECT $1'), Buffer.from([0, 0])])),
   msg('B', Buffer.concat([z(''), z('s1'), Buffer.alloc(6)])),
   msg('D', z('Ss1')),
+  msg('B', Buffer.concat([z(''), z('a_long_client_statement_name'), Buffer.alloc(6)])),
+  msg('B', Buffer.concat([z(''), z('gone'), Buffer.alloc(6)])),
   msg('E', Buffer.concat([z(''), Buffer.alloc(4)])),
   msg('S', Buffer.alloc(0)),
   msg('X', Buffer.alloc(0)),
