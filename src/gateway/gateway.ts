@@ -484,8 +484,6 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     this.#fileWatch?.close();
     await this.operator.close().catch(() => undefined);
     this.pools?.close();
-    await this.operator.close().catch(() => undefined);
-    this.pools?.close();
     // net.Server#close stops accepting now but calls back only once every connection has ended: do not wait here.
     const listenersClosed = Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     if (this.#sessions.size > 0 && timeoutMs > 0) {
