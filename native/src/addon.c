@@ -107,14 +107,6 @@ static void untrack(session *s) {
   if (!open_sessions && sweep_timer) uv_timer_stop(sweep_timer);
 }
 
-#define CHECK(call)                                                                                                   \
-  do {                                                                                                                \
-    if ((call) != napi_ok) {                                                                                          \
-      napi_throw_error(env, "PGTLS_ERR_NATIVE", #call " failed");                                                   \
-      return NULL;                                                                                                    \
-    }                                                                                                                 \
-  } while (0)
-
 static void maybe_free(session *s) {
   if (s->finalized && s->open_handles == 0 && s->done) free(s);
 }

@@ -8,14 +8,6 @@
 #include "context.h"
 #include "session.h"
 
-#define CHECK(call)                                                                                                   \
-  do {                                                                                                                \
-    if ((call) != napi_ok) {                                                                                          \
-      napi_throw_error(env, "PGTLS_ERR_NATIVE", #call " failed");                                                   \
-      return NULL;                                                                                                    \
-    }                                                                                                                 \
-  } while (0)
-
 /* ---- createContext(options) ---- */
 
 /* A string property, "" when absent; NULL only when out of memory (shared with upstream-addon.c). */
@@ -84,6 +76,11 @@ napi_value pgtls_create_context(napi_env env, napi_callback_info info) {
     ctx = pgtls_ctx_new(&o, err, sizeof err);
   free(chain), free(ca), free(crlf), free(crld), free(ciphers), free(t13), free(groups), free(dh), free(minv),
       free(maxv);
+  return pgtls_ctx_external(env, ctx, err);
+}
+
+
+napi_value pgtls_ctx_external(napi_env env, SSL_CTX *ctx, const char *err) {
   if (!ctx) {
     napi_throw_error(env, "PGTLS_ERR_TLS_CONFIG", err);
     return NULL;
@@ -96,4 +93,3 @@ napi_value pgtls_create_context(napi_env env, napi_callback_info info) {
   }
   return ext;
 }
-

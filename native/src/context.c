@@ -24,8 +24,8 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, c
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-/* Never prompt: the key handed to us is already decrypted. */
-static int no_password(char *buf, int size, int rwflag, void *u) {
+/* Never prompt: the key handed to us is already decrypted (upstream.c's client contexts too). */
+int pgtls_no_password(char *buf, int size, int rwflag, void *u) {
   (void)buf;
   (void)size;
   (void)rwflag;
@@ -52,7 +52,7 @@ int pgtls_version_from_name(const char *name) {
 static int use_chain(SSL_CTX *ctx, const char *pem, char *err, size_t errlen) {
   BIO *b = BIO_new_mem_buf(pem, -1);
   if (!b) return fail(err, errlen, "could not load server certificate"), -1;
-  X509 *leaf = PEM_read_bio_X509(b, NULL, no_password, NULL);
+  X509 *leaf = PEM_read_bio_X509(b, NULL, pgtls_no_password, NULL);
   if (!leaf || SSL_CTX_use_certificate(ctx, leaf) != 1) {
     X509_free(leaf);
     BIO_free(b);
@@ -60,7 +60,7 @@ static int use_chain(SSL_CTX *ctx, const char *pem, char *err, size_t errlen) {
   }
   X509_free(leaf);
   for (int i = 0; i < 64; i++) {
-    X509 *c = PEM_read_bio_X509(b, NULL, no_password, NULL);
+    X509 *c = PEM_read_bio_X509(b, NULL, pgtls_no_password, NULL);
     if (!c) break;
     if (SSL_CTX_add0_chain_cert(ctx, c) != 1) {
       X509_free(c);
@@ -80,7 +80,7 @@ SSL_CTX *pgtls_ctx_new(const pgtls_ctx_opts *o, char *err, size_t errlen) {
   if (use_chain(ctx, o->cert_chain_pem, err, errlen) != 0) goto bad;
   {
     BIO *b = BIO_new_mem_buf(o->key_pem, (int)o->key_pem_len);
-    EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_password, NULL) : NULL;
+    EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, pgtls_no_password, NULL) : NULL;
     BIO_free(b);
     if (!k || SSL_CTX_use_PrivateKey(ctx, k) != 1) {
       EVP_PKEY_free(k);

@@ -23,4 +23,7 @@ typedef struct pgtls_ctx_opts {
 /* NULL on failure with err filled ("could not load ...: reason"). */
 SSL_CTX *pgtls_ctx_new(const pgtls_ctx_opts *o, char *err, size_t errlen);
 int pgtls_version_from_name(const char *name); /* "TLSv1.2" -> TLS1_2_VERSION, "" -> 0, unknown -> -1 */
+/* The pem_password_cb that never prompts (keys arrive decrypted). */
+int pgtls_no_password(char *buf, int size, int rwflag, void *u);
+
 #endif

@@ -18,15 +18,13 @@
 #include "txrelay.h"
 #include "upstream.h"
 
-#define CHECK(call)                                                                                                   \
-  do {                                                                                                                \
-    if ((call) != napi_ok) {                                                                                          \
-      napi_throw_error(env, "PGTLS_ERR_NATIVE", #call " failed");                                                   \
-      return NULL;                                                                                                    \
-    }                                                                                                                 \
-  } while (0)
-
 /* write(session, buffer) -> true while the backlog is under its cap (else a drain event follows) */
+/* Optional Buffer argument i: its bytes, or NULL and 0 when absent or not a Buffer. */
+static void buffer_arg(napi_env env, size_t argc, napi_value *argv, size_t i, void **p, size_t *n) {
+  bool isbuf = false;
+  if (argc > i && napi_is_buffer(env, argv[i], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[i], p, n);
+}
+
 static napi_value write_conn(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], res;
@@ -93,10 +91,8 @@ static napi_value splice_conn(napi_env env, napi_callback_info info) {
   }
   void *tb = NULL, *tc = NULL;
   size_t tbl = 0, tcl = 0;
-  bool isbuf = false;
-  if (argc > 2 && napi_is_buffer(env, argv[2], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[2], &tb, &tbl);
-  isbuf = false;
-  if (argc > 3 && napi_is_buffer(env, argv[3], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[3], &tc, &tcl);
+  buffer_arg(env, argc, argv, 2, &tb, &tbl);
+  buffer_arg(env, argc, argv, 3, &tc, &tcl);
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   int bfd = pgtls_dup_fd(env, argv[1]);
@@ -137,8 +133,8 @@ static napi_value tx_relay(napi_env env, napi_callback_info info) {
   }
   void *cl = NULL;
   size_t cll = 0;
-  bool isbuf = false, track = false;
-  if (argc > 2 && napi_is_buffer(env, argv[2], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[2], &cl, &cll);
+  bool track = false;
+  buffer_arg(env, argc, argv, 2, &cl, &cll);
   if (argc > 3) napi_get_value_bool(env, argv[3], &track);
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
@@ -247,10 +243,8 @@ static napi_value splice_tls(napi_env env, napi_callback_info info) {
   }
   void *tb = NULL, *tc = NULL;
   size_t tbl = 0, tcl = 0;
-  bool isbuf = false;
-  if (argc > 2 && napi_is_buffer(env, argv[2], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[2], &tb, &tbl);
-  isbuf = false;
-  if (argc > 3 && napi_is_buffer(env, argv[3], &isbuf) == napi_ok && isbuf) napi_get_buffer_info(env, argv[3], &tc, &tcl);
+  buffer_arg(env, argc, argv, 2, &tb, &tbl);
+  buffer_arg(env, argc, argv, 3, &tc, &tcl);
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   /* a new fd for the new poll: the backend session's poll is closed (and its epoll registration removed) by its

@@ -69,6 +69,19 @@ void pgtls_session_defer(session *s);
 void pgtls_make_callback(napi_env env, napi_async_context actx, napi_ref fn, int argc, napi_value *argv,
                          napi_value *out);
 napi_value pgtls_num(napi_env env, double v);
+/* Return NULL with a JavaScript error when an N-API call fails (the N-API functions of every addon file). */
+#define CHECK(call)                                                                                                   \
+  do {                                                                                                                \
+    if ((call) != napi_ok) {                                                                                          \
+      napi_throw_error(env, "PGTLS_ERR_NATIVE", #call " failed");                                                   \
+      return NULL;                                                                                                    \
+    }                                                                                                                 \
+  } while (0)
+
+/* context-addon.c: an SSL_CTX as a JavaScript external (freed with it); NULL with PGTLS_ERR_TLS_CONFIG and `err`
+ * thrown when `ctx` is NULL. Shared by createContext and createClientContext. */
+napi_value pgtls_ctx_external(napi_env env, SSL_CTX *ctx, const char *err);
+
 /* addon.c's session loop, for methods.c */
 session *pgtls_session_args(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv, int use);
 void pgtls_session_teardown(session *s, const char *why);

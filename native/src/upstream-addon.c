@@ -51,17 +51,7 @@ napi_value pgtls_create_client_context(napi_env env, napi_callback_info info) {
   else
     ctx = pgtls_client_ctx_new(&o, err, sizeof err);
   free(ca), free(crl), free(cert), free(ciphers), free(minv), free(maxv);
-  if (!ctx) {
-    napi_throw_error(env, "PGTLS_ERR_TLS_CONFIG", err);
-    return NULL;
-  }
-  napi_value ext;
-  if (napi_create_external(env, ctx, pgtls_free_ctx, NULL, &ext) != napi_ok) {
-    SSL_CTX_free(ctx);
-    napi_throw_error(env, "PGTLS_ERR_NATIVE", "napi_create_external failed");
-    return NULL;
-  }
-  return ext;
+  return pgtls_ctx_external(env, ctx, err);
 }
 
 static napi_value der(napi_env env, X509 *x) {

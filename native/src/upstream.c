@@ -14,6 +14,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509_vfy.h>
 
+#include "context.h"
+
 /* Turns per pump, as engine.c: a bound that keeps one busy relay from starving the loop (the caller comes back). */
 #define MAX_TURNS 64
 
@@ -39,14 +41,6 @@ int pgtls_upstream_cert_requested(const SSL *ssl) {
   return requested_idx >= 0 && SSL_get_ex_data(ssl, requested_idx) != NULL;
 }
 
-static int no_password(char *buf, int size, int rwflag, void *u) {
-  (void)buf;
-  (void)size;
-  (void)rwflag;
-  (void)u;
-  return 0;
-}
-
 static void fail(char *err, size_t errlen, const char *what) {
   unsigned long e = ERR_get_error();
   const char *r = e ? ERR_reason_error_string(e) : NULL;
@@ -58,7 +52,7 @@ static void fail(char *err, size_t errlen, const char *what) {
 static int load_pem_into(X509_STORE *st, const char *pem, int *crls) {
   BIO *b = BIO_new_mem_buf(pem, -1);
   if (!b) return -1;
-  STACK_OF(X509_INFO) *infos = PEM_X509_INFO_read_bio(b, NULL, no_password, NULL);
+  STACK_OF(X509_INFO) *infos = PEM_X509_INFO_read_bio(b, NULL, pgtls_no_password, NULL);
   BIO_free(b);
   if (!infos) return -1;
   for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
@@ -76,7 +70,7 @@ static int load_pem_into(X509_STORE *st, const char *pem, int *crls) {
 
 static int use_cert_and_key(SSL_CTX *ctx, const pgtls_client_opts *o, char *err, size_t errlen) {
   BIO *b = BIO_new_mem_buf(o->cert_pem, -1);
-  X509 *leaf = b ? PEM_read_bio_X509(b, NULL, no_password, NULL) : NULL;
+  X509 *leaf = b ? PEM_read_bio_X509(b, NULL, pgtls_no_password, NULL) : NULL;
   if (!leaf || SSL_CTX_use_certificate(ctx, leaf) != 1) {
     X509_free(leaf);
     BIO_free(b);
@@ -85,7 +79,7 @@ static int use_cert_and_key(SSL_CTX *ctx, const pgtls_client_opts *o, char *err,
   }
   X509_free(leaf);
   for (int i = 0; i < 64; i++) {
-    X509 *c = PEM_read_bio_X509(b, NULL, no_password, NULL);
+    X509 *c = PEM_read_bio_X509(b, NULL, pgtls_no_password, NULL);
     if (!c) break;
     if (SSL_CTX_add0_chain_cert(ctx, c) != 1) {
       X509_free(c);
@@ -97,7 +91,7 @@ static int use_cert_and_key(SSL_CTX *ctx, const pgtls_client_opts *o, char *err,
   BIO_free(b);
   ERR_clear_error(); /* the reader's "no start line" after the last certificate */
   BIO *kb = BIO_new_mem_buf(o->key_pem, (int)o->key_pem_len);
-  EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, no_password, NULL) : NULL;
+  EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, pgtls_no_password, NULL) : NULL;
   BIO_free(kb);
   /* SSL_CTX_use_PrivateKey checks the key against the certificate: OpenSSL's "key values mismatch" as Node's */
   if (!k || SSL_CTX_use_PrivateKey(ctx, k) != 1) {
