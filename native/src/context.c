@@ -101,7 +101,10 @@ SSL_CTX *pgtls_ctx_new(const pgtls_ctx_opts *o, char *err, size_t errlen) {
     fail(err, errlen, "could not set maximum SSL protocol version");
     goto bad;
   }
-  /* As PostgreSQL: no tickets, no session cache, no compression, no renegotiation. */
+  /* As PostgreSQL: no tickets, no session cache, no compression, no renegotiation. SSL_OP_NO_TICKET alone only turns
+   * TLS 1.3's tickets from stateless into stateful ones: without num_tickets 0 every handshake would still end in two
+   * NewSessionTicket messages that no session cache can ever honour (and cost a record and a session each). */
+  SSL_CTX_set_num_tickets(ctx, 0);
   SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   if (o->dh_params_pem && o->dh_params_pem[0]) {

@@ -5,11 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { sClient, servedChain } from '../support/clients.js';
 import { type GatewayFixtures, makeFixtures } from '../support/gateway-fixtures.js';
 import { type TestGateway, startTestGateway } from '../support/gateway.js';
 import { type TestCluster, startTestCluster } from '../support/postgres.js';
+import { startupPacket } from '../support/raw.js';
 
 let fx: GatewayFixtures;
 let pg: TestCluster;
@@ -169,6 +172,44 @@ describe('TLS policy: the same handshakes succeed and fail as on PostgreSQL', ()
     const b = await sClient(gw.port, ['-starttls', 'postgres', '-showcerts']);
     assert.deepEqual(servedChain(b.stdout), ['CN = localhost', 'CN = pgtls test intermediate']);
     assert.deepEqual(servedChain(b.stdout), servedChain(a.stdout));
+  });
+});
+
+describe('session tickets', () => {
+  /**
+   * NewSessionTicket messages a server sends after a TLS 1.3 handshake: Node's client emits 'session' for each one.
+   * Tickets come right behind the server's Finished, so once the answer to a StartupMessage is in, all have been read.
+   */
+  function tickets(port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const sock = connect(port, '127.0.0.1');
+      const timer = setTimeout(() => reject(new Error('no answer')), 10_000);
+      sock.once('error', reject);
+      sock.write(Buffer.from([0, 0, 0, 8, 4, 210, 22, 47])); // SSLRequest
+      sock.once('data', (d) => {
+        if (d[0] !== 0x53) return reject(new Error(`SSLRequest answered ${d[0]}`));
+        let n = 0;
+        const t = tlsConnect({ socket: sock, rejectUnauthorized: false, minVersion: 'TLSv1.3' });
+        t.on('session', () => n++);
+        t.once('error', reject);
+        t.once('secureConnect', () => t.write(startupPacket({ user: 'nobody', database: 'postgres' })));
+        t.once('data', () => {
+          clearTimeout(timer);
+          setImmediate(() => {
+            t.destroy();
+            resolve(n);
+          });
+        });
+      });
+    });
+  }
+
+  test('none after the handshake, as PostgreSQL (no ticket a disabled session cache could honour)', async () => {
+    await policy({});
+    const fromPg = await tickets(pg.port);
+    const fromGw = await tickets(gw.port);
+    assert.equal(fromPg, 0, 'PostgreSQL sends no NewSessionTicket (SSL_CTX_set_num_tickets(0))');
+    assert.equal(fromGw, fromPg, `the gateway sent ${fromGw} NewSessionTicket message(s)`);
   });
 });
 
