@@ -3,6 +3,7 @@
  * address,undefined against the system's libssl of the same OpenSSL version as Node's (a stand-alone binary cannot
  * borrow Node's). First input byte picks the mode:
  *   0: the bytes are the client's first flight (fed like direct TLS's `initial`), handshake and stream read after;
+ *      or (a flag bit of the same byte) the negotiation before TLS reads the first few of them (an SSLRequest, or not);
  *   1: a real TLS 1.3 handshake over a socketpair, then the bytes are written raw after it (records, garbage,
  *      alerts) and the stream-phase reader runs;
  *   2: as 1, then a splice to a backend socketpair: half the bytes come as client records, half from the backend;
@@ -181,13 +182,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int mode = data[0] % 4;
   SSL_CTX *ctx = (data[0] / 4) % 2 ? server_ca : server_plain;
   int track = (data[0] / 8) % 2;
+  unsigned sel = data[0];
   data++;
   size--;
   pgtls_conn c;
   unsigned char out[PGTLS_IOBUF];
   int want;
   if (mode == 0) {
-    if (pgtls_conn_init(&c, ctx, -1, data, size) == 0 && pgtls_handshake_step(&c, &want) == 1) {
+    /* Half the time the connection starts before TLS (PH_NEGOTIATE): the first `split` bytes are what one read
+     * returned; an SSLRequest alone there lets the rest go to the handshake. */
+    size_t split = (sel / 16) % 2 && size ? (size_t)(sel / 32) + 6 : 0;
+    if (split > size) split = size;
+    int ok = pgtls_conn_init(&c, ctx, -1, data, split ? split : size) == 0;
+    if (ok && split) {
+      c.phase = PH_NEGOTIATE;
+      ok = pgtls_negotiate_step(&c, &want) == 1 && pgtls_feed(&c, data + split, size - split) == 0;
+    }
+    if (ok && pgtls_handshake_step(&c, &want) == 1) {
       pgtls_conn_trim(&c);
       for (int i = 0; i < 8 && pgtls_stream_read(&c, out, sizeof out, &want) > 0; i++) {
       }

@@ -442,7 +442,18 @@ static void run(session *s) {
   for (int round = 0; round < 4 && !s->done && !s->destroy_req; round++) {
     int phase0 = s->c.phase;
     want = 0;
-    if (s->c.phase == PH_HANDSHAKE) {
+    if (s->c.phase == PH_NEGOTIATE && pgtls_negotiate_step(&s->c, &want) == 2) {
+      /* Not an SSLRequest alone: the bytes go back to JavaScript, which reads on with Node's socket (the session
+       * ends here; its EV_CLOSE follows and is ignored). */
+      napi_env env = s->env;
+      napi_handle_scope scope;
+      napi_open_handle_scope(env, &scope);
+      napi_value argv[2] = {num(env, EV_PLAIN), buf_or_undef(env, s->c.in.p + s->c.in.off, s->c.in.len - s->c.in.off)};
+      emit(s, 2, argv, NULL);
+      napi_close_handle_scope(env, scope);
+      s->destroy_req = 1;
+    }
+    if (s->c.phase == PH_HANDSHAKE && !s->destroy_req) {
       int r = pgtls_handshake_step(&s->c, &want);
       if (r != 0) {
         napi_env env = s->env;
@@ -588,10 +599,14 @@ static int dup_fd(napi_env env, napi_value v) {
   return d;
 }
 
-/* ---- accept(context, fd, initial, callback) -> session ---- */
+/*
+ * ---- accept(context, fd, initial, callback[, negotiate]) -> session ----
+ * negotiate: the connection is fresh; answer an SSLRequest alone with 'S' before the handshake, and give anything
+ * else back (EV_PLAIN) — see pgtls_negotiate_step.
+ */
 static napi_value accept_conn(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   SSL_CTX *ctx = NULL;
   CHECK(napi_get_value_external(env, argv[0], (void **)&ctx));
@@ -626,6 +641,9 @@ static napi_value accept_conn(napi_env env, napi_callback_info info) {
   s->cpoll.data = s;
   s->cpoll_on = 1;
   s->active = 1;
+  bool negotiate = false;
+  if (argc >= 5) napi_get_value_bool(env, argv[4], &negotiate);
+  if (negotiate) s->c.phase = PH_NEGOTIATE;
   track(env, loop, s);
   napi_value obj, name;
   napi_create_object(env, &obj);

@@ -248,6 +248,31 @@ int pgtls_read_client(pgtls_conn *c) {
   return -1;
 }
 
+static const unsigned char SSL_REQUEST[8] = {0, 0, 0, 8, 4, 210, 22, 47}; /* length 8, code 80877103 */
+
+int pgtls_negotiate_step(pgtls_conn *c, int *want) {
+  *want = 0;
+  for (int i = 0; i < MAX_TURNS; i++) {
+    size_t n = c->in.len - c->in.off;
+    size_t k = n < sizeof SSL_REQUEST ? n : sizeof SSL_REQUEST;
+    if (memcmp(c->in.p ? c->in.p + c->in.off : SSL_REQUEST, SSL_REQUEST, k) != 0 || n > sizeof SSL_REQUEST)
+      return 2;
+    if (n == sizeof SSL_REQUEST) {
+      /* The request alone (nothing behind it in what one read returned): answer 'S', then TLS reads the socket. */
+      c->in.off = c->in.len = 0;
+      if (buf_reserve(&c->out, 1) != 0) return 2;
+      c->out.p[c->out.len++] = 'S';
+      c->phase = PH_HANDSHAKE;
+      return 1;
+    }
+    if (c->c_rd_eof) return 2;
+    if (!c->c_readable) break;
+    if (pgtls_read_client(c) < 0) return 2; /* EOF or an error: JavaScript's socket sees it too */
+  }
+  *want = WANT_CR;
+  return 0;
+}
+
 int pgtls_handshake_step(pgtls_conn *c, int *want) {
   *want = 0;
   for (int i = 0; i < MAX_TURNS; i++) {

@@ -19,7 +19,7 @@
 /* Ciphertext allowed to wait in either memory BIO before we stop producing more (backpressure). */
 #define PGTLS_CIPHER_CAP 65536
 
-enum pgtls_phase { PH_HANDSHAKE = 0, PH_STREAM = 1, PH_SPLICE = 2, PH_DONE = 3, PH_TX = 4 };
+enum pgtls_phase { PH_HANDSHAKE = 0, PH_STREAM = 1, PH_SPLICE = 2, PH_DONE = 3, PH_TX = 4, PH_NEGOTIATE = 5 };
 
 /* What one pump asks of the event loop: which fds to watch and whether to run again soon without waiting. */
 #define WANT_CR 1 /* client readable */
@@ -69,6 +69,14 @@ void pgtls_conn_free(pgtls_conn *c);
 
 /* Feed ciphertext as if read from the client (initial bytes; the fuzzer). */
 int pgtls_feed(pgtls_conn *c, const unsigned char *p, size_t n);
+
+/*
+ * Before TLS (a connection started in PH_NEGOTIATE): the client's first bytes, read here so that the commonest
+ * opening — an SSLRequest alone — costs no JavaScript. 1: it was exactly that; 'S' is queued and the connection is in
+ * PH_HANDSHAKE. 2: anything else — another packet, bytes behind the SSLRequest (CVE-2021-23214), a ClientHello, EOF or
+ * an error — is JavaScript's: the bytes read are in c->in, the socket untouched beyond them. 0: wait (*want).
+ */
+int pgtls_negotiate_step(pgtls_conn *c, int *want);
 
 /* Handshake progress: 1 done, 0 needs I/O (see *want), -1 failed (c->reason). */
 int pgtls_handshake_step(pgtls_conn *c, int *want);

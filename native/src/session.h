@@ -14,7 +14,16 @@ struct lane;
 struct lane_srv;
 
 /* Event kinds passed as the first argument of the session callback. */
-enum { EV_HANDSHAKE_OK = 1, EV_HANDSHAKE_FAIL = 2, EV_DATA = 3, EV_END = 4, EV_DRAIN = 5, EV_CLOSE = 6, EV_TX = 7 };
+enum {
+  EV_HANDSHAKE_OK = 1,
+  EV_HANDSHAKE_FAIL = 2,
+  EV_DATA = 3,
+  EV_END = 4,
+  EV_DRAIN = 5,
+  EV_CLOSE = 6,
+  EV_TX = 7,
+  EV_PLAIN = 8, /* negotiation: the client's first bytes were not an SSLRequest alone; they are JavaScript's */
+};
 
 /* The transaction relay's watch on a pooled server's fd: one per relay, freed when libuv has closed it. */
 typedef struct tpoll {

@@ -153,8 +153,24 @@ export type HandshakeResult =
   /** `reason` is OpenSSL's text as PostgreSQL logs it ("no shared cipher", "wrong version number"). */
   | { readonly ok: false; readonly reason: string };
 
+/** What a transport's negotiate() saw first on a fresh connection. */
+export type Negotiation =
+  /** An SSLRequest alone: 'S' was sent and the handshake ran (its result). */
+  | { readonly kind: 'tls'; readonly result: HandshakeResult }
+  /**
+   * Anything else (another packet, bytes behind the SSLRequest, a ClientHello, EOF): the socket is Node's again,
+   * with `bytes` (what was read) to be read first.
+   */
+  | { readonly kind: 'plain'; readonly bytes: Buffer | undefined };
+
 export interface ClientTransport {
   readonly name: 'node' | 'native';
+  /**
+   * Optional: read a fresh connection's first packet and, when it is an SSLRequest alone, answer 'S' and do the
+   * handshake with `material` — the commonest opening without a JavaScript step between the two. The caller uses it
+   * only when nothing else must see the first bytes (a PROXY header, a ClientHello for ssl_sni).
+   */
+  negotiate?(socket: Socket, material: TlsMaterial): Promise<Negotiation>;
   /**
    * Perform the server TLS handshake on `socket` (paused, plaintext so far) with `material`. `initial` holds bytes
    * already read from the socket that belong to the handshake (direct TLS: the ClientHello). ALPN 'postgresql' is

@@ -22,6 +22,7 @@ import type {
   HandshakeResult,
   LaneHandle,
   LaneOps,
+  Negotiation,
   RelayStats,
   TlsFacts,
   TlsSession,
@@ -31,7 +32,7 @@ import type {
 import { ERR_TLS_CONFIG, type TlsMaterial } from './context.js';
 
 /** Event kinds from the addon (native/src/addon.c). */
-export const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close: 6, tx: 7 } as const;
+export const EV = { handshakeOk: 1, handshakeFail: 2, data: 3, end: 4, drain: 5, close: 6, tx: 7, plain: 8 } as const;
 
 type NativeHandle = object & { readonly __nativeSession: unique symbol };
 export type NativeContext = object & { readonly __nativeContext: unique symbol };
@@ -54,7 +55,14 @@ export type EventCallback = (
 export interface Addon {
   readonly openssl: string;
   createContext(options: NativeContextOptions): NativeContext;
-  accept(ctx: NativeContext, fd: number, initial: Buffer | undefined, cb: EventCallback): NativeHandle;
+  /** negotiate: answer an SSLRequest alone with 'S' first, and give anything else back (EV.plain). */
+  accept(
+    ctx: NativeContext,
+    fd: number,
+    initial: Buffer | undefined,
+    cb: EventCallback,
+    negotiate?: boolean,
+  ): NativeHandle;
   write(s: NativeHandle, data: Buffer): boolean;
   setReading(s: NativeHandle, on: boolean): void;
   end(s: NativeHandle): void;
@@ -513,49 +521,102 @@ function toFacts(o: Record<string, unknown>): TlsFacts {
   return f;
 }
 
+/**
+ * Start a native session on `socket` (its fd taken over, Node's reads stopped) and settle with the handshake's
+ * outcome — or, with `negotiate`, with the bytes of a connection that did not open with an SSLRequest alone, Node's
+ * socket untouched and reading again. Node's handle is closed once the native side owns the connection.
+ */
+function startSession(
+  addon: Addon,
+  socket: Socket,
+  material: TlsMaterial,
+  initial: Buffer | undefined,
+  negotiate: boolean,
+): Promise<HandshakeResult | { plain: Buffer | undefined }> {
+  const ctx = createNativeServerContext(material);
+  const handle0 = (socket as unknown as { _handle?: StreamHandle })._handle;
+  const readStart = handle0?.readStart;
+  const { fd, buffered } = takeOver(socket);
+  const first = buffered.length === 0 ? initial : Buffer.concat(initial ? [initial, ...buffered] : buffered);
+  const stream = new NativeTlsStream(addon, socket);
+  return new Promise((resolve) => {
+    let settled = false;
+    let ignored = false;
+    const cb: EventCallback = (kind, a, b, c, d, e, f, g, h, i, j, k) => {
+      if (ignored) return false;
+      if (kind === EV.plain) {
+        // Node reads the connection again, starting with what the addon read (its own fd closes right after).
+        settled = ignored = true;
+        if (handle0 && readStart) {
+          // The stream asked for data once (its read is still outstanding, so it will not ask again): the handle
+          // reads on its own, as it did before the addon took a look.
+          handle0.readStart = readStart;
+          handle0.reading = true;
+          handle0.readStart();
+        }
+        resolve({ plain: a as Buffer | undefined });
+        return false;
+      }
+      if (kind === EV.close && !settled && negotiate && socket.destroyed) {
+        // Closed by the gateway itself before the connection said what it is (authentication_timeout, shutdown):
+        // nothing to report as a handshake failure.
+        settled = ignored = true;
+        resolve({ plain: undefined });
+        return false;
+      }
+      if (!settled && negotiate) releaseHandle(socket);
+      if (kind === EV.handshakeOk) {
+        settled = true;
+        const session: TlsSession = {
+          facts: toFacts(a as Record<string, unknown>),
+          stream,
+          splice: (backend, stats) => stream.splice(backend, stats),
+          spliceTls: (backend, stats) =>
+            backend instanceof NativeTlsStream ? stream.spliceTls(backend, stats) : undefined,
+          txRelay: stream.txPort,
+        };
+        resolve({ ok: true, session });
+        return false;
+      }
+      if (kind === EV.handshakeFail) {
+        settled = true;
+        resolve({ ok: false, reason: a as string });
+        return false;
+      }
+      if (kind === EV.close && !settled) {
+        settled = true;
+        resolve({ ok: false, reason: (c as string) || 'EOF detected' });
+        socket.destroy();
+        return false;
+      }
+      return stream.event(kind, a, b, c, d, e, f, g, h, i, j, k);
+    };
+    const handle = addon.accept(ctx, fd, first?.length ? first : undefined, cb, negotiate);
+    // Negotiating, Node's handle stays (read-stopped) until the addon says whose the connection is.
+    if (!negotiate) releaseHandle(socket);
+    stream.attach(handle);
+    const onClose = () => {
+      if (!ignored) addon.destroy(handle);
+    };
+    socket.once('close', onClose);
+  });
+}
+
 function makeTransport(addon: Addon): ClientTransport {
   return {
     name: 'native',
     accept(socket: Socket, material: TlsMaterial, initial: Buffer | undefined): Promise<HandshakeResult> {
-      const ctx = createNativeServerContext(material);
       if (socket.destroyed) return Promise.resolve({ ok: false, reason: 'EOF detected' });
-      const { fd, buffered } = takeOver(socket);
-      const first = buffered.length === 0 ? initial : Buffer.concat(initial ? [initial, ...buffered] : buffered);
-      const stream = new NativeTlsStream(addon, socket);
-      return new Promise<HandshakeResult>((resolve) => {
-        let settled = false;
-        const cb: EventCallback = (kind, a, b, c, d, e, f, g, h, i, j, k) => {
-          if (kind === EV.handshakeOk) {
-            settled = true;
-            const session: TlsSession = {
-              facts: toFacts(a as Record<string, unknown>),
-              stream,
-              splice: (backend, stats) => stream.splice(backend, stats),
-              spliceTls: (backend, stats) =>
-                backend instanceof NativeTlsStream ? stream.spliceTls(backend, stats) : undefined,
-              txRelay: stream.txPort,
-            };
-            resolve({ ok: true, session });
-            return false;
-          }
-          if (kind === EV.handshakeFail) {
-            settled = true;
-            resolve({ ok: false, reason: a as string });
-            return false;
-          }
-          if (kind === EV.close && !settled) {
-            settled = true;
-            resolve({ ok: false, reason: (c as string) || 'EOF detected' });
-            socket.destroy();
-            return false;
-          }
-          return stream.event(kind, a, b, c, d, e, f, g, h, i, j, k);
-        };
-        const handle = addon.accept(ctx, fd, first?.length ? first : undefined, cb);
-        releaseHandle(socket);
-        stream.attach(handle);
-        socket.once('close', () => addon.destroy(handle));
-      });
+      return startSession(addon, socket, material, initial, false) as Promise<HandshakeResult>;
+    },
+    async negotiate(socket: Socket, material: TlsMaterial): Promise<Negotiation> {
+      if (socket.destroyed) return { kind: 'plain', bytes: undefined };
+      const r = await startSession(addon, socket, material, undefined, true);
+      if ('plain' in r) {
+        if (r.plain) socket.unshift(r.plain);
+        return { kind: 'plain', bytes: r.plain };
+      }
+      return { kind: 'tls', result: r };
     },
   };
 }

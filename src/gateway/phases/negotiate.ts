@@ -12,6 +12,7 @@ import { issuerDn, peerSubjects } from '../client-cert.js';
 import type { ClientConnection } from '../client-connection.js';
 import * as refuse from '../refusals.js';
 import { nodeTransport, peerCertificate } from '../transport-node.js';
+import type { HandshakeResult } from '../transport.js';
 import { InitialReader } from './initial-reader.js';
 import { readProxyHeader } from './proxy-header.js';
 import { chooseBySni } from './sni-select.js';
@@ -30,20 +31,9 @@ export async function negotiate(c: ClientConnection): Promise<Negotiated | undef
   if (cfg.proxy_protocol && !c.local && isTrustedPeer(rt.proxyTrusted, c.socket.remoteAddress)) {
     if (!(await readProxyHeader(c))) return undefined;
   }
-  let reader = new InitialReader(c.stream, cfg.ssl && !c.local);
   let sslDone = false;
   let gssDone = false;
-  const handshake = async (initial: Buffer | undefined): Promise<boolean> => {
-    let material = rt.tls.current();
-    if (rt.sni) {
-      const chosen = await chooseBySni(c, rt.sni, initial);
-      if (!chosen) return false;
-      material = chosen.material;
-      initial = chosen.bytes;
-    }
-    c.material = material;
-    const t0 = process.hrtime.bigint();
-    const r = await (rt.transport ?? nodeTransport).accept(c.socket, material, initial);
+  const settle = (r: HandshakeResult, t0: bigint): boolean => {
     rt.operator.hooks.handshake(Number(process.hrtime.bigint() - t0) / 1e9, r.ok);
     if (!r.ok) {
       record.outcome = c.gone && !record.reason ? 'closed' : 'refused';
@@ -70,6 +60,39 @@ export async function negotiate(c: ClientConnection): Promise<Negotiated | undef
     }
     return true;
   };
+  const handshake = async (initial: Buffer | undefined): Promise<boolean> => {
+    let material = rt.tls.current();
+    if (rt.sni) {
+      const chosen = await chooseBySni(c, rt.sni, initial);
+      if (!chosen) return false;
+      material = chosen.material;
+      initial = chosen.bytes;
+    }
+    c.material = material;
+    const t0 = process.hrtime.bigint();
+    return settle(await (rt.transport ?? nodeTransport).accept(c.socket, material, initial), t0);
+  };
+  // The commonest opening — an SSLRequest alone — answered and handshaken by the transport in one step, when it can
+  // and nothing else must see the first bytes (a PROXY header is read above; ssl_sni picks the material by the
+  // ClientHello). Anything else comes back as bytes and takes the loop below, as it always did.
+  if (rt.transport?.negotiate && cfg.ssl && !c.local && !rt.sni && !record.proxy) {
+    const material = rt.tls.current();
+    c.material = material;
+    const t0 = process.hrtime.bigint();
+    const n = await rt.transport.negotiate(c.socket, material);
+    if (n.kind === 'tls') {
+      sslDone = gssDone = true;
+      record.negotiation = 'sslrequest';
+      if (!settle(n.result, t0) || !checkPresentedCert(c)) return undefined;
+    } else if (c.socket.destroyed) {
+      record.reason ??= 'client closed the connection during negotiation';
+      c.destroy();
+      return undefined;
+    } else {
+      c.material = undefined;
+    }
+  }
+  let reader = new InitialReader(c.stream, cfg.ssl && !c.local && !c.tls);
   for (;;) {
     const r = await reader.next();
     if (r.status === 'eof' || r.status === 'incomplete') {
