@@ -12,6 +12,7 @@ import type { GatewayConfig } from '../config/load.js';
 import { normalizeAddress } from '../hba/match.js';
 import { type WireError, encodeErrorResponse, encodeErrorResponseV2 } from '../protocol/error-response.js';
 import type { TlsMaterial } from '../tls/context.js';
+import { AcceptedSocket } from './accepted-socket.js';
 import type { LiveHandle } from './admin/client-registry.js';
 import type { ConnectionRecord, GatewayRuntime } from './runtime.js';
 import type { TlsSession } from './transport.js';
@@ -48,10 +49,14 @@ export class ClientConnection {
   #closing = false;
   readonly #timer: NodeJS.Timeout;
 
+  /** The client's connection: a net.Socket, or an AcceptedSocket until (unless) the phases need a net.Socket. */
+  socket: Socket | AcceptedSocket;
+
   constructor(
-    readonly socket: Socket,
+    socket: Socket | AcceptedSocket,
     readonly rt: GatewayRuntime,
   ) {
+    this.socket = socket;
     this.local = socket.remoteAddress === undefined;
     // The configuration in force with the admin console's runtime SETs (require_secure_transport, …) applied.
     this.cfg = rt.operator.connectionConfig();
@@ -63,7 +68,9 @@ export class ClientConnection {
       outcome: 'closed',
     };
     socket.setNoDelay(true);
-    this.stream = socket;
+    // Until TLS (useTls) or a net.Socket (netSocket()) the phases have no stream to speak on: an AcceptedSocket is
+    // only ever negotiated by the transport first.
+    this.stream = socket instanceof AcceptedSocket ? (undefined as unknown as Duplex) : socket;
     this.live = rt.operator.register(this.record, () => this.destroy());
     this.#watch(socket);
     this.#timer = setTimeout(() => this.#timeout(), this.cfg.authentication_timeout);
@@ -80,7 +87,7 @@ export class ClientConnection {
     return this.#timedOut;
   }
 
-  #watch(s: Duplex): void {
+  #watch(s: Duplex | AcceptedSocket): void {
     s.on('error', ignore);
     s.once('close', () => this.#clientGone());
   }
@@ -96,6 +103,24 @@ export class ClientConnection {
     this.record.outcome = 'refused';
     this.record.reason = 'authentication timeout';
     this.destroy();
+  }
+
+  /**
+   * The connection as a net.Socket, made now if it was accepted without one (the transport gave it back: it is not an
+   * SSLRequest alone, or the fast path does not apply); `unread`: bytes already read from it, to be read first.
+   */
+  netSocket(unread?: Buffer): Socket {
+    const a = this.socket;
+    if (!(a instanceof AcceptedSocket)) {
+      if (unread?.length) a.unshift(unread);
+      return a;
+    }
+    const s = a.toNetSocket();
+    if (unread?.length) s.unshift(unread);
+    s.on('error', ignore); // its 'close' reaches #clientGone through the AcceptedSocket
+    this.socket = s;
+    this.stream = s;
+    return s;
   }
 
   /** The phases now speak through `s` (the TLS session's stream). */
@@ -158,7 +183,7 @@ export class ClientConnection {
 
   /** Close everything now. */
   destroy(): void {
-    this.stream.destroy();
+    this.stream?.destroy();
     this.socket.destroy();
     this.backend?.destroy();
   }

@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import { encodeErrorResponse } from '../protocol/error-response.js';
 import { encodeStartupMessage } from '../protocol/startup.js';
+import type { AcceptedSocket } from './accepted-socket.js';
 import { ClientConnection } from './client-connection.js';
 import { attach, attachLoggedIn } from './phases/attach.js';
 import { authenticateAtGateway, gatewayChecks } from './phases/authenticate-gateway.js';
@@ -43,7 +44,7 @@ function backendStartupPacket(
   return encodeStartupMessage([...own, ...(add ? tlsFactsAsStartupOptions(c.tls?.facts, c.record) : [])], code);
 }
 
-export async function handleConnection(socket: Socket, rt: GatewayRuntime): Promise<void> {
+export async function handleConnection(socket: Socket | AcceptedSocket, rt: GatewayRuntime): Promise<void> {
   const c = new ClientConnection(socket, rt);
   try {
     const negotiated = await negotiate(c);

@@ -4,6 +4,7 @@
  * old state stays in force. Established sessions are never touched by a reload: each connection read the state it
  * needed.
  */
+import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
@@ -17,6 +18,7 @@ import type { TrustedRange } from '../hba/proxy-trusted.js';
 import { type TlsMaterial, TlsStore } from '../tls/context.js';
 import { createNativeServerContext, loadNativeTransport, nativeUnavailableReason } from '../tls/native.js';
 import type { SniSelector } from '../tls/sni.js';
+import { type AcceptedHandle, AcceptedSocket } from './accepted-socket.js';
 import { handleConnection } from './connection.js';
 import { watchFileDescriptors } from './fd-watch.js';
 import { type FileWatch, watchFiles } from './file-watch.js';
@@ -85,7 +87,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #tls: TlsStore;
   #servers: Server[] = [];
   #unixSockets: string[] = [];
-  #sockets = new Set<Socket>();
+  #sockets = new Set<Socket | AcceptedSocket>();
   #sessions = new Set<{ client: Duplex; backend: Duplex }>();
   /** Cancel keys of relayed sessions → how many sessions hold them, and the upstream they run on (routes). */
   #cancelKeys = new Map<string, { n: number; upstream: UpstreamTarget | undefined }>();
@@ -307,6 +309,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
         server.listen({ host, port, ipv6Only: host.includes(':') }, () => resolve());
       });
       this.#onAcceptError(server);
+      this.#acceptWithoutSocket(server);
       // With port 0 every address shares the port the first one got.
       port = (server.address() as { port: number }).port;
       this.#servers.push(server);
@@ -363,7 +366,31 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     });
   }
 
-  #accept(sock: Socket): void {
+  /**
+   * The native transport's fast path (./accepted-socket.ts): a TCP listener hands over the accepted handle itself,
+   * and no net.Socket is made unless the connection needs one. Only where the transport's negotiation applies to
+   * every connection (TLS on, no PROXY protocol, no ssl_sni) — read per connection, so a reload that changes them
+   * takes effect at once — and not in a cluster worker, whose listener is the primary's. Errors (EMFILE) and
+   * everything else take Node's own path.
+   */
+  #acceptWithoutSocket(server: Server): void {
+    if (!this.transport?.negotiate || cluster.isWorker) return;
+    type OnConnection = (this: unknown, err: number, handle: AcceptedHandle | undefined) => void;
+    const listening = (server as unknown as { _handle?: { onconnection?: OnConnection } })._handle;
+    const node = listening?.onconnection;
+    if (!listening || typeof node !== 'function') return;
+    listening.onconnection = function (this: unknown, err, handle) {
+      const c = gateway.#state.config;
+      if (err || !handle || typeof handle.fd !== 'number' || !c.ssl || c.proxy_protocol || gateway.#state.sni) {
+        node.call(this, err, handle);
+        return;
+      }
+      gateway.#accept(new AcceptedSocket(handle));
+    };
+    const gateway = this;
+  }
+
+  #accept(sock: Socket | AcceptedSocket): void {
     this.#sockets.add(sock);
     sock.once('close', () => this.#sockets.delete(sock));
     this.#inFlight++;

@@ -7,6 +7,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TlsMaterial } from '../tls/context.js';
+import type { AcceptedSocket } from './accepted-socket.js';
 
 /** What the TLS handshake established, as the log, the admin console, metrics and hba checks see it. */
 export interface TlsFacts {
@@ -158,8 +159,8 @@ export type Negotiation =
   /** An SSLRequest alone: 'S' was sent and the handshake ran (its result). */
   | { readonly kind: 'tls'; readonly result: HandshakeResult }
   /**
-   * Anything else (another packet, bytes behind the SSLRequest, a ClientHello, EOF): the socket is Node's again,
-   * with `bytes` (what was read) to be read first.
+   * Anything else (another packet, bytes behind the SSLRequest, a ClientHello, EOF): the connection is Node's
+   * again (a net.Socket reading on; an AcceptedSocket untouched), and `bytes` (what was read) must be read first.
    */
   | { readonly kind: 'plain'; readonly bytes: Buffer | undefined };
 
@@ -170,7 +171,7 @@ export interface ClientTransport {
    * handshake with `material` — the commonest opening without a JavaScript step between the two. The caller uses it
    * only when nothing else must see the first bytes (a PROXY header, a ClientHello for ssl_sni).
    */
-  negotiate?(socket: Socket, material: TlsMaterial): Promise<Negotiation>;
+  negotiate?(socket: Socket | AcceptedSocket, material: TlsMaterial): Promise<Negotiation>;
   /**
    * Perform the server TLS handshake on `socket` (paused, plaintext so far) with `material`. `initial` holds bytes
    * already read from the socket that belong to the handshake (direct TLS: the ClientHello). ALPN 'postgresql' is

@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { PgtlsError } from '../errors.js';
+import { AcceptedSocket } from '../gateway/accepted-socket.js';
 import type {
   ClientTransport,
   HandshakeResult,
@@ -277,11 +278,12 @@ export class NativeTlsStream extends Duplex {
   #txDone: ((h: TxHandback) => void) | undefined;
   /** Moved into a client session's TLS<->TLS relay (spliceTls): its close is the relay's, not this stream's. */
   #handedOver = false;
-  readonly #socket: Socket;
+  /** What stands for the connection in JavaScript (a net.Socket without its handle, or an AcceptedSocket). */
+  readonly #socket: { destroy(): unknown };
   /** A backend session's server certificate (DER), for SCRAM channel binding (../gateway/backend-scram.ts). */
   upstreamPeerCertificate: Buffer | undefined;
 
-  constructor(addon: Addon, socket: Socket) {
+  constructor(addon: Addon, socket: { destroy(): unknown }) {
     super({ allowHalfOpen: false });
     this.#addon = addon;
     this.#socket = socket;
@@ -521,39 +523,69 @@ function toFacts(o: Record<string, unknown>): TlsFacts {
   return f;
 }
 
+/** A connection the addon is given: its fd, bytes Node read but did not deliver, and Node's side of the handover. */
+interface Handover {
+  readonly fd: number;
+  readonly buffered: Buffer[];
+  /** Close Node's handle (the addon holds a dup of the fd). */
+  release(): void;
+  /** Negotiation gave the connection back: Node reads it again. */
+  restore(): void;
+}
+
+/** A net.Socket handed over: Node's reads stopped (takeOver), its handle closed later or its reads restarted. */
+function socketHandover(socket: Socket): Handover {
+  const handle0 = (socket as unknown as { _handle?: StreamHandle })._handle;
+  const readStart = handle0?.readStart;
+  const { fd, buffered } = takeOver(socket);
+  return {
+    fd,
+    buffered,
+    release: () => releaseHandle(socket),
+    restore: () => {
+      if (!handle0 || !readStart) return;
+      // The stream asked for data once (its read is still outstanding, so it will not ask again): the handle reads
+      // on its own, as it did before the addon took a look.
+      handle0.readStart = readStart;
+      handle0.reading = true;
+      handle0.readStart();
+    },
+  };
+}
+
+/** An accepted handle that never had a net.Socket (../gateway/accepted-socket.ts): nothing was read from it. */
+function acceptedHandover(socket: AcceptedSocket): Handover {
+  const fd = socket.handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new PgtlsError(ERR_TLS_CONFIG, 'native TLS needs a file descriptor');
+  return { fd, buffered: [], release: () => socket.release(), restore: () => undefined };
+}
+
 /**
- * Start a native session on `socket` (its fd taken over, Node's reads stopped) and settle with the handshake's
- * outcome — or, with `negotiate`, with the bytes of a connection that did not open with an SSLRequest alone, Node's
- * socket untouched and reading again. Node's handle is closed once the native side owns the connection.
+ * Start a native session on a connection and settle with the handshake's outcome — or, with `negotiate`, with the
+ * bytes of a connection that did not open with an SSLRequest alone (Node's side restored, nothing else touched).
+ * Node's handle is closed once the native side owns the connection.
  */
 function startSession(
   addon: Addon,
-  socket: Socket,
+  socket: Socket | AcceptedSocket,
   material: TlsMaterial,
   initial: Buffer | undefined,
   negotiate: boolean,
 ): Promise<HandshakeResult | { plain: Buffer | undefined }> {
   const ctx = createNativeServerContext(material);
-  const handle0 = (socket as unknown as { _handle?: StreamHandle })._handle;
-  const readStart = handle0?.readStart;
-  const { fd, buffered } = takeOver(socket);
+  const h = socket instanceof AcceptedSocket ? acceptedHandover(socket) : socketHandover(socket);
+  const { fd, buffered } = h;
   const first = buffered.length === 0 ? initial : Buffer.concat(initial ? [initial, ...buffered] : buffered);
   const stream = new NativeTlsStream(addon, socket);
   return new Promise((resolve) => {
     let settled = false;
     let ignored = false;
-    const cb: EventCallback = (kind, a, b, c, d, e, f, g, h, i, j, k) => {
+    const cb: EventCallback = (kind, a, b, c, d, e, f, g, hh, i, j, k) => {
       if (ignored) return false;
       if (kind === EV.plain) {
         // Node reads the connection again, starting with what the addon read (its own fd closes right after).
         settled = ignored = true;
-        if (handle0 && readStart) {
-          // The stream asked for data once (its read is still outstanding, so it will not ask again): the handle
-          // reads on its own, as it did before the addon took a look.
-          handle0.readStart = readStart;
-          handle0.reading = true;
-          handle0.readStart();
-        }
+        h.restore();
         resolve({ plain: a as Buffer | undefined });
         return false;
       }
@@ -564,7 +596,7 @@ function startSession(
         resolve({ plain: undefined });
         return false;
       }
-      if (!settled && negotiate) releaseHandle(socket);
+      if (!settled && negotiate) h.release();
       if (kind === EV.handshakeOk) {
         settled = true;
         const session: TlsSession = {
@@ -589,11 +621,11 @@ function startSession(
         socket.destroy();
         return false;
       }
-      return stream.event(kind, a, b, c, d, e, f, g, h, i, j, k);
+      return stream.event(kind, a, b, c, d, e, f, g, hh, i, j, k);
     };
     const handle = addon.accept(ctx, fd, first?.length ? first : undefined, cb, negotiate);
     // Negotiating, Node's handle stays (read-stopped) until the addon says whose the connection is.
-    if (!negotiate) releaseHandle(socket);
+    if (!negotiate) h.release();
     stream.attach(handle);
     const onClose = () => {
       if (!ignored) addon.destroy(handle);
@@ -609,14 +641,10 @@ function makeTransport(addon: Addon): ClientTransport {
       if (socket.destroyed) return Promise.resolve({ ok: false, reason: 'EOF detected' });
       return startSession(addon, socket, material, initial, false) as Promise<HandshakeResult>;
     },
-    async negotiate(socket: Socket, material: TlsMaterial): Promise<Negotiation> {
+    async negotiate(socket: Socket | AcceptedSocket, material: TlsMaterial): Promise<Negotiation> {
       if (socket.destroyed) return { kind: 'plain', bytes: undefined };
       const r = await startSession(addon, socket, material, undefined, true);
-      if ('plain' in r) {
-        if (r.plain) socket.unshift(r.plain);
-        return { kind: 'plain', bytes: r.plain };
-      }
-      return { kind: 'tls', result: r };
+      return 'plain' in r ? { kind: 'plain', bytes: r.plain } : { kind: 'tls', result: r };
     },
   };
 }

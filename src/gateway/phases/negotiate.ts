@@ -70,7 +70,7 @@ export async function negotiate(c: ClientConnection): Promise<Negotiated | undef
     }
     c.material = material;
     const t0 = process.hrtime.bigint();
-    return settle(await (rt.transport ?? nodeTransport).accept(c.socket, material, initial), t0);
+    return settle(await (rt.transport ?? nodeTransport).accept(c.netSocket(), material, initial), t0);
   };
   // The commonest opening — an SSLRequest alone — answered and handshaken by the transport in one step, when it can
   // and nothing else must see the first bytes (a PROXY header is read above; ssl_sni picks the material by the
@@ -90,7 +90,10 @@ export async function negotiate(c: ClientConnection): Promise<Negotiated | undef
       return undefined;
     } else {
       c.material = undefined;
+      c.netSocket(n.bytes); // Node's again, with what the addon read in front
     }
+  } else {
+    c.netSocket();
   }
   let reader = new InitialReader(c.stream, cfg.ssl && !c.local && !c.tls);
   for (;;) {
@@ -142,7 +145,7 @@ export async function negotiate(c: ClientConnection): Promise<Negotiated | undef
         continue;
       }
       const stuffed = reader.detach();
-      c.socket.write(SSL_ACCEPT);
+      c.netSocket().write(SSL_ACCEPT);
       record.negotiation = 'sslrequest';
       if (!(await handshake(undefined))) return undefined;
       if (stuffed.length > 0) {

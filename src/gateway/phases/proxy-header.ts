@@ -9,7 +9,8 @@ import type { ClientConnection } from '../client-connection.js';
 
 /** Resolves true when the header was read (and applied); false when the connection ended here. */
 export function readProxyHeader(c: ClientConnection): Promise<boolean> {
-  const { socket, record } = c;
+  const { record } = c;
+  const socket = c.netSocket();
   return new Promise((resolve) => {
     let buf: Buffer = Buffer.alloc(0);
     const done = (ok: boolean) => {

@@ -18,7 +18,8 @@ export function chooseBySni(
   sni: SniSelector,
   initial: Buffer | undefined,
 ): Promise<Chosen | undefined> {
-  const { socket, record } = c;
+  const { record } = c;
+  const socket = c.netSocket();
   return new Promise((resolve) => {
     let buf: Buffer = initial ?? Buffer.alloc(0);
     let settled = false;
