@@ -82,8 +82,9 @@ function relayNative(
     resolve(false);
   };
   // Node does not read the server while C does (suspend); this sink hears only of its end (ServerConnection's
-  // gone() comes before it closes the relay's fd, and abandon() stops the relay first).
-  server.attach({ data: () => undefined, gone: abandon });
+  // gone() comes before it closes the relay's fd, and abandon() stops the relay first). Bytes here would mean two
+  // readers: the server is out of step, and is closed (gone() follows).
+  server.attach({ data: () => server.discard(), gone: abandon });
   if (!server.suspend()) {
     server.detach();
     return undefined;
