@@ -31,6 +31,7 @@ const FILES = [
   'gateway-robustness', // 120 hostile connections next to a live session
   'gateway-pool-native', // the transaction relay: boundaries, handbacks mid-transaction, a bad length
   'gateway-pool-drivers', // pooled transactions of pg, postgres.js and psycopg on the native relay
+  'gateway-pool-session-native', // session pooling on the native relay: Terminate, discards, a handback, cancel
   'native-upstream-tls', // TLS to the backend natively: verify failures, EOF, client certificate, TLS<->TLS relay
 ];
 const selected = positionals.length ? positionals : FILES;

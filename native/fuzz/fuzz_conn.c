@@ -123,7 +123,7 @@ static void drain_peers(SSL *cl, int sfd) {
 }
 
 static void fuzz_tx(pgtls_conn *c, SSL *cl, int cfd, const uint8_t *cd, size_t cn, const uint8_t *sd, size_t sn,
-                    int track) {
+                    int track, int session) {
   (void)cfd;
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp) != 0) abort();
@@ -144,7 +144,7 @@ static void fuzz_tx(pgtls_conn *c, SSL *cl, int cfd, const uint8_t *cd, size_t c
                                       "same\0same\0gone\0S_not_prepared\0";
   static const unsigned char sset[] = "S_renamed_to_a_longer_server_name_0\0S\0same\0";
   for (int round = 0; round < 4; round++) {
-    if (pgtls_tx_start(c, sp[0], track, rest, rest_len) != 0) break;
+    if (pgtls_tx_start(c, sp[0], track, session, rest, rest_len) != 0) break;
     if (track && (round % 2) == 0) {
       c->tx->cmap = cmap;
       c->tx->cmap_len = sizeof cmap - 1;
@@ -183,6 +183,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   SSL_CTX *ctx = (data[0] / 4) % 2 ? server_ca : server_plain;
   int track = (data[0] / 8) % 2;
   unsigned sel = data[0];
+  int session = (data[0] / 16) % 2; /* mode 3: session pooling's relay (no boundary, ParameterStatus passes) */
   data++;
   size--;
   pgtls_conn c;
@@ -221,7 +222,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   size_t half = mode >= 2 ? size / 2 : size;
   if (mode == 3) {
-    fuzz_tx(&c, cl, sv[1], data, half, data + half, size - half, track);
+    fuzz_tx(&c, cl, sv[1], data, half, data + half, size - half, track, session);
     pgtls_conn_free(&c);
     SSL_free(cl);
     close(sv[1]);

@@ -501,7 +501,7 @@ static napi_value tx_lane(napi_env env, napi_callback_info info) {
     free(cmap);
     THROW(why);
   }
-  if (pgtls_tx_start(&s->c, fd, track, cl, cll) != 0) {
+  if (pgtls_tx_start(&s->c, fd, track, 0, cl, cll) != 0) {
     free(cmap);
     srv_detach(srv);
     THROW("out of memory");

@@ -115,11 +115,12 @@ static napi_value splice_conn(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* txRelay(session, serverFd, clientBytes?, trackNames): relay one stretch of a pooled session natively (txrelay.h);
- * the session's callback gets EV_TX when control comes back. The fd is JavaScript's (dupFd) and stays open. */
+/* txRelay(session, serverFd, clientBytes?, trackNames, sessionMode?): relay one stretch of a pooled session natively
+ * (txrelay.h; sessionMode: session pooling, no transaction boundary); the session's callback gets EV_TX when control
+ * comes back. The fd is JavaScript's (dupFd) and stays open. */
 static napi_value tx_relay(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   session *s = pgtls_session_args(env, info, &argc, argv, 1);
   if (!s) return NULL;
   if (s->done || s->c.phase != PH_STREAM || s->c.closing || s->end_emitted || s->tp) {
@@ -133,9 +134,10 @@ static napi_value tx_relay(napi_env env, napi_callback_info info) {
   }
   void *cl = NULL;
   size_t cll = 0;
-  bool track = false;
+  bool track = false, whole = false;
   buffer_arg(env, argc, argv, 2, &cl, &cll);
   if (argc > 3) napi_get_value_bool(env, argv[3], &track);
+  if (argc > 4) napi_get_value_bool(env, argv[4], &whole);
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   tpoll *t = calloc(1, sizeof *t);
@@ -151,7 +153,7 @@ static napi_value tx_relay(napi_env env, napi_callback_info info) {
   }
   t->h.data = s;
   t->s = s;
-  if (pgtls_tx_start(&s->c, fd, track, cl, cll) != 0) {
+  if (pgtls_tx_start(&s->c, fd, track, whole, cl, cll) != 0) {
     s->tp = t;
     pgtls_session_tx_unwatch(s);
     napi_throw_error(env, "PGTLS_ERR_NATIVE", "out of memory");

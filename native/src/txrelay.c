@@ -148,6 +148,7 @@ static int classify_client(pgtls_conn *c, pgtls_tx *t, unsigned char *m, size_t 
     }
   }
   if (kind && q_push(t, kind) != 0) return 2;
+  if (kind && t->session) t->status = 0; /* not known idle until this request's ReadyForQuery */
   return 0;
 }
 
@@ -176,6 +177,10 @@ static int classify_server(pgtls_tx *t, const unsigned char *m, size_t avail, ui
     if (h == 'D') q_shift(t);
     return 0;
   case 'C':
+    if (t->session) { /* the session's own statements and GUCs: nothing to track */
+      if (h == 'E') q_shift(t);
+      return 0;
+    }
     if (avail < total) return total > PGTLS_IOBUF ? 2 : 1;
     /* JavaScript tracks these (the session's statements and GUCs are reset) */
     if (tag_is(m + 5, len - 4, "DISCARD") || tag_is(m + 5, len - 4, "DEALLOCATE") || tag_is(m + 5, len - 4, "RESET"))
@@ -192,7 +197,7 @@ static int classify_server(pgtls_tx *t, const unsigned char *m, size_t avail, ui
     if (h != 'S' && h != 'Q') return 2;
     q_shift(t);
     t->status = m[5];
-    return m[5] == 'I' && t->qn == 0 ? 3 : 0;
+    return m[5] == 'I' && t->qn == 0 && !t->session ? 3 : 0;
   case 'E':
     /* the backend skips to the next Sync: so do the expected answers */
     if (h && h != 'S' && h != 'Q')
@@ -209,12 +214,14 @@ static int classify_server(pgtls_tx *t, const unsigned char *m, size_t avail, ui
   case 'c':
   case 'V':
     return 0;
+  case 'S':
+    return t->session ? 0 : 2; /* the client's GUCs are JavaScript's in transaction pooling only */
   default:
     return 2; /* ParameterStatus (JavaScript keeps the client's GUCs), and anything unexpected */
   }
 }
 
-int pgtls_tx_start(pgtls_conn *c, int sfd, int track, const unsigned char *cl, size_t n) {
+int pgtls_tx_start(pgtls_conn *c, int sfd, int track, int session, const unsigned char *cl, size_t n) {
   if (!c->tx) {
     c->tx = malloc(sizeof *c->tx);
     if (!c->tx) return -1;
@@ -222,7 +229,9 @@ int pgtls_tx_start(pgtls_conn *c, int sfd, int track, const unsigned char *cl, s
   pgtls_tx *t = c->tx;
   memset(t, 0, offsetof(pgtls_tx, q));
   t->fd = sfd;
-  t->track = track;
+  t->track = session ? 0 : track;
+  t->session = session;
+  t->status = session ? 'I' : 0;
   size_t need = n > PGTLS_IOBUF ? n : PGTLS_IOBUF;
   if (!c->up || c->up_cap < need) {
     unsigned char *p = realloc(c->up, need);
@@ -409,14 +418,17 @@ int pgtls_tx_pump(pgtls_conn *c, int *want) {
     /* server -> client: frame, encrypt what is framed, read more while the ciphertext backlog allows */
     scan_server(t);
     if (encrypt_server(c, t)) progress = 1;
-    if (c->b_readable && !t->s_eof && !t->s_err && !c->tls_fatal && !c->c_wr_err &&
-        pgtls_out_pending(c) < PGTLS_CIPHER_CAP && (!t->reason || t->s_rem) && t->dn_len < PGTLS_IOBUF) {
-      if (t->dn_off > 0) {
-        memmove(t->dn, t->dn + t->dn_off, t->dn_len - t->dn_off);
-        t->dn_len -= t->dn_off;
-        t->dn_scan -= t->dn_off;
-        t->dn_off = 0;
-      }
+    int s_wanted = !t->s_eof && !t->s_err && !c->tls_fatal && !c->c_wr_err &&
+                   pgtls_out_pending(c) < PGTLS_CIPHER_CAP && (!t->reason || t->s_rem);
+    /* Compacted before a read, and also when the buffer is full: a full buffer ending in the first bytes of a
+     * message (a header cut short, a CommandComplete read whole) would otherwise never get the room to finish it. */
+    if (s_wanted && t->dn_off > 0 && (c->b_readable || t->dn_len == PGTLS_IOBUF)) {
+      memmove(t->dn, t->dn + t->dn_off, t->dn_len - t->dn_off);
+      t->dn_len -= t->dn_off;
+      t->dn_scan -= t->dn_off;
+      t->dn_off = 0;
+    }
+    if (c->b_readable && s_wanted && t->dn_len < PGTLS_IOBUF) {
       size_t room = PGTLS_IOBUF - t->dn_len;
       ssize_t r = read(t->fd, t->dn + t->dn_len, room);
       if (r > 0) {

@@ -8,6 +8,13 @@
  * RESET), before anything it does not expect (unknown types, bad lengths, an answer matching no request), and at
  * EOF or an error on either side. Handbacks happen between messages in both directions, so JavaScript picks up the
  * unprocessed bytes with its own framing as if it had read them itself.
+ *
+ * Session pooling (`session`): the server is the client's for its whole session, so there is no boundary and
+ * nothing about GUCs or statements is JavaScript's: ReadyForQuery 'I', ParameterStatus and DISCARD / DEALLOCATE /
+ * RESET pass through (the status is recorded), named statements stream as any message, and the relay hands back
+ * only at the client's Terminate (not forwarded: the server goes back to the pool), at an end, or at anything it
+ * cannot follow (JavaScript then splices the rest raw). `status` is 'I' at the start (the server is idle when lent)
+ * and 0 from each request until its ReadyForQuery, so that 'I' with an empty queue means "known idle".
  */
 #ifndef PGTLS_TXRELAY_H
 #define PGTLS_TXRELAY_H
@@ -30,6 +37,7 @@ enum pgtls_tx_reason {
 typedef struct pgtls_tx {
   int fd;    /* the server's socket (a dup owned by JavaScript's ServerConnection; never closed here) */
   int track; /* max_prepared_statements > 0: named statements are JavaScript's */
+  int session; /* session pooling: no boundary, ParameterStatus and DISCARD pass through (see above) */
   int reason;
   int status;      /* the last ReadyForQuery status byte seen (0: none) */
   int s_readable;  /* the loop reported the server readable */
@@ -56,9 +64,10 @@ typedef struct pgtls_tx {
 
 /*
  * Start relaying between the client and server fd `sfd` (not owned). `cl` are decrypted client bytes JavaScript
- * holds (starting at a message boundary). 0 on success, -1 out of memory.
+ * holds (starting at a message boundary). `session`: session pooling (see above; `track` is then 0). 0 on success,
+ * -1 out of memory.
  */
-int pgtls_tx_start(pgtls_conn *c, int sfd, int track, const unsigned char *cl, size_t n);
+int pgtls_tx_start(pgtls_conn *c, int sfd, int track, int session, const unsigned char *cl, size_t n);
 /* Relay as far as the sockets allow. 1 when control goes back to JavaScript (c->tx->reason), 0 to wait (*want). */
 int pgtls_tx_pump(pgtls_conn *c, int *want);
 /* After a handback (or to abandon the relay): back to the stream phase, buffers kept. */

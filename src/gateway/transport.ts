@@ -56,6 +56,7 @@ export interface TlsSession {
 export const TX_BOUNDARY = 1;
 export const TX_CLIENT_MSG = 2;
 export const TX_CLIENT_END = 4;
+export const TX_SERVER_END = 5;
 /** In a lane: the client's next transaction needs a server the lane could not give (the pool's acquire runs). */
 export const TX_NEED_SERVER = 6;
 /** In a lane: the client waited query_wait_timeout in the lane's queue. */
@@ -123,8 +124,16 @@ export interface TxRelayPort {
   /**
    * Relay on `serverFd` starting with decrypted `clientBytes`; `done` is called once when control comes back.
    * False when the session cannot now (bytes waiting in its stream, a write pending): the caller relays in JavaScript.
+   * `session`: session pooling — no transaction boundary, ParameterStatus and DISCARD pass through, the handback
+   * comes at the client's Terminate (not forwarded), an end, or what the relay cannot follow (txrelay.h).
    */
-  start(serverFd: number, clientBytes: Buffer, trackNames: boolean, done: (h: TxHandback) => void): boolean;
+  start(
+    serverFd: number,
+    clientBytes: Buffer,
+    trackNames: boolean,
+    done: (h: TxHandback) => void,
+    session?: boolean,
+  ): boolean;
   /**
    * start() in a pool's lane: the server joins the lane, and the session goes on relaying transaction after
    * transaction, taking servers from the lane and giving them back, until `done` (a handback).

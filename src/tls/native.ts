@@ -69,7 +69,13 @@ export interface Addon {
   end(s: NativeHandle): void;
   splice(s: NativeHandle, backendFd: number, toBackend: Buffer | undefined, toClient: Buffer | undefined): void;
   destroy(s: NativeHandle): void;
-  txRelay(s: NativeHandle, serverFd: number, clientBytes: Buffer | undefined, trackNames: boolean): void;
+  txRelay(
+    s: NativeHandle,
+    serverFd: number,
+    clientBytes: Buffer | undefined,
+    trackNames: boolean,
+    sessionMode: boolean,
+  ): void;
   txStop(s: NativeHandle): number | undefined;
   txLane(
     s: NativeHandle,
@@ -387,13 +393,15 @@ export class NativeTlsStream extends Duplex {
   readonly txPort: TxRelayPort = {
     dupFd: (fd) => this.#addon.dupFd(fd),
     closeFd: (fd) => this.#addon.closeFd(fd),
-    start: (serverFd, clientBytes, trackNames, done) => {
+    start: (serverFd, clientBytes, trackNames, done, session = false) => {
       const handle = this.#handle;
       // Decrypted bytes waiting in this stream, a write waiting for drain or a paused reader: the JavaScript relay.
+      // (A session relay may start paused: its JavaScript reads nothing until a handback, and then resumes.)
       if (!handle || this.#closed || this.#spliced || this.#txDone || this.#pendingWrite) return false;
-      if (this.readableLength > 0 || this.isPaused() || this.readableEnded || this.writableEnded) return false;
+      if (this.readableLength > 0 || (!session && this.isPaused()) || this.readableEnded || this.writableEnded)
+        return false;
       try {
-        this.#addon.txRelay(handle, serverFd, clientBytes, trackNames);
+        this.#addon.txRelay(handle, serverFd, clientBytes, trackNames, session);
       } catch {
         return false;
       }

@@ -143,6 +143,31 @@ describe('native transaction relay', { skip }, () => {
     assert.equal(d.handbacks, before.handbacks, 'nothing was handed back');
   });
 
+  test('COPY TO STDOUT of 20,000 short rows runs natively (headers cut at the end of a full relay buffer)', async () => {
+    // Regression: a full server buffer ending in the first bytes of a message was never compacted, and the relay
+    // waited for room that never came (the client got ~16 KB, then nothing).
+    const sql = postgres({
+      host: '127.0.0.1',
+      port: gw.port,
+      user: 'carol',
+      password: PW,
+      database: 'postgres',
+      ssl: { rejectUnauthorized: false },
+      prepare: false,
+      max: 1,
+    });
+    const before = counters();
+    try {
+      let copied = '';
+      for await (const chunk of await sql`COPY (SELECT generate_series(1, 20000)) TO STDOUT`.readable())
+        copied += String(chunk);
+      assert.equal(copied.split('\n').length, 20001);
+    } finally {
+      await sql.end();
+    }
+    assert.equal(counters().handbacks, before.handbacks, 'nothing was handed back');
+  });
+
   test('a client vanishing inside a native transaction: its server is discarded, never handed out', async () => {
     const a = client();
     a.on('error', () => undefined); // its socket is destroyed below: 'Connection terminated unexpectedly'

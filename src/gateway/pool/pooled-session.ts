@@ -18,6 +18,7 @@ import type { ServerCredentials } from './login.js';
 import { ClientGone, type Pool, PoolRefusal, QUERY_WAIT_TIMEOUT } from './pool.js';
 import type { ClientStatement, StatementNames } from './prepared.js';
 import type { ServerConnection } from './server-connection.js';
+import { relaySession } from './session-relay.js';
 import { TxRelay } from './tx-relay.js';
 
 /** What every welcome from one pool login shares (Pool.welcomeParams is replaced on each login, never changed). */
@@ -264,11 +265,14 @@ export class PooledSession {
     return Buffer.concat(parts);
   }
 
-  /** Relay until the client leaves (`pipelined`: bytes it sent already). The server is returned or discarded. */
+  /**
+   * Relay until the client leaves (`pipelined`: bytes it sent already; `native`: the client session's native relay,
+   * used by both modes when the transport has one). The server is returned or discarded.
+   */
   async run(client: Duplex, pipelined: Buffer = Buffer.alloc(0), native?: TxRelayPort): Promise<SessionStats> {
     this.#client = client;
     try {
-      if (this.mode === 'session') return this.#withRefusal(await this.#runSession(client, pipelined));
+      if (this.mode === 'session') return this.#withRefusal(await this.#runSession(client, pipelined, native));
       const tx = new TxRelay(
         client,
         {
@@ -337,7 +341,7 @@ export class PooledSession {
     return r ? { ...stats, refused: { reason: r.reason, code: r.wire.code } } : stats;
   }
 
-  async #runSession(client: Duplex, pipelined: Buffer): Promise<SessionStats> {
+  async #runSession(client: Duplex, pipelined: Buffer, native: TxRelayPort | undefined): Promise<SessionStats> {
     const stats: SessionStats = { bytesFromClient: 0, bytesFromBackend: 0, transactions: 1 };
     if (!this.#server) {
       // Logged in from the pool's welcome: wait for a server now (what the client sends meanwhile stays in its
@@ -359,8 +363,7 @@ export class PooledSession {
       }
     }
     const server = this.#server;
-    if (pipelined.length > 0) server.socket.write(pipelined);
-    const idle = await spliceSession(client, server, stats, pipelined.length === 0);
+    const idle = await relaySession(client, server, stats, pipelined, native);
     this.#server = undefined;
     const clean = !server.broken && idle;
     this.pool.release(server, clean, true);
@@ -374,66 +377,3 @@ const refusalInternal: WireError = {
   message: 'internal error in the pgtls gateway',
   hint: 'The gateway log has the details.',
 };
-
-/**
- * The relay phase's splice(), except that the client going away must leave the server open (it goes back to the
- * pool): the client's Terminate ('X' 0 0 0 4, the last 5 bytes of a chunk) is not forwarded, and only the client
- * side is closed. Resolves whether the server is known to be idle: the last bytes it sent were ReadyForQuery 'I'
- * ('Z' 0 0 0 5 'I' ending a chunk) and the client sent nothing after — the raw relay reads no more than that.
- */
-function spliceSession(
-  client: Duplex,
-  server: ServerConnection,
-  stats: SessionStats,
-  idleAtStart: boolean,
-): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = server.socket;
-    let finished = false;
-    let idle = idleAtStart;
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      client.off('data', fromClient);
-      client.off('drain', resumeServer);
-      s.off('drain', resumeClient);
-      server.detach();
-      client.destroy();
-      resolve(idle && !s.destroyed);
-    };
-    const resumeServer = () => s.resume();
-    const resumeClient = () => client.resume();
-    const fromClient = (d: Buffer) => {
-      stats.bytesFromClient += d.length;
-      const n = d.length;
-      if (n >= 5 && d[n - 5] === 0x58 && d.readInt32BE(n - 4) === 4) {
-        if (n > 5) {
-          idle = false;
-          s.write(d.subarray(0, n - 5));
-        }
-        finish();
-        return;
-      }
-      idle = false;
-      if (!s.write(d)) client.pause();
-    };
-    const fromServer = (d: Buffer) => {
-      stats.bytesFromBackend += d.length;
-      const n = d.length;
-      idle = n >= 6 && d[n - 6] === 0x5a && d.readInt32BE(n - 5) === 5 && d[n - 1] === 0x49;
-      if (!client.write(d)) s.pause();
-    };
-    if (client.destroyed || s.destroyed) {
-      finish();
-      return;
-    }
-    client.on('data', fromClient);
-    server.attach({ data: fromServer, gone: finish });
-    client.on('drain', resumeServer);
-    s.on('drain', resumeClient);
-    client.once('close', finish);
-    client.once('end', finish);
-    client.on('error', () => client.destroy());
-    client.resume();
-  });
-}
