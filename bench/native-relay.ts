@@ -61,8 +61,8 @@ function runPgbench(port: number, secs: number, clients = opt.clients!, threads 
   return { tps: Number(m[1]), tx: Number(n[1]) };
 }
 
-function instructionsPerTx(command: string[], port: number, dir: string): Promise<number> {
-  return callgrindPerTx(command, port, dir, (secs) => runPgbench(port, secs, '1', '1'));
+async function instructionsPerTx(command: string[], port: number, dir: string): Promise<number> {
+  return (await callgrindPerTx(command, port, dir, (secs) => runPgbench(port, secs, '1', '1'))).perTx;
 }
 
 async function main() {

@@ -269,7 +269,7 @@ async function main() {
       const port = await freePort();
       writeFileSync(join(work, 'pgtls-cg.conf'), gwConf(port, join(work, 'gw-cg')));
       const main = new URL('../src/cli/main.js', import.meta.url).pathname;
-      const ir = await callgrindPerTx(
+      const { perTx: ir } = await callgrindPerTx(
         [nodeBin, main, 'serve', '--config', join(work, 'pgtls-cg.conf')],
         port,
         cg,

@@ -98,13 +98,52 @@ export function pgbouncerIni(o: {
 
 /** Total Ir of the newest callgrind dump of pid in dir. */
 export function callgrindTotal(dir: string, pid: number): number {
-  const files = readdirSync(dir)
-    .filter((f) => f.startsWith(`callgrind.out.${pid}.`))
-    .sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()));
-  const text = readFileSync(join(dir, files[files.length - 1]!), 'utf8');
+  const text = readFileSync(newestDump(dir, pid), 'utf8');
   const m = /^(?:summary|totals): (\d+)/m.exec(text);
   if (!m) throw new Error('no totals in the callgrind dump');
   return Number(m[1]);
+}
+
+/** The newest callgrind dump of pid in dir. */
+function newestDump(dir: string, pid: number): string {
+  const files = readdirSync(dir)
+    .filter((f) => f.startsWith(`callgrind.out.${pid}.`))
+    .sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()));
+  return join(dir, files[files.length - 1]!);
+}
+
+/**
+ * Where a dump's instructions went, from callgrind_annotate's inclusive counts: V8's background threads (the
+ * optimizing compiler, concurrent GC: `PlatformWorkerThread`), whose share of a few hundred connections swings with
+ * when V8 decides to compile, and the native TLS handshake (`pgtls_handshake_step`, OpenSSL's work).
+ */
+export function callgrindSplit(file: string): { total: number; background: number; handshake: number } {
+  const r = spawnSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', file], {
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  let total = 0;
+  let background = 0;
+  let handshake = 0;
+  for (const line of r.stdout.split('\n')) {
+    const m = /^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.*)$/.exec(line);
+    if (!m) continue;
+    const n = Number(m[1]!.replaceAll(',', ''));
+    const name = m[2]!;
+    if (name.includes('PROGRAM TOTALS')) total = Math.max(total, n);
+    else if (name.includes('PlatformWorkerThread')) background = Math.max(background, n);
+    else if (/(^|:)pgtls_handshake_step\b/.test(name)) handshake = Math.max(handshake, n);
+  }
+  return { total, background, handshake };
+}
+
+export interface CallgrindPerTx {
+  /** All of the process's instructions per transaction (the load-independent headline figure). */
+  readonly perTx: number;
+  /** Without V8's background threads: the event loop's own work, steadier over a few hundred transactions. */
+  readonly foregroundPerTx: number;
+  /** Of that, the native TLS handshake (0 when no transaction made one). */
+  readonly handshakePerTx: number;
 }
 
 /**
@@ -119,7 +158,7 @@ export async function callgrindPerTx(
   dir: string,
   load: (seconds: number) => { tx: number },
   seconds: { warmup: number; short: number; long: number } = { warmup: 2, short: 5, long: 15 },
-): Promise<number> {
+): Promise<CallgrindPerTx> {
   const vg = spawn(
     'valgrind',
     [
@@ -140,7 +179,7 @@ export async function callgrindPerTx(
       ctl('-z');
       const r = load(secs);
       ctl('-d');
-      return { tx: r.tx, ir: callgrindTotal(dir, vg.pid!) };
+      return { tx: r.tx, ir: callgrindTotal(dir, vg.pid!), split: callgrindSplit(newestDump(dir, vg.pid!)) };
     };
     measure(seconds.warmup);
     const short = measure(seconds.short);
@@ -149,7 +188,13 @@ export async function callgrindPerTx(
     process.stderr.write(
       `callgrind: ${short.tx} tx / ${short.ir} Ir, ${long.tx} tx / ${long.ir} Ir (a difference of ${long.tx - short.tx} tx; under ~2,000 the result is noise)\n`,
     );
-    return (long.ir - short.ir) / (long.tx - short.tx);
+    const n = long.tx - short.tx;
+    const fg = (x: typeof long) => x.split.total - x.split.background;
+    return {
+      perTx: (long.ir - short.ir) / n,
+      foregroundPerTx: (fg(long) - fg(short)) / n,
+      handshakePerTx: (long.split.handshake - short.split.handshake) / n,
+    };
   } finally {
     if (vg.exitCode === null && vg.signalCode === null) {
       const exited = new Promise((r) => vg.once('exit', r));

@@ -15,6 +15,7 @@ import { nativeTxCounters } from '../../src/gateway/pool/tx-relay.js';
 import { nativeUnavailableReason } from '../../src/tls/native.js';
 import { type GatewayFixtures, makeFixtures, writeFixture } from '../support/gateway-fixtures.js';
 import { type TestGateway, startTestGateway } from '../support/gateway.js';
+import { startPooledGateway } from '../support/pooled-gateway.js';
 import { SUPERUSER_PASSWORD, type TestCluster, startTestCluster } from '../support/postgres.js';
 
 const PW = 'pool-native-pw';
@@ -25,41 +26,26 @@ let cluster: TestCluster;
 let gw: TestGateway;
 let userlistLine: string;
 
+let client: () => pg.Client;
+
 before(async () => {
   if (skip) return;
   fx = await makeFixtures();
   cluster = await startTestCluster();
-  const c = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'postgres', password: SUPERUSER_PASSWORD });
-  await c.connect();
-  await c.query(`CREATE ROLE carol LOGIN PASSWORD '${PW}'`);
-  const r = await c.query("SELECT rolpassword FROM pg_authid WHERE rolname = 'carol'");
-  await c.end();
-  userlistLine = `"carol" "${(r.rows[0] as { rolpassword: string }).rolpassword}"\n`;
-  const userlist = writeFixture(fx, 'native-pool-userlist.txt', userlistLine, 0o600);
-  const hba = writeFixture(fx, 'native-pool-hba.conf', 'hostssl all carol all scram-sha-256\n');
-  gw = await startTestGateway(fx, cluster, {
-    hba_file: hba,
-    auth_file: userlist,
+  const p = await startPooledGateway(fx, cluster, 'carol', PW, {
     pool_mode: 'transaction',
     default_pool_size: '1',
     max_prepared_statements: '10',
     native_data_plane: 'on',
   });
+  gw = p.gw;
+  client = p.client;
+  userlistLine = p.userlistLine;
 });
 after(async () => {
   await gw?.close();
   await cluster?.destroy();
 });
-
-const client = () =>
-  new pg.Client({
-    host: '127.0.0.1',
-    port: gw.port,
-    user: 'carol',
-    password: PW,
-    database: 'postgres',
-    ssl: { rejectUnauthorized: false },
-  });
 
 const counters = () => ({ ...nativeTxCounters });
 

@@ -17,8 +17,9 @@ import { sessionRelayCounters } from '../../src/gateway/pool/session-relay.js';
 import { nativeTxCounters } from '../../src/gateway/pool/tx-relay.js';
 import { encodeQuery } from '../../src/protocol/messages.js';
 import { nativeUnavailableReason } from '../../src/tls/native.js';
-import { type GatewayFixtures, makeFixtures, writeFixture } from '../support/gateway-fixtures.js';
-import { type TestGateway, startTestGateway } from '../support/gateway.js';
+import { type GatewayFixtures, makeFixtures } from '../support/gateway-fixtures.js';
+import type { TestGateway } from '../support/gateway.js';
+import { startPooledGateway } from '../support/pooled-gateway.js';
 import { SUPERUSER_PASSWORD, type TestCluster, startTestCluster } from '../support/postgres.js';
 
 const PW = 'pool-session-native-pw';
@@ -28,44 +29,24 @@ let fx: GatewayFixtures;
 let cluster: TestCluster;
 let gw: TestGateway;
 
+let client: () => pg.Client;
+
 before(async () => {
   if (skip) return;
   fx = await makeFixtures();
   cluster = await startTestCluster();
-  const c = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'postgres', password: SUPERUSER_PASSWORD });
-  await c.connect();
-  await c.query(`CREATE ROLE dora LOGIN PASSWORD '${PW}'`);
-  const r = await c.query("SELECT rolpassword FROM pg_authid WHERE rolname = 'dora'");
-  await c.end();
-  const userlist = writeFixture(
-    fx,
-    'session-native-userlist.txt',
-    `"dora" "${(r.rows[0] as { rolpassword: string }).rolpassword}"\n`,
-    0o600,
-  );
-  const hba = writeFixture(fx, 'session-native-hba.conf', 'hostssl all dora all scram-sha-256\n');
-  gw = await startTestGateway(fx, cluster, {
-    hba_file: hba,
-    auth_file: userlist,
+  const p = await startPooledGateway(fx, cluster, 'dora', PW, {
     pool_mode: 'session',
     default_pool_size: '1',
     native_data_plane: 'on',
   });
+  gw = p.gw;
+  client = p.client;
 });
 after(async () => {
   await gw?.close();
   await cluster?.destroy();
 });
-
-const client = () =>
-  new pg.Client({
-    host: '127.0.0.1',
-    port: gw.port,
-    user: 'dora',
-    password: PW,
-    database: 'postgres',
-    ssl: { rejectUnauthorized: false },
-  });
 
 const counters = () => ({ ...sessionRelayCounters });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
