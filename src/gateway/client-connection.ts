@@ -163,7 +163,8 @@ export class ClientConnection {
     this.#closing = true;
     this.backend?.destroy();
     const s = this.stream;
-    if (s.destroyed) {
+    if (!s || s.destroyed) {
+      // (No stream: an AcceptedSocket the transport is still negotiating — nothing can be written to it yet.)
       this.destroy();
       return;
     }
