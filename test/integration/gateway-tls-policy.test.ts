@@ -209,7 +209,14 @@ describe('session tickets', () => {
     const fromPg = await tickets(pg.port);
     const fromGw = await tickets(gw.port);
     assert.equal(fromPg, 0, 'PostgreSQL sends no NewSessionTicket (SSL_CTX_set_num_tickets(0))');
-    assert.equal(fromGw, fromPg, `the gateway sent ${fromGw} NewSessionTicket message(s)`);
+    if (gw.gw.transport?.name === 'native') {
+      assert.equal(fromGw, fromPg, `the gateway sent ${fromGw} NewSessionTicket message(s)`);
+    } else {
+      // Node's tls has no way to set the number of TLS 1.3 tickets (SSL_OP_NO_TICKET only makes them stateful), so
+      // on that transport the gateway sends OpenSSL's default two, never honoured (sessionTimeout 0, no cache): a
+      // documented difference (docs/gateway.md, "Differences"). Asserted, so that a Node that can is noticed.
+      assert.equal(fromGw, 2, `Node's tls sent ${fromGw} NewSessionTicket message(s)`);
+    }
   });
 });
 
