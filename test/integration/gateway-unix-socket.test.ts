@@ -37,6 +37,7 @@ test('psql over the Unix socket: local lines match, TLS is not offered (N), requ
   assert.deepEqual(gw.gw.unixSockets, [join(dir, `.s.PGSQL.${gw.port}`)]);
   const ok = await psql(`host=${dir} port=${gw.port} user=postgres sslmode=prefer`, 'select 1', { env });
   assert.equal(ok.code, 0, ok.stderr);
+  await gw.settle(); // psql may exit a moment before the gateway has logged its connection
   const rec = gw.records.at(-1)!;
   assert.equal(rec.client, '[local]');
   assert.equal(rec.tls_version, undefined);
