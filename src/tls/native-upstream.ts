@@ -8,15 +8,8 @@
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import {
-  EV,
-  type EventCallback,
-  type NativeContext,
-  NativeTlsStream,
-  loadAddon,
-  releaseHandle,
-  takeOver,
-} from './native.js';
+import { EV, type EventCallback, type NativeContext, loadAddon, releaseHandle, takeOver } from './native-addon.js';
+import { NativeTlsStream } from './native-stream.js';
 
 /** What the client handshake is configured with: Node's tls options as negotiate.ts builds them. */
 export interface UpstreamTlsOptions {
