@@ -210,6 +210,10 @@ describe('native transaction relay', { skip }, () => {
     const b = client();
     await a.connect();
     await b.connect();
+    // The test before this one left the pool without a server (its bad message made the server unusable): the
+    // first query asks the pool for a new one, which may or may not be ready yet. Count from when the lane has it.
+    await a.query('SELECT 1');
+    await b.query('SELECT 1');
     const before = counters();
     const pids = new Set<number>();
     for (let i = 0; i < 10; i++) {
@@ -230,7 +234,9 @@ describe('native transaction relay', { skip }, () => {
     await a.end();
     await b.end();
     const d = counters();
-    assert.equal(d.laneBoundaries - before.laneBoundaries, 22, 'every transaction ended in the lane');
+    // 24: the lane reports the transactions it ended when it hands the session back, so the two warm-up queries
+    // count here too.
+    assert.equal(d.laneBoundaries - before.laneBoundaries, 24, 'every transaction ended in the lane');
     assert.equal(d.handbacks - before.handbacks, 0, 'nothing went back to JavaScript');
     assert.equal(d.laneNeedServer - before.laneNeedServer, 0, 'the pool was never asked for a server');
   });
