@@ -40,6 +40,8 @@ const { values: opt } = parseArgs({
     'cpu-prof': { type: 'string' },
     /** More options for the gateway's node (e.g. --perf-basic-prof for `perf record`). */
     'node-arg': { type: 'string', multiple: true },
+    /** More gateway settings, `name=value` (e.g. --set server_reset_query= to see what the reset costs). */
+    set: { type: 'string', multiple: true },
     /** Which targets to run (e.g. --target pgtls while profiling); default all three. */
     target: { type: 'string', multiple: true },
     /** The gateway's native_data_plane (off | on | auto; default auto, the gateway's own default). */
@@ -203,6 +205,11 @@ async function main(): Promise<void> {
           'log_connections = off',
           `native_data_plane = ${opt.native}`,
           `data_directory = '${join(work, dataName)}'`,
+          ...(opt.set ?? []).map((kv) => {
+            const i = kv.indexOf('=');
+            if (i <= 0) throw new Error(`--set ${kv}: expected name=value`);
+            return `${kv.slice(0, i)} = '${kv.slice(i + 1).replaceAll("'", "''")}'`;
+          }),
         ].join('\n'),
       );
       return conf;
