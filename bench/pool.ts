@@ -16,7 +16,7 @@
  *                                            [--cpu-prof DIR] [--node-arg ARG] [--target direct|pgbouncer|pgtls] [--write docs/benchmarks.md]
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, chownSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -155,8 +155,9 @@ async function main(): Promise<void> {
       own(join(dir, 'server.crt'));
       own(join(dir, 'server.key'));
     }
-    cpSync(join(work, 'server.key'), join(work, 'gateway.key'));
-    execFileSync('chmod', ['600', join(work, 'gateway.key')]);
+    // Written, not copied: Node 24's cpSync keeps the source's owner (postgres) when root copies, and the gateway
+    // (root) then refuses the key as PostgreSQL would.
+    writeFileSync(join(work, 'gateway.key'), leaf.keyPem, { mode: 0o600 });
     const pgPort = await freePort();
     const pg = await startCluster({
       dataDir,
