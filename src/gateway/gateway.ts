@@ -46,6 +46,9 @@ export { type CheckReport, type GatewayOptions, checkConfiguration };
 
 export const ERR_LISTEN = 'PGTLS_ERR_LISTEN';
 
+/** How long shutdown waits, after destroying the sessions left at shutdown_timeout, for them to unregister. */
+const SESSION_END_GRACE_MS = 2000;
+
 /**
  * native_data_plane: the native transport when asked for and built; `on` refuses to start without it (the reason
  * says why: not built, unsupported platform), `auto` (the default) falls back to Node's tls with a warning, which
@@ -88,7 +91,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
   #servers: Server[] = [];
   #unixSockets: string[] = [];
   #sockets = new Set<Socket | AcceptedSocket>();
-  #sessions = new Set<{ client: Duplex; backend: Duplex }>();
+  #sessions = new Set<{ client: Duplex; backend: Duplex | undefined }>();
   /** Cancel keys of relayed sessions → how many sessions hold them, and the upstream they run on (routes). */
   #cancelKeys = new Map<string, { n: number; upstream: UpstreamTarget | undefined }>();
   #shuttingDown = false;
@@ -484,7 +487,7 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     };
   }
 
-  trackSession(client: Duplex, backend: Duplex): () => void {
+  trackSession(client: Duplex, backend?: Duplex): () => void {
     const s = { client, backend };
     this.#sessions.add(s);
     return () => {
@@ -524,11 +527,24 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     }
     for (const s of this.#sessions) {
       s.client.destroy();
-      s.backend.destroy();
+      s.backend?.destroy();
     }
     for (const sock of this.#sockets) sock.destroy();
     await listenersClosed;
-    // Destroyed sessions unregister on their 'close' events, a tick later.
-    if (this.#sessions.size > 0) await new Promise<void>((resolve) => this.once('drained', resolve));
+    // Destroyed sessions unregister on their 'close' events, a tick later. Bounded: a session that missed its
+    // destroy must not keep the gateway running after SIGINT (it is reported instead).
+    const left = this.#sessions.size;
+    if (left > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          this.emit('warning', { msg: 'sessions still open after shutdown closed them', sessions: this.#sessions.size });
+          resolve();
+        }, SESSION_END_GRACE_MS);
+        this.once('drained', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
   }
 }

@@ -93,7 +93,11 @@ export interface GatewayRuntime {
   cancel(pid: number, key: Buffer, record: ConnectionRecord): Promise<void>;
   /** Remember a session's cancel key; returns the function that forgets it. */
   registerCancelKey(pid: number, key: Buffer, upstream?: UpstreamTarget): () => void;
-  /** Track an established session for shutdown; returns the function that untracks it. */
-  trackSession(client: Duplex, backend: Duplex): () => void;
+  /**
+   * Track an established session for shutdown (it gets shutdown_timeout to finish, then both ends are destroyed);
+   * returns the function that untracks it. A pooled session has no backend of its own: destroying the client ends
+   * its relay, and the pool closes the server it held.
+   */
+  trackSession(client: Duplex, backend?: Duplex): () => void;
   emitConnection(record: ConnectionRecord): void;
 }

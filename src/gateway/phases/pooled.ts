@@ -83,7 +83,14 @@ export async function pooledSession(
   record.pooled = { mode: pools.settings.pool_mode, backend_key_pid: session.cancelKey.pid };
   c.live.setState('active');
   c.stream.write(Buffer.concat([authOk, welcome]));
-  const stats = await session.run(c.stream, pending, c.tls?.txRelay);
+  // Shutdown gives it shutdown_timeout to finish, as a relayed session (its server is the pool's).
+  const untrack = rt.trackSession(c.stream);
+  let stats: Awaited<ReturnType<typeof session.run>>;
+  try {
+    stats = await session.run(c.stream, pending, c.tls?.txRelay);
+  } finally {
+    untrack();
+  }
   record.bytes_from_client = stats.bytesFromClient;
   record.bytes_from_backend = stats.bytesFromBackend;
   if (stats.refused) {
@@ -91,5 +98,8 @@ export async function pooledSession(
     record.outcome = 'refused';
     record.reason = stats.refused.reason;
     record.sqlstate = stats.refused.code;
+    // The FATAL went out through the session's stream: end it after that write is flushed, as closeAfter() does for
+    // a FATAL of its own (destroying now can drop the write on Node's TLS, whose writes may still be queued).
+    c.closeAfter();
   }
 }
