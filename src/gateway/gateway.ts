@@ -537,7 +537,10 @@ export class Gateway extends EventEmitter implements GatewayRuntime {
     if (left > 0) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
-          this.emit('warning', { msg: 'sessions still open after shutdown closed them', sessions: this.#sessions.size });
+          this.emit('warning', {
+            msg: 'sessions still open after shutdown closed them',
+            sessions: this.#sessions.size,
+          });
           resolve();
         }, SESSION_END_GRACE_MS);
         this.once('drained', () => {
