@@ -104,9 +104,11 @@ async function check(input: ConfigInput, json: boolean): Promise<number> {
 /** A worker of `workers = N`: the gateway alone, coordinated by the primary (src/gateway/workers.ts). */
 async function runWorker(input: ConfigInput): Promise<number> {
   const up = process.env.PGTLS_WORKER_UPSTREAM;
+  const passwordFile = process.env.PGTLS_WORKER_EMBEDDED_PASSWORD_FILE;
   const worker = workerId();
   const gw = await Gateway.start(input, {
     ...(up ? { defaultUpstream: JSON.parse(up) as { host: string; port: number } } : {}),
+    ...(up && passwordFile ? { embeddedSuperuser: { user: 'postgres', passwordFile } } : {}),
     // Interleaved ids: worker k of N numbers its connections k, k+N, … (the console finds the owner of an id).
     connectionIds: { first: worker, step: workerTotal() },
   });
@@ -144,10 +146,23 @@ export const command: Command = async (argv) => {
   try {
     if (count > 1) {
       // Workers run this same command; the embedded cluster (started here, once) is their upstream.
-      const env: Record<string, string> = embedded ? { PGTLS_WORKER_UPSTREAM: JSON.stringify(embedded.upstream) } : {};
+      const env: Record<string, string> = embedded
+        ? {
+            PGTLS_WORKER_UPSTREAM: JSON.stringify(embedded.upstream),
+            PGTLS_WORKER_EMBEDDED_PASSWORD_FILE: embedded.passwordFile,
+          }
+        : {};
       gw = await WorkerPool.start(preview, count, env);
     } else {
-      gw = await Gateway.start(input, embedded ? { defaultUpstream: embedded.upstream } : {});
+      gw = await Gateway.start(
+        input,
+        embedded
+          ? {
+              defaultUpstream: embedded.upstream,
+              embeddedSuperuser: { user: 'postgres', passwordFile: embedded.passwordFile },
+            }
+          : {},
+      );
     }
   } catch (err) {
     await embedded?.cluster.stop().catch(() => undefined);

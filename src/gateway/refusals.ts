@@ -151,6 +151,16 @@ export function upstreamUnavailable(detail?: string): WireError {
 }
 
 /** The gateway authenticated the client but could not log in to the backend with what it has. */
+/**
+ * A pooled client whose server login needs a password or SCRAM keys the gateway does not have (a trust or cert line
+ * at the gateway, and no backend credential for the user).
+ */
+export function backendLoginNoCredential(): WireError {
+  return fatal(SqlState.ConnectionFailure, 'could not log in to the database server behind the gateway', {
+    hint: 'The gateway has no password for this user to log in to the backend with; the gateway log has the reason.',
+  });
+}
+
 export function backendLoginFailed(): WireError {
   return fatal(SqlState.ConnectionFailure, 'could not log in to the database server behind the gateway', {
     hint: 'The gateway authenticated you but the backend refused its login; the gateway log has the reason.',

@@ -24,6 +24,8 @@ export interface AuthQuerySettings {
   readonly authDbname: string;
   /** Opens a connection to the backend (the gateway's upstream, with its TLS settings). */
   readonly connect: () => Promise<Duplex>;
+  /** auth_user's password when auth_file has none (the embedded cluster's superuser, whose password pgtls made). */
+  readonly password?: string;
 }
 
 export class AuthQuery implements SecretSource {
@@ -45,7 +47,7 @@ export class AuthQuery implements SecretSource {
   }
 
   async #query(user: string, database: string): Promise<string | undefined> {
-    const own = this.authFile?.get(this.s.authUser)?.secret;
+    const own = this.authFile?.get(this.s.authUser)?.secret ?? this.s.password;
     const q = new BackendQuery(
       this.s.connect,
       { user: this.s.authUser, ...(own !== undefined ? { password: own, md5Secret: own } : {}) },

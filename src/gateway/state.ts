@@ -74,15 +74,48 @@ export function hostsFile(config: GatewayConfig): string {
 export interface GatewayOptions {
   /** The upstream to use when the config has none (the embedded cluster). */
   readonly defaultUpstream?: { host: string; port: number };
+  /**
+   * The embedded cluster's superuser and the file with its password. With pooling and no auth_user of its own, the
+   * gateway looks secrets up as this user (auth_query), authenticates clients itself and logs them in to the cluster
+   * with SCRAM pass-through.
+   */
+  readonly embeddedSuperuser?: { readonly user: string; readonly passwordFile: string };
   /** Connection ids: first and step (a worker k of N numbers k, k+N, … so ids are unique across workers). */
   readonly connectionIds?: { readonly first: number; readonly step: number };
 }
 
-/** Built-in rules when no hba_file is given: TLS for everyone (or anything, when TLS is not required). */
-function builtinHba(config: GatewayConfig): HbaLine[] {
-  // `local` matches only the optional Unix socket; `trust` at the gateway means the backend authenticates.
-  const text = `local all all trust\n${config.require_secure_transport ? 'hostssl' : 'host'} all all all trust\n`;
+/**
+ * Built-in rules when no hba_file is given: TLS for everyone (or anything, when TLS is not required). `trust` at the
+ * gateway means the backend authenticates — true of the 1:1 relay only: a pool logs servers in itself, so when it
+ * has secrets to check passwords against (auth_file, auth_user, the embedded cluster) the gateway authenticates
+ * with `scram-sha-256`, and the client's SCRAM keys log it in to the backend.
+ */
+function builtinHba(config: GatewayConfig, gatewayAuth: boolean): HbaLine[] {
+  const method = gatewayAuth ? 'scram-sha-256' : 'trust';
+  // `local` matches only the optional Unix socket.
+  const text = `local all all ${method}\n${config.require_secure_transport ? 'hostssl' : 'host'} all all all ${method}\n`;
   return parseHba(tokenizeAuthText(text, '(built-in pg_hba.conf)'));
+}
+
+/** The embedded cluster's superuser as auth_user, when pooling in front of it with no auth_user configured. */
+function embeddedAuthUser(config: GatewayConfig, opts: GatewayOptions): { user: string; password: string } | undefined {
+  const su = opts.embeddedSuperuser;
+  if (!su || config.upstream !== '' || config.pool_mode === 'relay' || config.auth_user !== '') return undefined;
+  try {
+    return { user: su.user, password: readFileSync(su.passwordFile, 'utf8').trim() };
+  } catch (cause) {
+    throw new PgtlsError(
+      'PGTLS_ERR_CONFIG_VALUE',
+      `could not read the embedded cluster's password file "${su.passwordFile}"`,
+      {
+        cause,
+        details: {
+          file: su.passwordFile,
+          hint: 'It is made when the embedded cluster is created; restore it or set auth_user.',
+        },
+      },
+    );
+  }
 }
 
 export async function buildState(input: ConfigInput, opts: GatewayOptions, previous?: State): Promise<State> {
@@ -114,7 +147,10 @@ export async function buildState(input: ConfigInput, opts: GatewayOptions, previ
   }
   const trusted = parseTrustedList(config.proxy_protocol_trusted);
   const proxyTrusted = trusted.ok ? trusted.ranges : [];
-  const hba = config.hba_file ? readHbaFile(config.hba_file) : builtinHba(config);
+  const embeddedAuth = embeddedAuthUser(config, opts);
+  const gatewayAuth =
+    config.pool_mode !== 'relay' && (config.auth_file !== '' || config.auth_user !== '' || embeddedAuth !== undefined);
+  const hba = config.hba_file ? readHbaFile(config.hba_file) : builtinHba(config, gatewayAuth);
   for (const line of hba) {
     if (line.method === 'peer' || (line.method === 'ident' && line.type === 'local')) {
       // PostgreSQL asks the kernel who the socket's peer is; the backend would see the gateway, not the client.
@@ -162,7 +198,18 @@ export async function buildState(input: ConfigInput, opts: GatewayOptions, previ
           },
           authFile,
         )
-      : undefined;
+      : embeddedAuth
+        ? new AuthQuery(
+            {
+              authUser: embeddedAuth.user,
+              authQuery: config.auth_query,
+              authDbname: 'postgres',
+              connect: () => connectUpstream(upstream),
+              password: embeddedAuth.password,
+            },
+            authFile,
+          )
+        : undefined;
   const secrets = authFile || authQuery ? secretSource(authFile, authQuery) : undefined;
   const routes = config.routes_file ? readRoutesFile(config.routes_file, upstream) : [];
   return { config, hba, ident, material, sni, proxyTrusted, upstream, secrets, authFile, routes };

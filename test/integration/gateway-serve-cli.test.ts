@@ -107,6 +107,45 @@ describe('pgtls serve (zero configuration)', () => {
     assert.equal(await s.exited, 0);
   });
 
+  test('pooling in front of the embedded cluster: the gateway authenticates with SCRAM, pass-through logs it in', async () => {
+    // The built-in hba's trust means "the backend authenticates" only for the 1:1 relay: a pool logs servers in
+    // itself, so the gateway checks passwords (looked up as the cluster's superuser) and reuses the client's keys.
+    const s = await serve(['--pool-mode', 'session', '--default-pool-size', '2']);
+    const line = /psql "([^"]+)"/.exec(s.stderr())?.[1];
+    assert.ok(line, s.stderr());
+    const password = readFileSync(join(work, 'pgtls-data/postgres-password'), 'utf8').trim();
+    const env = { PGPASSWORD: password };
+    const pids = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      const r = await psql(line, 'select pg_backend_pid()', { env });
+      assert.equal(r.code, 0, r.stderr);
+      pids.add(r.stdout.trim());
+    }
+    assert.equal(pids.size, 1, 'one pooled server for three sessions in a row');
+    const bound = await psql(`${line} channel_binding=require`, 'select current_user', { env, libpq: 18 });
+    assert.equal(bound.code, 0, bound.stderr);
+    assert.equal(bound.stdout.trim(), 'postgres');
+    const wrong = await psql(line, 'select 1', { env: { PGPASSWORD: 'not-the-password' } });
+    assert.match(wrong.stderr, /FATAL: {2}password authentication failed for user "postgres"/);
+    await new Promise((res) => setTimeout(res, 200));
+    const log = s
+      .stdout()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const relayed = log.filter((l) => l.msg === 'connection' && l.outcome === 'relayed');
+    assert.equal(relayed.length, 4, s.stdout());
+    assert.ok(relayed.every((l) => l.hba === '(built-in pg_hba.conf):2'));
+    // psql 15 (channel_binding=prefer) and 18 (require) both bind to the gateway's certificate.
+    assert.ok(
+      relayed.every((l) => l.auth_method === 'scram-sha-256-plus' && l.channel_binding === true),
+      s.stdout(),
+    );
+    assert.ok(!s.stdout().includes(password));
+    s.child.kill('SIGINT');
+    assert.equal(await s.exited, 0);
+  });
+
   test('after a SIGKILL, the next start stops the orphaned PostgreSQL and serves again', async () => {
     const s = await serve([]);
     s.child.kill('SIGKILL');

@@ -54,14 +54,25 @@ export interface ServerLogin {
 }
 
 /** The backend refused the login: its ErrorResponse fields are kept for the client. */
+/**
+ * Why a server login failed, for what the waiting client is told (./waiting.ts loginRefusal): the backend could not
+ * be reached or went away during the login (`unreachable`), the gateway has no credential for the user
+ * (`no-credential`), or the login itself failed (`failed`: SCRAM, a method the gateway lacks, a bad message). A
+ * backend's own ErrorResponse (`backendError`) is passed on as it is whatever the kind.
+ */
+export type ServerLoginFailure = 'unreachable' | 'no-credential' | 'failed';
+
 export class ServerLoginError extends PgtlsError {
   constructor(
     message: string,
     readonly backendError?: Readonly<Record<string, string>>,
-    options: { cause?: unknown } = {},
+    options: { cause?: unknown; failure?: ServerLoginFailure } = {},
   ) {
-    super(ERR_SERVER_LOGIN, message, options);
+    super(ERR_SERVER_LOGIN, message, options.cause !== undefined ? { cause: options.cause } : {});
+    this.failure = options.failure ?? 'failed';
   }
+
+  readonly failure: ServerLoginFailure;
 }
 
 export interface PasswordLoginOptions {
@@ -111,6 +122,7 @@ export class PasswordLogin implements ServerLogin {
       } catch (e) {
         throw new ServerLoginError(`could not connect to the backend: ${(e as Error).message}`, undefined, {
           cause: e,
+          failure: 'unreachable',
         });
       }
       socket.on('error', () => undefined);
@@ -128,7 +140,9 @@ export class PasswordLogin implements ServerLogin {
       if (req.upstream) server.target = req.upstream;
       return server;
     }
-    throw new ServerLoginError('could not connect to the backend: too many attempts');
+    throw new ServerLoginError('could not connect to the backend: too many attempts', undefined, {
+      failure: 'unreachable',
+    });
   }
 
   #authenticate(socket: Duplex, req: LoginRequest): Promise<ServerConnection> {
@@ -160,7 +174,9 @@ export class PasswordLogin implements ServerLogin {
         socket.pause();
       };
       const needPassword = (): string | undefined => {
-        if (password === undefined) fail(new ServerLoginError(`no password for user "${req.key.user}"`));
+        if (password === undefined) {
+          fail(new ServerLoginError(`no password for user "${req.key.user}"`, undefined, { failure: 'no-credential' }));
+        }
         return password;
       };
       const onData = (d: Buffer) => {
@@ -247,9 +263,10 @@ export class PasswordLogin implements ServerLogin {
           fail(new ServerLoginError(`invalid message from the backend: ${(e as Error).message}`));
         }
       };
-      const onClose = () => fail(new ServerLoginError('backend closed the connection during login'));
+      const onClose = () =>
+        fail(new ServerLoginError('backend closed the connection during login', undefined, { failure: 'unreachable' }));
       const timer = setTimeout(
-        () => fail(new ServerLoginError('backend login timed out')),
+        () => fail(new ServerLoginError('backend login timed out', undefined, { failure: 'unreachable' })),
         this.opts.timeoutMs ?? 15_000,
       );
       timer.unref();

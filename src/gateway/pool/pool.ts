@@ -12,10 +12,15 @@
 import * as refuse from '../refusals.js';
 import type { LaneHandle, LaneOps } from '../transport.js';
 import type { UpstreamTarget } from '../upstream.js';
-import type { LoginRequest, ServerCredentials, ServerLogin } from './login.js';
+import { type LoginRequest, type ServerCredentials, type ServerLogin, ServerLoginError } from './login.js';
 import type { PoolKey, ServerConnection } from './server-connection.js';
 import type { PoolSettings } from './settings.js';
 import { type ClientGone, PoolRefusal, QUERY_WAIT_TIMEOUT, loginRefusal } from './waiting.js';
+
+/** For the log when a server login needs a password the gateway does not have (docs/pooling.md, "Logging servers in"). */
+const NO_CREDENTIAL_HINT =
+  'authenticate this user at the gateway (a scram-sha-256 or md5 hba line with auth_file or auth_user + auth_query: ' +
+  'its SCRAM keys or password then log the server in), or give the pool a credential (auth_file with the password)';
 
 export { ClientGone, PoolRefusal, QUERY_WAIT_TIMEOUT, loginRefusal } from './waiting.js';
 
@@ -587,7 +592,11 @@ export class Pool {
         this.#opening--;
         this.dbCounts.add(this.#dbKey, -1);
         if (w) w.opening = false;
-        this.log('server login failed', { ...this.key, error: e.message });
+        this.log('server login failed', {
+          ...this.key,
+          error: e.message,
+          ...(e instanceof ServerLoginError && e.failure === 'no-credential' ? { hint: NO_CREDENTIAL_HINT } : {}),
+        });
         // The client whose credentials were used gets the failure; the others keep waiting (issue #1186).
         if (w && this.#dequeue(w)) w.reject(loginRefusal(e));
         this.#pump();

@@ -47,7 +47,10 @@ export class ClientGone {
 /** PgBouncer's text and SQLSTATE (janitor.c: disconnect_client(…, "query_wait_timeout"), 08P01 by default). */
 export const QUERY_WAIT_TIMEOUT: WireError = { severity: 'FATAL', code: '08P01', message: 'query_wait_timeout' };
 
-/** What a client is told when its server login failed: the backend's own FATAL, or "could not connect". */
+/**
+ * What a client is told when its server login failed: the backend's own FATAL, "could not log in" (the gateway had
+ * no credential, or the login failed), or "could not connect".
+ */
 export function loginRefusal(e: Error): PoolRefusal {
   const be = e instanceof ServerLoginError ? e.backendError : undefined;
   if (be?.C && be.M) {
@@ -60,6 +63,11 @@ export function loginRefusal(e: Error): PoolRefusal {
     };
     return new PoolRefusal(wire, e.message);
   }
+  if (e instanceof ServerLoginError && e.failure === 'no-credential') {
+    return new PoolRefusal(refuse.backendLoginNoCredential(), e.message);
+  }
+  if (e instanceof ServerLoginError && e.failure === 'failed')
+    return new PoolRefusal(refuse.backendLoginFailed(), e.message);
   const cause = (e as { cause?: unknown }).cause;
   const detail = cause instanceof UpstreamUnavailable ? cause.clientDetail : undefined;
   return new PoolRefusal(refuse.upstreamUnavailable(detail), e.message);
