@@ -141,6 +141,10 @@ describe('pgtls serve (zero configuration)', () => {
       relayed.every((l) => l.auth_method === 'scram-sha-256-plus' && l.channel_binding === true),
       s.stdout(),
     );
+    // The refusal's record: PostgreSQL's text once (a wrong SCRAM proof has no log DETAIL in PostgreSQL either).
+    const refused = log.find((l) => l.msg === 'connection' && l.outcome === 'refused');
+    assert.equal(refused?.reason, 'password authentication failed for user "postgres"');
+    assert.equal(refused?.sqlstate, '28P01');
     assert.ok(!s.stdout().includes(password));
     s.child.kill('SIGINT');
     assert.equal(await s.exited, 0);

@@ -64,9 +64,10 @@ export async function authenticateAtGateway(
     return undefined;
   }
   const reader = new MessageStream(c.stream, MAX_AUTH_MESSAGE);
-  const refuse = (logDetail: string, err = passwordAuthFailed(user)) => {
+  // The record's reason: the client's message, and PostgreSQL's log DETAIL when there is one.
+  const refuse = (logDetail: string | undefined, err = passwordAuthFailed(user)) => {
     reader.detach();
-    c.fatal(scramFailureToWire(err), `${err.message}: ${logDetail}`);
+    c.fatal(scramFailureToWire(err), logDetail ? `${err.message}: ${logDetail}` : err.message);
     return undefined;
   };
   /** One client message of type 'p' (PasswordMessage / SASL responses share the type byte). */
@@ -98,7 +99,7 @@ export async function authenticateAtGateway(
         c.stream.write(step.message);
         continue;
       }
-      if (step.kind === 'failure') return refuse(step.logDetail ?? step.error.message, step.error);
+      if (step.kind === 'failure') return refuse(step.logDetail, step.error);
       c.stream.write(Buffer.concat([step.message, encodeAuthenticationOk()]));
       record.channel_binding = step.channelBound;
       if (step.channelBound) record.auth_method = 'scram-sha-256-plus';
@@ -122,7 +123,7 @@ export async function authenticateAtGateway(
     if (m.type !== 0x70)
       return refuse(`expected password response, got message type ${m.type}`, protocolViolation(m.type));
     const p = parsePasswordPacket(m.body);
-    if ('error' in p) return refuse(p.error.message, p.error);
+    if ('error' in p) return refuse(undefined, p.error);
     check = verifyMd5Response(user, stored, salt, p.password.toString('latin1'));
   } else {
     c.stream.write(encodeAuthenticationCleartextPassword());
@@ -131,7 +132,7 @@ export async function authenticateAtGateway(
     if (m.type !== 0x70)
       return refuse(`expected password response, got message type ${m.type}`, protocolViolation(m.type));
     const p = parsePasswordPacket(m.body);
-    if ('error' in p) return refuse(p.error.message, p.error);
+    if ('error' in p) return refuse(undefined, p.error);
     password = p.password;
     check = verifyCleartextPassword(user, stored, p.password);
   }
