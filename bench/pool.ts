@@ -14,6 +14,10 @@
  *   npm run build && node dist/bench/pool.js [--seconds 15] [--warmup 0] [--only session|simple|prepared] [--plain]
  *                                            [--hop tcp|unix] [--native on|off] [--callgrind [--callgrind-tx N]]
  *                                            [--cpu-prof DIR] [--node-arg ARG] [--target direct|pgbouncer|pgtls] [--write docs/benchmarks.md]
+ *                                            [--rounds N] [--set name=value]
+ *
+ * With --rounds N the three targets run N times each, in a rotating order (drift of the machine's load hits all
+ * alike); the row shows median TPS, the median of the per-round ratios, and every round's pgtls / PgBouncer.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,6 +31,8 @@ import { callgrindPerTx, cpuOf, freePort, waitPort } from './support.js';
 const { values: opt } = parseArgs({
   options: {
     seconds: { type: 'string', default: '15' },
+    /** Measured runs per target, interleaved (one run of 10–15 s swings ±10 % on a shared 2-core machine). */
+    rounds: { type: 'string', default: '1' },
     /**
      * Seconds of the same load on each target before its measured run, not counted: a gateway just started runs its
      * per-connection JavaScript in the interpreter until V8 has optimized it (a -C run of 15 s is ~5,000
@@ -128,6 +134,7 @@ const cpuSince = (pid: number, from: { user: number; sys: number }) => {
 
 async function main(): Promise<void> {
   const seconds = Number(opt.seconds);
+  const rounds = Math.max(1, Number(opt.rounds) || 1);
   const work = mkdtempSync(join(tmpdir(), 'pgtls-pool-bench-'));
   execFileSync('chmod', ['755', work]);
   const runAs = await postgresRunAs();
@@ -181,7 +188,7 @@ async function main(): Promise<void> {
     );
     say('');
     say(
-      '| scenario | direct TPS | PgBouncer TPS | pgtls TPS | pgtls / PgBouncer | pgtls / direct | CPU µs/tx PgBouncer (user + sys) | CPU µs/tx pgtls (user + sys) |',
+      `| scenario | direct TPS | PgBouncer TPS | pgtls TPS | pgtls / PgBouncer | pgtls / direct | CPU µs/tx PgBouncer (user + sys) | CPU µs/tx pgtls (user + sys) |${rounds > 1 ? ' pgtls / PgBouncer by round |' : ''}`,
     );
     say('|---|---|---|---|---|---|---|---|');
     writeFileSync(join(work, 'userlist.txt'), '"postgres" ""\n');
@@ -281,25 +288,63 @@ async function main(): Promise<void> {
         if (want('pgbouncer')) pgbench(bPort, sc.args, warmup);
         if (want('pgtls')) pgbench(gPort, sc.args, warmup);
       }
-      const direct = want('direct') ? pgbench(pgPort, sc.args, seconds) : skipped;
-      const b0 = cpuOf(bouncer.pid!);
-      const bouncerRun = want('pgbouncer') ? pgbench(bPort, sc.args, seconds) : skipped;
-      const bCpu = cpuSince(bouncer.pid!, b0);
-      const g0 = cpuOf(gw.pid!);
-      if (want('pgtls')) process.stderr.write(`bench: pgtls pid ${gw.pid}\n`);
-      const gwRun = want('pgtls') ? pgbench(gPort, sc.args, seconds) : skipped;
-      const gCpu = cpuSince(gw.pid!, g0);
+      const show = (r: Run) => (r.error ? `failed: ${r.error}` : r.tps.toFixed(0));
+      const targets = [
+        { name: 'direct', port: pgPort, pid: undefined },
+        { name: 'pgbouncer', port: bPort, pid: bouncer.pid },
+        { name: 'pgtls', port: gPort, pid: gw.pid },
+      ] as const;
+      const runs: Record<(typeof targets)[number]['name'], Run[]> = { direct: [], pgbouncer: [], pgtls: [] };
+      const cpu = { direct: { user: 0, sys: 0 }, pgbouncer: { user: 0, sys: 0 }, pgtls: { user: 0, sys: 0 } };
+      for (let round = 0; round < rounds; round++) {
+        for (let i = 0; i < targets.length; i++) {
+          // Round r starts with target r mod 3: direct, PgBouncer, pgtls in the first round as always.
+          const t = targets[(i + round) % targets.length]!;
+          if (!want(t.name)) {
+            runs[t.name].push(skipped);
+            continue;
+          }
+          if (t.name === 'pgtls' && round === 0) process.stderr.write(`bench: pgtls pid ${gw.pid}\n`);
+          const c0 = t.pid === undefined ? undefined : cpuOf(t.pid);
+          const run = pgbench(t.port, sc.args, seconds);
+          runs[t.name].push(run);
+          if (t.pid !== undefined && c0) {
+            const d = cpuSince(t.pid, c0);
+            cpu[t.name].user += d.user;
+            cpu[t.name].sys += d.sys;
+          }
+          if (rounds > 1) process.stderr.write(`bench: round ${round + 1}/${rounds} ${t.name} ${show(run)} tps\n`);
+        }
+      }
       bouncer.kill('SIGTERM');
       gw.kill('SIGINT');
       await new Promise((r) => gw.once('exit', r));
-      const show = (r: Run) => (r.error ? `failed: ${r.error}` : r.tps.toFixed(0));
-      const ratio = (a: Run, b: Run) => (a.error || b.error ? 'n/a' : (a.tps / b.tps).toFixed(2));
-      const per = (cpu: { user: number; sys: number }, r: Run) =>
-        r.transactions > 0
-          ? `${(cpu.user / r.transactions).toFixed(1)} + ${(cpu.sys / r.transactions).toFixed(1)}`
-          : 'n/a';
+      const median = (xs: number[]) => {
+        const v = [...xs].sort((a, b) => a - b);
+        return v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+      };
+      /** The target's runs as one: the median TPS, all transactions (for CPU per transaction); failed if any failed. */
+      const merged = (rs: Run[]): Run => {
+        const bad = rs.find((r) => r.error);
+        if (bad) return bad;
+        return { tps: median(rs.map((r) => r.tps)), transactions: rs.reduce((n, r) => n + r.transactions, 0) };
+      };
+      const direct = merged(runs.direct);
+      const bouncerRun = merged(runs.pgbouncer);
+      const gwRun = merged(runs.pgtls);
+      /** The median of the per-round ratios: each round's targets ran minutes apart at most. */
+      const ratio = (a: Run[], b: Run[]) =>
+        a.some((r) => r.error) || b.some((r) => r.error)
+          ? 'n/a'
+          : median(a.map((r, i) => r.tps / b[i]!.tps)).toFixed(2);
+      const per = (c: { user: number; sys: number }, r: Run) =>
+        r.transactions > 0 ? `${(c.user / r.transactions).toFixed(1)} + ${(c.sys / r.transactions).toFixed(1)}` : 'n/a';
+      const byRound =
+        rounds > 1
+          ? ` ${runs.pgtls.map((r, i) => (r.error || runs.pgbouncer[i]!.error ? 'n/a' : (r.tps / runs.pgbouncer[i]!.tps).toFixed(2))).join(', ')} |`
+          : '';
       say(
-        `| ${sc.mode} \`pgbench -S ${sc.args.join(' ')}\`, pool ${sc.size} | ${show(direct)} | ${show(bouncerRun)} | ${show(gwRun)} | ${ratio(gwRun, bouncerRun)} | ${ratio(gwRun, direct)} | ${per(bCpu, bouncerRun)} | ${per(gCpu, gwRun)} |`,
+        `| ${sc.mode} \`pgbench -S ${sc.args.join(' ')}\`, pool ${sc.size} | ${show(direct)} | ${show(bouncerRun)} | ${show(gwRun)} | ${ratio(runs.pgtls, runs.pgbouncer)} | ${ratio(runs.pgtls, runs.direct)} | ${per(cpu.pgbouncer, bouncerRun)} | ${per(cpu.pgtls, gwRun)} |${byRound}`,
       );
       if (opt.callgrind) {
         process.stderr.write(`bench: ${sc.name} under callgrind (minutes) …\n`);
