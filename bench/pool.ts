@@ -190,7 +190,7 @@ async function main(): Promise<void> {
     say(
       `| scenario | direct TPS | PgBouncer TPS | pgtls TPS | pgtls / PgBouncer | pgtls / direct | CPU µs/tx PgBouncer (user + sys) | CPU µs/tx pgtls (user + sys) |${rounds > 1 ? ' pgtls / PgBouncer by round |' : ''}`,
     );
-    say('|---|---|---|---|---|---|---|---|');
+    say(`|---|---|---|---|---|---|---|---|${rounds > 1 ? '---|' : ''}`);
     writeFileSync(join(work, 'userlist.txt'), '"postgres" ""\n');
     own(join(work, 'userlist.txt'));
     const gatewayConf = (sc: Scenario, port: number, dataName: string): string => {
