@@ -53,7 +53,6 @@ export interface ServerLogin {
   fits?(server: ServerConnection): string | undefined;
 }
 
-/** The backend refused the login: its ErrorResponse fields are kept for the client. */
 /**
  * Why a server login failed, for what the waiting client is told (./waiting.ts loginRefusal): the backend could not
  * be reached or went away during the login (`unreachable`), the gateway has no credential for the user
@@ -62,6 +61,7 @@ export interface ServerLogin {
  */
 export type ServerLoginFailure = 'unreachable' | 'no-credential' | 'failed';
 
+/** A server login that failed; when the backend refused it, its ErrorResponse fields are kept for the client. */
 export class ServerLoginError extends PgtlsError {
   constructor(
     message: string,
