@@ -53,6 +53,16 @@ async function serve(args: string[], where = { main: MAIN, cwd: work }): Promise
   return { child, stderr: () => err, stdout: () => out, exited };
 }
 
+/** The serve's JSON log so far (one object per line), after a moment for the last connection's line. */
+async function logOf(s: Started): Promise<Record<string, unknown>[]> {
+  await new Promise((res) => setTimeout(res, 200));
+  return s
+    .stdout()
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
 describe('pgtls serve (zero configuration)', () => {
   test('first start: embedded PostgreSQL, local CA, the printed psql line connects with verify-full', async () => {
     const s = await serve([]);
@@ -75,12 +85,7 @@ describe('pgtls serve (zero configuration)', () => {
     const wrong = await psql(line, 'select 1', { env: { PGPASSWORD: 'not-the-password' } });
     assert.match(wrong.stderr, /password authentication failed for user "postgres"/);
     // the JSON log: one line per connection, and never the password
-    await new Promise((res) => setTimeout(res, 200));
-    const log = s
-      .stdout()
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const log = await logOf(s);
     assert.ok(log.some((l) => l.msg === 'connection' && l.outcome === 'relayed' && l.tls_version === 'TLSv1.3'));
     assert.ok(!s.stdout().includes(password[2]!));
     // reload through the CLI
@@ -127,12 +132,7 @@ describe('pgtls serve (zero configuration)', () => {
     assert.equal(bound.stdout.trim(), 'postgres');
     const wrong = await psql(line, 'select 1', { env: { PGPASSWORD: 'not-the-password' } });
     assert.match(wrong.stderr, /FATAL: {2}password authentication failed for user "postgres"/);
-    await new Promise((res) => setTimeout(res, 200));
-    const log = s
-      .stdout()
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const log = await logOf(s);
     const relayed = log.filter((l) => l.msg === 'connection' && l.outcome === 'relayed');
     assert.equal(relayed.length, 4, s.stdout());
     assert.ok(relayed.every((l) => l.hba === '(built-in pg_hba.conf):2'));
